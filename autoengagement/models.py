@@ -1,0 +1,187 @@
+import datetime as dt
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Length, Substr
+from django.db.models.lookups import Exact, In, LessThanOrEqual
+
+from autoengagement import validation
+from engagement_site import secure_ids
+from engagement_site.db import prefix_check
+from engagement_site.secure_ids import IdKind
+
+DEFAULT_MESSAGE_TEMPLATE = {
+    "header": "We miss you, {first_name}!",
+    "body": "It has been {days_inactive} days since your last visit to {business_name}. Come back soon!",
+}
+
+_DIGITS = list("0123456789")
+
+
+def default_message_template() -> dict[str, str]:
+    return dict(DEFAULT_MESSAGE_TEMPLATE)
+
+
+def default_channels() -> list[str]:
+    return ["wallet"]
+
+
+def _run_time_format_check() -> Q:
+    """HH:MM from 00:00 to 23:59, written without REGEXP so every database (and sqlite3 shell) can check it."""
+    hour = Substr("run_time", 1, 2)
+    return Q(
+        Exact(Length("run_time"), 5),
+        In(Substr("run_time", 1, 1), ["0", "1", "2"]),
+        In(Substr("run_time", 2, 1), _DIGITS),
+        LessThanOrEqual(hour, "23"),
+        Exact(Substr("run_time", 3, 1), ":"),
+        In(Substr("run_time", 4, 1), list("012345")),
+        In(Substr("run_time", 5, 1), _DIGITS),
+    )
+
+
+class AutoEngagementConfig(models.Model):
+    class RunStatus(models.TextChoices):
+        SUCCESS = "success", "Success"
+        FAILED = "failed", "Failed"
+        RUNNING = "running", "Running"
+        MISSED = "missed", "Missed (too late to send)"
+
+    config_id = models.CharField(
+        max_length=secure_ids.MAX_LENGTH, unique=True, default=secure_ids.new_config_id, editable=False
+    )
+    business = models.OneToOneField("wallet.Business", on_delete=models.CASCADE, related_name="auto_engagement_config")
+    enabled = models.BooleanField(default=True, db_index=True)
+    inactivity_days = models.PositiveSmallIntegerField(
+        default=7, validators=[MinValueValidator(1), MaxValueValidator(365)]
+    )
+    message_template = models.JSONField(default=default_message_template)
+    channels = models.JSONField(default=default_channels)
+    run_time = models.CharField(max_length=5, default="09:00", help_text="Local send time, HH:MM (24-hour).")
+    timezone = models.CharField(max_length=64, default="UTC", help_text="IANA time zone, e.g. Europe/Paris.")
+    max_reminders = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(10)],
+        help_text="Messages per inactivity spell, spaced inactivity_days apart.",
+    )
+    max_inactivity_days = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Leave alone customers inactive for longer than this (empty: no limit)."
+    )
+    holdout_percent = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(50)],
+        help_text="Share of the audience kept as an untouched control group, to measure uplift.",
+    )
+    attribution_days = models.PositiveSmallIntegerField(
+        default=14,
+        validators=[MinValueValidator(1), MaxValueValidator(90)],
+        help_text="A visit within this many days of a message counts as a reactivation.",
+    )
+    last_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_run_status = models.CharField(  # noqa: DJ001 - the contract says null before the first run
+        max_length=10, choices=RunStatus.choices, null=True, blank=True
+    )
+    last_run_error = models.TextField(blank=True)
+    last_run_local_date = models.DateField(null=True, blank=True, help_text="The local date of the last run.")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    total_customers_notified = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "auto-engagement config"
+        constraints = [
+            models.CheckConstraint(condition=prefix_check("config_id", IdKind.CONFIG.prefix), name="config_id_prefix"),
+            models.CheckConstraint(
+                condition=Q(inactivity_days__gte=1, inactivity_days__lte=365), name="config_inactivity_days_range"
+            ),
+            models.CheckConstraint(condition=_run_time_format_check(), name="config_run_time_format"),
+            models.CheckConstraint(
+                condition=Q(last_run_status__isnull=True)
+                | Q(last_run_status__in=["success", "failed", "running", "missed"]),
+                name="config_last_run_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_reminders__gte=1, max_reminders__lte=10), name="config_max_reminders_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_inactivity_days__isnull=True)
+                | Q(max_inactivity_days__gt=models.F("inactivity_days"), max_inactivity_days__lte=3650),
+                name="config_max_inactivity_days_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(holdout_percent__gte=0, holdout_percent__lte=50), name="config_holdout_percent_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(attribution_days__gte=1, attribution_days__lte=90), name="config_attribution_days_range"
+            ),
+            models.CheckConstraint(condition=Q(total_customers_notified__gte=0), name="config_total_notified_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.config_id
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        for field, messages in (
+            ("message_template", validation.message_template_errors(self.message_template)),
+            ("channels", validation.channels_errors(self.channels)),
+            ("run_time", validation.run_time_errors(self.run_time)),
+            ("timezone", validation.timezone_errors(self.timezone)),
+            (
+                "max_inactivity_days",
+                validation.max_inactivity_days_errors(self.max_inactivity_days, self.inactivity_days),
+            ),
+        ):
+            if messages:
+                errors[field] = messages
+        if errors:
+            raise ValidationError(errors)
+
+    def get_message_template(self) -> dict[str, str]:
+        """The header and body to render, falling back to the defaults for anything missing."""
+        template = self.message_template if isinstance(self.message_template, dict) else {}
+        return {key: template.get(key) or default for key, default in DEFAULT_MESSAGE_TEMPLATE.items()}
+
+    def is_leased(self, now: dt.datetime) -> bool:
+        return (
+            self.last_run_status == self.RunStatus.RUNNING
+            and self.lease_expires_at is not None
+            and self.lease_expires_at > now
+        )
+
+    def can_run(self, now: dt.datetime) -> bool:
+        """Enabled and not held by a live run; whether it is due today is the scheduler's question."""
+        return self.enabled and not self.is_leased(now)
+
+    def mark_as_running(self, *, now: dt.datetime, lease_seconds: int, local_date: dt.date) -> None:
+        self.last_run_status = self.RunStatus.RUNNING
+        self.last_run_at = now
+        self.last_run_error = ""
+        self.last_run_local_date = local_date
+        self.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
+        self.save(
+            update_fields=[
+                "last_run_status",
+                "last_run_at",
+                "last_run_error",
+                "last_run_local_date",
+                "lease_expires_at",
+                "updated_at",
+            ]
+        )
+
+    def mark_as_completed(self, count: int) -> None:
+        self.last_run_status = self.RunStatus.SUCCESS
+        self.lease_expires_at = None
+        self.total_customers_notified = models.F("total_customers_notified") + count
+        self.save(update_fields=["last_run_status", "lease_expires_at", "total_customers_notified", "updated_at"])
+        self.refresh_from_db(fields=["total_customers_notified"])
+
+    def mark_as_failed(self, error: str) -> None:
+        self.last_run_status = self.RunStatus.FAILED
+        self.last_run_error = error
+        self.lease_expires_at = None
+        self.save(update_fields=["last_run_status", "last_run_error", "lease_expires_at", "updated_at"])

@@ -1,0 +1,79 @@
+"""The config rules shared by model validation, the API and admin, so they can never disagree."""
+
+import re
+import zoneinfo
+from typing import Any
+
+from autoengagement.templating import BODY_MAX_LENGTH, HEADER_MAX_LENGTH, template_errors
+from notifications.channels import Channel
+
+RUN_TIME_PATTERN = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+INACTIVITY_DAYS_RANGE = (1, 365)
+MAX_INACTIVITY_DAYS_LIMIT = 3650
+MAX_REMINDERS_RANGE = (1, 10)
+HOLDOUT_PERCENT_RANGE = (0, 50)
+ATTRIBUTION_DAYS_RANGE = (1, 90)
+
+
+def message_template_errors(value: Any) -> list[str]:
+    if not isinstance(value, dict):
+        return ["Must be an object with 'header' and 'body'."]
+    errors = []
+    unknown = sorted(set(value) - {"header", "body"})
+    if unknown:
+        errors.append("Unknown keys: " + ", ".join(unknown) + ".")
+    for key, limit in (("header", HEADER_MAX_LENGTH), ("body", BODY_MAX_LENGTH)):
+        text = value.get(key)
+        if text is None:
+            errors.append(f"'{key}' is required.")
+        elif not isinstance(text, str):
+            errors.append(f"'{key}' must be a string.")
+        elif not text.strip():
+            errors.append(f"'{key}' may not be empty.")
+        elif len(text) > limit:
+            errors.append(f"'{key}' may have at most {limit} characters (it has {len(text)}).")
+        else:
+            errors.extend(f"'{key}': {error}" for error in template_errors(text))
+    return errors
+
+
+def channels_errors(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        return ["Must be a list of channels."]
+    if not value:
+        return ["At least one channel is required."]
+    errors = []
+    unknown = [item for item in value if not isinstance(item, str) or item not in Channel.values]
+    if unknown:
+        errors.append(f"Unknown channels: {unknown!r}; allowed: " + ", ".join(Channel.values) + ".")
+    if len(set(map(str, value))) != len(value):
+        errors.append("Channels must not repeat.")
+    return errors
+
+
+def run_time_errors(value: Any) -> list[str]:
+    if not isinstance(value, str) or not RUN_TIME_PATTERN.match(value):
+        return ["Must be a 24-hour time HH:MM, from 00:00 to 23:59."]
+    return []
+
+
+def timezone_errors(value: Any) -> list[str]:
+    if not isinstance(value, str) or not value or value != value.strip():
+        return ["Must be an IANA time zone name such as 'Europe/Paris'."]
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return [f"'{value}' is not a known IANA time zone."]
+    return []
+
+
+def max_inactivity_days_errors(value: Any, inactivity_days: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, bool) or not isinstance(value, int):
+        return ["Must be an integer or null."]
+    if isinstance(inactivity_days, int) and value <= inactivity_days:
+        return [f"Must be greater than inactivity_days ({inactivity_days})."]
+    if value > MAX_INACTIVITY_DAYS_LIMIT:
+        return [f"Must be at most {MAX_INACTIVITY_DAYS_LIMIT}."]
+    return []

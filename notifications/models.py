@@ -1,0 +1,69 @@
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from engagement_site import secure_ids
+from engagement_site.db import prefix_check
+from engagement_site.secure_ids import IdKind
+from notifications.channels import Channel
+
+
+class NotificationLog(models.Model):
+    """One attempt to reach one customer on one channel; written as pending before anything is sent."""
+
+    class Type(models.TextChoices):
+        AUTO_REENGAGEMENT = "auto_reengagement", "Auto re-engagement"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+        HOLDOUT = "holdout", "Holdout"
+
+    notification_id = models.CharField(
+        max_length=secure_ids.MAX_LENGTH, unique=True, default=secure_ids.new_notification_id, editable=False
+    )
+    business = models.ForeignKey("wallet.Business", on_delete=models.CASCADE, related_name="notification_logs")
+    customer = models.ForeignKey("wallet.Customer", on_delete=models.CASCADE, related_name="notification_logs")
+    config = models.ForeignKey(
+        "autoengagement.AutoEngagementConfig",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="notification_logs",
+    )
+    type = models.CharField(max_length=32, choices=Type.choices, default=Type.AUTO_REENGAGEMENT)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    header = models.CharField(max_length=255, blank=True)
+    body = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    run_date = models.DateField(help_text="The business's local date of the run.")
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    reactivated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["config", "customer", "channel", "run_date"], name="notification_once_per_run_date"
+            ),
+            models.CheckConstraint(condition=Q(channel__in=Channel.values), name="notification_channel_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "sent", "failed", "skipped", "holdout"]),
+                name="notification_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=prefix_check("notification_id", IdKind.NOTIFICATION.prefix), name="notification_id_prefix"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["business", "type", "created_at"], name="notification_history_idx"),
+            models.Index(fields=["customer", "config", "created_at"], name="notification_customer_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.notification_id

@@ -1,0 +1,80 @@
+import datetime as dt
+
+import factory
+from django.utils import timezone
+
+from autoengagement.models import AutoEngagementConfig
+from notifications.models import NotificationLog
+from wallet.models import AppleDeviceRegistration, Business, BusinessSession, Customer, WalletPass
+from wallet.services import hash_token
+
+DEFAULT_PASSWORD = "correct-horse-battery"
+
+
+class BusinessFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Business
+
+    name = factory.Sequence(lambda n: f"Business {n}")
+    email = factory.Sequence(lambda n: f"owner{n}@example.com")
+    password = factory.django.Password(DEFAULT_PASSWORD)
+    timezone = "UTC"
+
+
+class BusinessSessionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BusinessSession
+
+    class Params:
+        token = factory.Sequence(lambda n: f"test-token-{n}")
+
+    business = factory.SubFactory(BusinessFactory)
+    token_hash = factory.LazyAttribute(lambda o: hash_token(o.token))
+    expires_at = factory.LazyFunction(lambda: timezone.now() + dt.timedelta(days=1))
+
+
+class CustomerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Customer
+
+    business = factory.SubFactory(BusinessFactory)
+    first_name = factory.Sequence(lambda n: f"First{n}")
+    last_name = "Customer"
+    email = factory.Sequence(lambda n: f"customer{n}@example.com")
+    phone = factory.Sequence(lambda n: f"+1415555{n % 10000:04d}")
+
+
+class WalletPassFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = WalletPass
+
+    customer = factory.SubFactory(CustomerFactory)
+    platform = WalletPass.Platform.APPLE
+
+
+class AppleDeviceRegistrationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AppleDeviceRegistration
+
+    wallet_pass = factory.SubFactory(WalletPassFactory)
+    device_library_identifier = factory.Sequence(lambda n: f"device{n}")
+    push_token = factory.Sequence(lambda n: f"{n:064x}")
+
+
+class AutoEngagementConfigFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AutoEngagementConfig
+
+    business = factory.SubFactory(BusinessFactory)
+
+
+class NotificationLogFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = NotificationLog
+
+    config = factory.SubFactory(AutoEngagementConfigFactory)
+    business = factory.SelfAttribute("config.business")
+    customer = factory.SubFactory(CustomerFactory, business=factory.SelfAttribute("..business"))
+    channel = "wallet"
+    status = NotificationLog.Status.SENT
+    run_date = factory.LazyFunction(lambda: timezone.now().date())

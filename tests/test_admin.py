@@ -1,0 +1,70 @@
+import pytest
+from django.contrib import admin
+from django.urls import reverse
+
+from tests.factories import (
+    AppleDeviceRegistrationFactory,
+    AutoEngagementConfigFactory,
+    BusinessSessionFactory,
+    NotificationLogFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+MODELS = [
+    model for model in admin.site._registry if model._meta.app_label in {"wallet", "notifications", "autoengagement"}
+]
+
+
+@pytest.fixture
+def populated():
+    log = NotificationLogFactory()
+    AutoEngagementConfigFactory()
+    BusinessSessionFactory(business=log.business)
+    AppleDeviceRegistrationFactory()
+    return log
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m._meta.label)
+def test_changelist_and_change_pages_load(admin_client, populated, model):
+    opts = model._meta
+    response = admin_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"), {"q": "x"})
+    assert response.status_code == 200
+    obj = model.objects.first()
+    response = admin_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]))
+    assert response.status_code == 200
+
+
+def test_every_domain_model_is_registered():
+    labels = {model._meta.label for model in MODELS}
+    assert labels == {
+        "wallet.Business",
+        "wallet.BusinessSession",
+        "wallet.Customer",
+        "wallet.WalletPass",
+        "wallet.AppleDeviceRegistration",
+        "notifications.NotificationLog",
+        "autoengagement.AutoEngagementConfig",
+    }
+
+
+def test_notification_log_is_read_only(admin_client, populated):
+    add_url = reverse("admin:notifications_notificationlog_add")
+    assert admin_client.get(add_url).status_code == 403
+    response = admin_client.post(
+        reverse("admin:notifications_notificationlog_change", args=[populated.pk]), {"status": "failed"}
+    )
+    assert response.status_code == 403
+
+
+def test_business_created_in_admin_gets_a_hashed_password(admin_client):
+    from wallet.models import Business
+
+    response = admin_client.post(
+        reverse("admin:wallet_business_add"),
+        {"name": "Shop", "email": "shop@example.com", "timezone": "UTC", "new_password": "a-secret-pass"},
+    )
+    assert response.status_code == 302
+    business = Business.objects.get(email="shop@example.com")
+    assert business.password != "a-secret-pass"
+    assert business.check_password("a-secret-pass")

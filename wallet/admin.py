@@ -1,0 +1,95 @@
+from django import forms
+from django.contrib import admin
+
+from wallet.models import AppleDeviceRegistration, Business, BusinessSession, Customer, WalletPass
+
+
+class BusinessAdminForm(forms.ModelForm):
+    new_password = forms.CharField(
+        required=False, widget=forms.PasswordInput, help_text="Set a new API login password (leave empty to keep it)."
+    )
+
+    class Meta:
+        model = Business
+        fields = ("name", "email", "timezone")
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.instance.pk and not cleaned.get("new_password"):
+            self.add_error("new_password", "A new business needs a password.")
+        return cleaned
+
+    def save(self, commit: bool = True):
+        if self.cleaned_data.get("new_password"):
+            self.instance.set_password(self.cleaned_data["new_password"])
+        return super().save(commit)
+
+
+@admin.register(Business)
+class BusinessAdmin(admin.ModelAdmin):
+    form = BusinessAdminForm
+    list_display = ("business_id", "name", "email", "timezone", "created_at")
+    search_fields = ("business_id", "name", "email")
+    readonly_fields = ("business_id", "created_at")
+
+
+@admin.register(BusinessSession)
+class BusinessSessionAdmin(admin.ModelAdmin):
+    list_display = ("id", "business", "created_at", "expires_at", "revoked")
+    list_filter = ("revoked",)
+    search_fields = ("business__business_id", "business__name")
+    list_select_related = ("business",)
+    readonly_fields = ("business", "token_hash", "created_at", "expires_at")
+    fields = ("business", "created_at", "expires_at", "revoked")
+
+    def has_add_permission(self, request):
+        return False
+
+
+class WalletPassInline(admin.TabularInline):
+    model = WalletPass
+    extra = 0
+    fields = ("pass_id", "platform", "created_at", "updated_at")
+    readonly_fields = ("pass_id", "created_at", "updated_at")
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = (
+        "customer_id",
+        "business",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "last_activity_at",
+        "email_opt_out",
+        "sms_opt_out",
+        "push_opt_out",
+    )
+    list_filter = ("email_opt_out", "sms_opt_out", "push_opt_out")
+    search_fields = ("customer_id", "first_name", "last_name", "email", "phone", "business__business_id")
+    list_select_related = ("business",)
+    autocomplete_fields = ("business",)
+    readonly_fields = ("customer_id",)
+    inlines = (WalletPassInline,)
+    show_full_result_count = False
+
+
+@admin.register(WalletPass)
+class WalletPassAdmin(admin.ModelAdmin):
+    list_display = ("pass_id", "customer", "platform", "created_at", "updated_at")
+    list_filter = ("platform",)
+    search_fields = ("pass_id", "customer__customer_id")
+    list_select_related = ("customer",)
+    raw_id_fields = ("customer",)
+    readonly_fields = ("pass_id", "authentication_token_hash", "created_at", "updated_at")
+
+
+@admin.register(AppleDeviceRegistration)
+class AppleDeviceRegistrationAdmin(admin.ModelAdmin):
+    list_display = ("device_library_identifier", "wallet_pass", "created_at")
+    search_fields = ("device_library_identifier", "wallet_pass__pass_id")
+    list_select_related = ("wallet_pass",)
+    raw_id_fields = ("wallet_pass",)
+    readonly_fields = ("created_at",)

@@ -1,0 +1,133 @@
+from django.contrib.auth.hashers import check_password, make_password
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from engagement_site import secure_ids
+from engagement_site.db import prefix_check
+from engagement_site.secure_ids import IdKind
+
+
+class Business(models.Model):
+    business_id = models.CharField(
+        max_length=secure_ids.MAX_LENGTH, unique=True, default=secure_ids.new_business_id, editable=False
+    )
+    name = models.CharField(max_length=200)
+    email = models.EmailField(unique=True)
+    password = models.CharField(max_length=128)
+    timezone = models.CharField(max_length=64, default="UTC")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "businesses"
+        constraints = [
+            models.CheckConstraint(
+                condition=prefix_check("business_id", IdKind.BUSINESS.prefix), name="business_id_prefix"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.business_id})"
+
+    def set_password(self, raw_password: str) -> None:
+        self.password = make_password(raw_password)
+
+    def check_password(self, raw_password: str) -> bool:
+        return check_password(raw_password, self.password)
+
+
+class BusinessSession(models.Model):
+    """An API session; only the SHA-256 of its token is stored."""
+
+    business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="sessions")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"session {self.pk} of {self.business_id}"
+
+
+class Customer(models.Model):
+    customer_id = models.CharField(
+        max_length=secure_ids.MAX_LENGTH, unique=True, default=secure_ids.new_customer_id, editable=False
+    )
+    business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="customers")
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=20, blank=True, help_text="E.164, e.g. +14155550100")
+    push_token = models.CharField(max_length=4096, blank=True)
+    email_opt_out = models.BooleanField(default=False)
+    sms_opt_out = models.BooleanField(default=False)
+    push_opt_out = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=prefix_check("customer_id", IdKind.CUSTOMER.prefix), name="customer_id_prefix"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["business", "last_activity_at"], name="customer_business_activity_idx"),
+            # The audience reads customers by business ordered by when they went quiet.
+            models.Index(
+                "business", Coalesce("last_activity_at", "created_at"), "id", name="customer_business_quiet_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.customer_id
+
+
+class WalletPass(models.Model):
+    """A pass on a customer's phone. Apple's serialNumber is the pass_id; Google's object id is `<issuer>.<pass_id>`."""
+
+    class Platform(models.TextChoices):
+        APPLE = "apple", "Apple Wallet"
+        GOOGLE = "google", "Google Wallet"
+
+    pass_id = models.CharField(
+        max_length=secure_ids.MAX_LENGTH, unique=True, default=secure_ids.new_pass_id, editable=False
+    )
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="wallet_passes")
+    platform = models.CharField(max_length=10, choices=Platform.choices)
+    authentication_token_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=prefix_check("pass_id", IdKind.PASS.prefix), name="pass_id_prefix"),
+            models.CheckConstraint(condition=Q(platform__in=["apple", "google"]), name="wallet_pass_platform_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.pass_id
+
+    @property
+    def serial_number(self) -> str:
+        return self.pass_id
+
+
+class AppleDeviceRegistration(models.Model):
+    """A device that registered for updates of an Apple pass through the PassKit web service."""
+
+    wallet_pass = models.ForeignKey(WalletPass, on_delete=models.CASCADE, related_name="device_registrations")
+    device_library_identifier = models.CharField(max_length=128)
+    push_token = models.CharField(max_length=256)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["device_library_identifier", "wallet_pass"], name="apple_registration_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.device_library_identifier} -> {self.wallet_pass_id}"
