@@ -5,6 +5,11 @@ from notifications.backends import record
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _empty_record_outbox():
     record.outbox.clear()
     yield

@@ -14,11 +14,19 @@ ResultStatus = Literal["sent", "failed", "skipped"]
 
 @dataclass(frozen=True)
 class Message:
+    """One message to one customer on one channel.
+
+    recipient: the email address, E.164 phone number or push token; for the wallet channel, the customer's
+    public customer_id (the wallet backend finds the customer's passes itself).
+    extra: channel-specific context; the run always sets "run_date" (the business's local date, ISO format).
+    """
+
     log_id: int
     recipient: str
     header: str
     body: str
     customer_id: str = ""
+    business_id: str = ""
     business_name: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -30,6 +38,9 @@ class Result:
     provider_message_id: str = ""
     error: str = ""
     retryable: bool = False
+    # The provider says this recipient refused or no longer exists on this channel (Twilio 21610 STOP, FCM
+    # UNREGISTERED): the run opts the customer out / clears the address so it is never tried again.
+    revoked: bool = False
 
 
 class ChannelBackend:
