@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Length, Substr
 from django.db.models.lookups import Exact, In, LessThanOrEqual
+from django.utils import timezone
 
 from autoengagement import validation
 from engagement_site import secure_ids
@@ -86,6 +87,7 @@ class AutoEngagementConfig(models.Model):
     last_run_error = models.TextField(blank=True)
     last_run_local_date = models.DateField(null=True, blank=True, help_text="The local date of the last run.")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=64, blank=True, help_text="The run holding the lease.")
     total_customers_notified = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -156,12 +158,13 @@ class AutoEngagementConfig(models.Model):
         """Enabled and not held by a live run; whether it is due today is the scheduler's question."""
         return self.enabled and not self.is_leased(now)
 
-    def mark_as_running(self, *, now: dt.datetime, lease_seconds: int, local_date: dt.date) -> None:
+    def mark_as_running(self, *, now: dt.datetime, lease_seconds: int, local_date: dt.date, owner: str = "") -> None:
         self.last_run_status = self.RunStatus.RUNNING
         self.last_run_at = now
         self.last_run_error = ""
         self.last_run_local_date = local_date
         self.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
+        self.lease_owner = owner
         self.save(
             update_fields=[
                 "last_run_status",
@@ -169,19 +172,26 @@ class AutoEngagementConfig(models.Model):
                 "last_run_error",
                 "last_run_local_date",
                 "lease_expires_at",
+                "lease_owner",
                 "updated_at",
             ]
         )
 
-    def mark_as_completed(self, count: int) -> None:
-        self.last_run_status = self.RunStatus.SUCCESS
-        self.lease_expires_at = None
-        self.total_customers_notified = models.F("total_customers_notified") + count
-        self.save(update_fields=["last_run_status", "lease_expires_at", "total_customers_notified", "updated_at"])
-        self.refresh_from_db(fields=["total_customers_notified"])
+    def mark_as_completed(self, count: int) -> bool:
+        """Record success and add `count` to the total, unless another run has taken the lease over."""
+        return self._finish(
+            last_run_status=self.RunStatus.SUCCESS,
+            total_customers_notified=models.F("total_customers_notified") + count,
+        )
 
-    def mark_as_failed(self, error: str) -> None:
-        self.last_run_status = self.RunStatus.FAILED
-        self.last_run_error = error
-        self.lease_expires_at = None
-        self.save(update_fields=["last_run_status", "last_run_error", "lease_expires_at", "updated_at"])
+    def mark_as_failed(self, error: str) -> bool:
+        return self._finish(last_run_status=self.RunStatus.FAILED, last_run_error=error)
+
+    def _finish(self, **fields: object) -> bool:
+        updated = (
+            type(self)
+            .objects.filter(pk=self.pk, lease_owner=self.lease_owner)
+            .update(lease_expires_at=None, lease_owner="", updated_at=timezone.now(), **fields)
+        )
+        self.refresh_from_db()
+        return bool(updated)

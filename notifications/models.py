@@ -63,6 +63,8 @@ class NotificationLog(models.Model):
         indexes = [
             models.Index(fields=["business", "type", "created_at"], name="notification_history_idx"),
             models.Index(fields=["customer", "config", "created_at"], name="notification_customer_idx"),
+            # Rows a crashed run left pending are found through this small partial index.
+            models.Index(fields=["config"], condition=Q(status="pending"), name="notification_pending_idx"),
         ]
 
     def __str__(self) -> str:

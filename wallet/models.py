@@ -1,7 +1,6 @@
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from engagement_site import secure_ids
@@ -74,10 +73,8 @@ class Customer(models.Model):
         ]
         indexes = [
             models.Index(fields=["business", "last_activity_at"], name="customer_business_activity_idx"),
-            # The audience reads customers by business ordered by when they went quiet.
-            models.Index(
-                "business", Coalesce("last_activity_at", "created_at"), "id", name="customer_business_quiet_idx"
-            ),
+            # The daily run reads a business's customers in primary-key order (keyset pagination).
+            models.Index(fields=["business", "id"], name="customer_business_keyset_idx"),
         ]
 
     def __str__(self) -> str:
