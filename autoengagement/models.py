@@ -158,12 +158,15 @@ class AutoEngagementConfig(models.Model):
         """Enabled and not held by a live run; whether it is due today is the scheduler's question."""
         return self.enabled and not self.is_leased(now)
 
-    def mark_as_running(self, *, now: dt.datetime, lease_seconds: int, local_date: dt.date, owner: str = "") -> None:
+    def mark_as_running(
+        self, *, now: dt.datetime, local_date: dt.date, lease_expires_at: dt.datetime, owner: str = ""
+    ) -> None:
+        """Taken by a run until `lease_expires_at` (wall-clock time, even when `now` is simulated)."""
         self.last_run_status = self.RunStatus.RUNNING
         self.last_run_at = now
         self.last_run_error = ""
         self.last_run_local_date = local_date
-        self.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
+        self.lease_expires_at = lease_expires_at
         self.lease_owner = owner
         self.save(
             update_fields=[

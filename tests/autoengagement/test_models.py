@@ -90,7 +90,7 @@ def test_get_message_template_falls_back_to_defaults():
 def test_lease_lifecycle():
     config = AutoEngagementConfigFactory()
     assert config.can_run(NOW)
-    config.mark_as_running(now=NOW, lease_seconds=600, local_date=NOW.date())
+    config.mark_as_running(now=NOW, local_date=NOW.date(), lease_expires_at=NOW + dt.timedelta(seconds=600))
     config.refresh_from_db()
     assert config.last_run_status == "running"
     assert config.last_run_local_date == NOW.date()

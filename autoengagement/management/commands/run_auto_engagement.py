@@ -1,0 +1,84 @@
+import datetime as dt
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from autoengagement.services.run import BusinessOutcome, RunSummary, UnknownBusinesses, run_due_configs
+from engagement_site.commands import usage_error
+
+
+def parse_now(value: str) -> dt.datetime:
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise usage_error(f"--now: {value!r} is not an ISO-8601 date-time (e.g. 2026-03-01T09:00:00+01:00)")
+    return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=dt.UTC)
+
+
+def format_text(summary: RunSummary) -> str:
+    if summary.disabled:
+        return "Auto-engagement is disabled (DISABLE_AUTO_ENGAGEMENT=true); nothing done."
+    totals = summary.as_dict()
+    lines = [
+        f"{o.business_id}  {o.status:<8} audience={o.audience} notified={o.notified} holdout={o.holdout} "
+        f"sent={o.sent} failed={o.failed} skipped={o.skipped}" + (f"  ({o.error})" if o.error else "")
+        for o in summary.outcomes
+    ]
+    verb = "would notify" if summary.dry_run else "notified"
+    lines.append(
+        f"{'Dry run: ' if summary.dry_run else ''}{totals['total_processed']} business(es) processed, "
+        f"{totals['total_notified']} customer(s) {verb}, {totals['total_failed']} business(es) failed, "
+        f"{totals['total_missed']} missed; {totals['notifications_sent']} sent, "
+        f"{totals['notifications_failed']} failed, {totals['notifications_skipped']} skipped, "
+        f"{totals['total_holdout']} in holdout."
+    )
+    return "\n".join(lines)
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-engage inactive customers of every business whose local send time has come. Meant to run every "
+        "15 minutes; safe to run as many copies at once as you like."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--now", type=str, help="Pretend the time is this ISO-8601 instant (naive means UTC).")
+        parser.add_argument(
+            "--business",
+            action="append",
+            metavar="BUSINESS_ID",
+            help="Only this business (repeatable); ignores the send time but never sends twice.",
+        )
+        parser.add_argument("--dry-run", action="store_true", help="Report who would be reached; write nothing.")
+        parser.add_argument("--format", choices=["text", "json"], default="text")
+
+    def handle(self, *args, **options):
+        now = parse_now(options["now"]) if options["now"] else timezone.now()
+        show_progress = options["format"] == "text" and self.stdout.isatty()
+        try:
+            summary = run_due_configs(
+                now=now,
+                business_ids=options["business"],
+                dry_run=options["dry_run"],
+                progress=self._progress if show_progress else None,
+            )
+        except UnknownBusinesses as exc:
+            raise usage_error(f"--business: {exc}") from exc
+        if show_progress:
+            self.stdout.write("\r\033[K", ending="")
+        if options["format"] == "json":
+            self.stdout.write(json.dumps(summary.as_dict()))
+        else:
+            self.stdout.write(format_text(summary))
+        if summary.failed_businesses:
+            raise CommandError(f"{summary.failed_businesses} business(es) failed", returncode=1)
+
+    def _progress(self, outcome: BusinessOutcome, customers: int) -> None:
+        self.stdout.write(
+            f"\r\033[K{outcome.business_id}: {customers} customers, {outcome.notified} notified", ending=""
+        )
+        self.stdout.flush()

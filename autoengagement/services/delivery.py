@@ -1,0 +1,225 @@
+"""One chunk of a business's audience, delivered with the two-write protocol.
+
+1. One INSERT writes every log row: `pending` for messages to send, final `skipped` / `holdout` rows for the rest.
+   The unique (config, customer, channel, run_date) constraint turns a second attempt into a no-op.
+2. One SELECT reads back the pending rows this run inserted and which of their customers visited since
+   (those are cancelled as "active again", never sent).
+3. The channel backends send, outside any transaction.
+4. One UPDATE per 1,000 rows records each outcome.
+A crash between 1 and 4 leaves rows pending; the next run that claims the config marks them failed as
+interrupted and never sends them again (a duplicate is worse than a gap the log explains).
+"""
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import BooleanField, ExpressionWrapper, F, Q
+
+from autoengagement.models import AutoEngagementConfig
+from autoengagement.services.audience import in_holdout
+from autoengagement.templating import render
+from engagement_site.db import bulk_update_rows
+from engagement_site.secure_ids import IdKind, make_ids
+from notifications import consent
+from notifications.backends.base import ChannelBackend, Message, Result
+from notifications.channels import Channel
+from notifications.models import NotificationLog
+from wallet.models import Business, Customer
+
+logger = logging.getLogger(__name__)
+
+ACTIVE_AGAIN = "active again"
+INTERRUPTED = "interrupted: a previous run stopped before recording the outcome; not re-sent to avoid a duplicate"
+NO_RESULT = "the channel backend returned no result for this message"
+FIRST_NAME_FALLBACK = "there"
+
+Status = NotificationLog.Status
+
+# channel -> (customer field, value) applied when a provider says the recipient revoked consent
+REVOCATIONS: dict[str, tuple[str, object]] = {
+    Channel.EMAIL: ("email_opt_out", True),
+    Channel.SMS: ("sms_opt_out", True),
+    Channel.PUSH: ("push_token", ""),
+}
+
+
+@dataclass
+class ChunkTally:
+    audience: int = 0
+    notified: int = 0
+    holdout: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    skip_reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, other: "ChunkTally") -> None:
+        for name in ("audience", "notified", "holdout", "sent", "failed", "skipped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for reason, count in other.skip_reasons.items():
+            self.skip_reasons[reason] += count
+
+
+@dataclass(frozen=True)
+class RunContext:
+    config: AutoEngagementConfig
+    business: Business
+    now: dt.datetime
+    run_date: dt.date
+    template: dict[str, str]
+
+
+def render_for(context: RunContext, member: dict[str, Any]) -> tuple[str, str]:
+    values = {
+        "first_name": member["first_name"] or FIRST_NAME_FALLBACK,
+        "business_name": context.business.name,
+        "days_inactive": max((context.now - member["quiet_since"]).days, 0),
+    }
+    return render(context.template["header"], values), render(context.template["body"], values)
+
+
+def plan_chunk(context: RunContext, members: Sequence[dict[str, Any]]) -> tuple[list[NotificationLog], ChunkTally]:
+    """The log rows for a chunk: what would be sent, skipped (and why) or held out. Writes nothing."""
+    config = context.config
+    tally = ChunkTally(audience=len(members))
+    rows: list[NotificationLog] = []
+    ids = iter(make_ids(IdKind.NOTIFICATION, len(members) * len(config.channels)))
+    for member in members:
+        holdout = in_holdout(
+            config_id=config.config_id,
+            customer_id=member["customer_id"],
+            spell_start=member["quiet_since"],
+            holdout_percent=config.holdout_percent,
+        )
+        header, body = ("", "") if holdout else render_for(context, member)
+        tally.holdout += holdout
+        for channel in config.channels:
+            reason = None if holdout else consent.skip_reason(channel, member)
+            if holdout:
+                status = Status.HOLDOUT
+            elif reason:
+                status = Status.SKIPPED
+                tally.skipped += 1
+                tally.skip_reasons[reason] += 1
+            else:
+                status = Status.PENDING
+            rows.append(
+                NotificationLog(
+                    notification_id=next(ids),
+                    business_id=config.business_id,
+                    customer_id=member["pk"],
+                    config_id=config.pk,
+                    type=NotificationLog.Type.AUTO_REENGAGEMENT,
+                    channel=channel,
+                    status=status,
+                    header=header,
+                    body=body,
+                    error=reason or "",
+                    run_date=context.run_date,
+                    created_at=context.now,
+                )
+            )
+    return rows, tally
+
+
+def deliver_chunk(
+    context: RunContext,
+    members: Sequence[dict[str, Any]],
+    backend_for: Callable[[str], ChannelBackend],
+) -> ChunkTally:
+    rows, tally = plan_chunk(context, members)
+    NotificationLog.objects.bulk_create(rows, ignore_conflicts=True)
+
+    pending = {row.notification_id: row for row in rows if row.status == Status.PENDING}
+    inserted = NotificationLog.objects.filter(notification_id__in=list(pending)).values_list(
+        "pk",
+        "notification_id",
+        ExpressionWrapper(Q(customer__last_activity_at__gt=F("created_at")), output_field=BooleanField()),
+    )
+    members_by_pk = {member["pk"]: member for member in members}
+    to_send: dict[str, list[tuple[int, NotificationLog]]] = defaultdict(list)
+    cancelled: list[int] = []
+    for pk, notification_id, active_again in inserted:
+        if active_again:
+            cancelled.append(pk)
+        else:
+            row = pending[notification_id]
+            to_send[row.channel].append((pk, row))
+    if cancelled:
+        NotificationLog.objects.filter(pk__in=cancelled).update(status=Status.SKIPPED, error=ACTIVE_AGAIN)
+        tally.skipped += len(cancelled)
+        tally.skip_reasons[ACTIVE_AGAIN] += len(cancelled)
+
+    outcomes: list[tuple[int, str, str, str, dt.datetime | None]] = []
+    notified_customers: set[int] = set()
+    revoked: dict[str, list[int]] = defaultdict(list)
+    channels = list(to_send)
+    for position, channel in enumerate(channels):
+        batch = to_send[channel]
+        customer_of = {pk: row.customer_id for pk, row in batch}
+        try:
+            results = backend_for(channel).send_batch(
+                [
+                    Message(
+                        log_id=pk,
+                        recipient=consent.recipient_for(channel, members_by_pk[row.customer_id]),
+                        header=row.header,
+                        body=row.body,
+                        customer_id=members_by_pk[row.customer_id]["customer_id"],
+                        business_id=context.business.business_id,
+                        business_name=context.business.name,
+                        extra={"run_date": context.run_date.isoformat()},
+                    )
+                    for pk, row in batch
+                ]
+            )
+        except Exception as exc:
+            # Whether any of this batch went out is unknown: record it failed, never leave it pending or resend it.
+            error = f"{type(exc).__name__}: {exc}"
+            outcomes.extend((pk, Status.FAILED, error, "", None) for pk in customer_of)
+            outcomes.extend(
+                (pk, Status.FAILED, f"not attempted: the {channel} backend failed ({error})", "", None)
+                for later in channels[position + 1 :]
+                for pk, _ in to_send[later]
+            )
+            bulk_update_rows(NotificationLog, ["status", "error", "provider_message_id", "sent_at"], outcomes)
+            raise
+        by_log = {result.log_id: result for result in results}
+        for pk in customer_of:
+            result = by_log.get(pk) or Result(log_id=pk, status="failed", error=NO_RESULT)
+            sent = result.status == Status.SENT
+            outcomes.append(
+                (pk, result.status, result.error, result.provider_message_id, context.now if sent else None)
+            )
+            if sent:
+                notified_customers.add(customer_of[pk])
+                tally.sent += 1
+            elif result.status == Status.FAILED:
+                tally.failed += 1
+            else:
+                tally.skipped += 1
+                tally.skip_reasons[result.error or "skipped by provider"] += 1
+            if result.revoked and channel in REVOCATIONS:
+                revoked[channel].append(customer_of[pk])
+
+    bulk_update_rows(NotificationLog, ["status", "error", "provider_message_id", "sent_at"], outcomes)
+    for channel, customer_pks in revoked.items():
+        field_name, value = REVOCATIONS[channel]
+        Customer.objects.filter(pk__in=customer_pks).update(**{field_name: value})
+        logger.info(
+            "consent revoked by provider",
+            extra={"business_id": context.business.business_id, "channel": channel, "customers": len(customer_pks)},
+        )
+    tally.notified = len(notified_customers)
+    return tally
+
+
+def fail_interrupted(*, config: AutoEngagementConfig) -> int:
+    """Close the rows a crashed run left pending: failed, with why, and never sent again."""
+    return NotificationLog.objects.filter(config_id=config.pk, status=Status.PENDING).update(
+        status=Status.FAILED, error=INTERRUPTED
+    )

@@ -1,0 +1,322 @@
+import datetime as dt
+import io
+import json
+import logging
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from autoengagement.models import AutoEngagementConfig
+from autoengagement.services.audience import iter_audience_chunks
+from autoengagement.services.delivery import ACTIVE_AGAIN, INTERRUPTED, RunContext, deliver_chunk
+from autoengagement.services.run import BackendPool, claim_config, run_due_configs
+from notifications.backends import record
+from notifications.models import NotificationLog
+from tests.factories import AutoEngagementConfigFactory, BusinessFactory, CustomerFactory, WalletPassFactory
+
+pytestmark = pytest.mark.django_db
+NOW = dt.datetime(2026, 6, 1, 9, 0, tzinfo=dt.UTC)
+DAY = dt.timedelta(days=1)
+Status = NotificationLog.Status
+
+
+def make_config(**fields):
+    fields.setdefault("channels", ["wallet", "email"])
+    fields.setdefault(
+        "message_template", {"header": "Hi {first_name}", "body": "{days_inactive} days at {business_name}"}
+    )
+    return AutoEngagementConfigFactory(business=BusinessFactory(name=fields.pop("name", "Bean Bar")), **fields)
+
+
+def inactive(config, days=10, with_pass=True, **fields):
+    member = CustomerFactory(
+        business=config.business, last_activity_at=NOW - days * DAY, created_at=NOW - 400 * DAY, **fields
+    )
+    if with_pass:
+        WalletPassFactory(customer=member)
+    return member
+
+
+def run(*args, now=NOW):
+    out = io.StringIO()
+    call_command("run_auto_engagement", "--now", now.isoformat(), "--format", "json", *args, stdout=out)
+    return json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+def test_a_due_run_reaches_inactive_customers_on_every_channel():
+    config = make_config()
+    ana = inactive(config, first_name="Ana")
+    unnamed = inactive(config, first_name="")
+    inactive(config, days=3)  # still active enough
+    summary = run()
+    assert summary["total_processed"] == 1
+    assert summary["total_notified"] == 2
+    business = summary["businesses"][0]
+    assert (business["status"], business["audience"], business["sent"], business["failed"]) == ("success", 2, 4, 0)
+
+    rows = NotificationLog.objects.filter(customer=ana).order_by("channel")
+    assert [(r.channel, r.status, r.header, r.body) for r in rows] == [
+        ("email", "sent", "Hi Ana", "10 days at Bean Bar"),
+        ("wallet", "sent", "Hi Ana", "10 days at Bean Bar"),
+    ]
+    assert all(r.run_date == NOW.date() and r.sent_at == NOW and r.provider_message_id for r in rows)
+    assert NotificationLog.objects.get(customer=unnamed, channel="email").header == "Hi there"
+    assert sorted((m.channel, m.message.recipient) for m in record.outbox) == sorted(
+        [("email", ana.email), ("email", unnamed.email), ("wallet", ana.customer_id), ("wallet", unnamed.customer_id)]
+    )
+    config.refresh_from_db()
+    assert (config.last_run_status, config.total_customers_notified, config.last_run_local_date) == (
+        "success",
+        2,
+        NOW.date(),
+    )
+
+
+def test_not_due_before_the_send_time():
+    config = make_config(run_time="10:00")
+    inactive(config)
+    assert run()["total_processed"] == 0
+    assert not NotificationLog.objects.exists()
+
+
+def test_a_second_invocation_the_same_day_and_business_reruns_never_double_send():
+    config = make_config()
+    inactive(config)
+    inactive(config)
+    assert run()["total_notified"] == 2
+    rows = NotificationLog.objects.count()
+    assert run(now=NOW + dt.timedelta(hours=1))["total_processed"] == 0
+    rerun = run("--business", config.business.business_id, now=NOW + dt.timedelta(hours=2))
+    assert rerun["total_processed"] == 1
+    assert rerun["total_notified"] == 0
+    assert run("--business", config.business.business_id, now=NOW + 2 * DAY)["total_notified"] == 0
+    assert NotificationLog.objects.count() == rows
+    assert len(record.outbox) == 4
+
+
+def test_the_next_day_runs_again_for_newly_inactive_customers():
+    config = make_config()
+    inactive(config, days=10)
+    later = inactive(config, days=6)
+    run()
+    summary = run(now=NOW + DAY)
+    assert summary["total_notified"] == 1
+    assert set(NotificationLog.objects.filter(run_date=(NOW + DAY).date()).values_list("customer", flat=True)) == {
+        later.pk
+    }
+
+
+def test_skips_say_why():
+    config = make_config(channels=["wallet", "email", "sms", "push"])
+    member = inactive(config, with_pass=False, email="", sms_opt_out=True, push_token="")
+    summary = run()
+    statuses = dict(NotificationLog.objects.filter(customer=member).values_list("channel", "error"))
+    assert statuses == {"wallet": "no pass", "email": "no address", "sms": "opted out", "push": "no address"}
+    assert set(NotificationLog.objects.values_list("status", flat=True)) == {"skipped"}
+    assert summary["total_notified"] == 0
+    assert len(record.outbox) == 0
+
+
+def test_holdout_members_get_holdout_rows_and_nothing_sent():
+    config = make_config(holdout_percent=50)
+    members = [inactive(config) for _ in range(40)]
+    summary = run()["businesses"][0]
+    held = set(NotificationLog.objects.filter(status=Status.HOLDOUT).values_list("customer", flat=True))
+    assert 0 < len(held) < len(members)
+    assert summary["holdout"] == len(held)
+    assert NotificationLog.objects.filter(status=Status.HOLDOUT).count() == 2 * len(held)
+    held_ids = {m.customer_id for m in members if m.pk in held}
+    assert not [m for m in record.outbox if m.message.customer_id in held_ids]
+    assert summary["notified"] == len(members) - len(held)
+
+
+def test_dry_run_writes_and_sends_nothing():
+    config = make_config()
+    inactive(config)
+    before = AutoEngagementConfig.objects.values().get(pk=config.pk)
+    summary = run("--dry-run")
+    assert summary["dry_run"] is True
+    assert summary["total_notified"] == 1
+    assert not NotificationLog.objects.exists()
+    assert AutoEngagementConfig.objects.values().get(pk=config.pk) == before
+    assert len(record.outbox) == 0
+
+
+def test_disabled_by_setting_does_nothing(settings, caplog):
+    settings.DISABLE_AUTO_ENGAGEMENT = True
+    config = make_config()
+    inactive(config)
+    with caplog.at_level(logging.WARNING):
+        summary = run()
+    assert summary["disabled"] is True
+    assert not NotificationLog.objects.exists()
+    assert "disabled" in caplog.text
+
+
+def test_bad_usage_exits_2():
+    with pytest.raises(CommandError) as excinfo:
+        call_command("run_auto_engagement", "--now", "yesterday-ish")
+    assert excinfo.value.returncode == 2
+    assert "--now" in str(excinfo.value)
+    with pytest.raises(CommandError) as excinfo:
+        call_command("run_auto_engagement", "--business", "biz_unknown0000000000000")
+    assert excinfo.value.returncode == 2
+    assert "biz_unknown0000000000000" in str(excinfo.value)
+
+
+def test_a_failing_business_does_not_stop_the_others(settings):
+    settings.EMAIL_CHANNEL = "tests.backends.ExplodingBackend"
+    broken = make_config(channels=["email"], name="Broken")
+    fine = make_config(channels=["wallet"], name="Fine")
+    broken_member = inactive(broken)
+    inactive(fine)
+    out = io.StringIO()
+    with pytest.raises(CommandError) as excinfo:
+        call_command("run_auto_engagement", "--now", NOW.isoformat(), "--format", "json", stdout=out)
+    assert excinfo.value.returncode == 1
+    summary = json.loads(out.getvalue().strip())
+    outcomes = {b["business_id"]: b for b in summary["businesses"]}
+    assert outcomes[fine.business.business_id]["status"] == "success"
+    assert outcomes[fine.business.business_id]["notified"] == 1
+    assert outcomes[broken.business.business_id]["status"] == "failed"
+    assert summary["total_failed"] == 1
+    broken.refresh_from_db()
+    assert broken.last_run_status == "failed"
+    assert "provider credentials rejected" in broken.last_run_error
+    row = NotificationLog.objects.get(customer=broken_member)
+    assert (row.status, "provider credentials rejected" in row.error) == ("failed", True)
+
+
+def test_provider_revocations_update_consent(settings):
+    settings.SMS_CHANNEL = "tests.backends.RevokingBackend"
+    settings.PUSH_CHANNEL = "tests.backends.RevokingBackend"
+    config = make_config(channels=["sms", "push"])
+    member = inactive(config, push_token="tok-1")
+    run()
+    member.refresh_from_db()
+    assert member.sms_opt_out is True
+    assert member.push_token == ""
+    assert set(NotificationLog.objects.values_list("status", flat=True)) == {"failed"}
+
+
+def test_a_crashed_run_is_completed_after_its_lease_expires_without_resending_pending_rows():
+    config = make_config(channels=["wallet"])
+    members = [inactive(config) for _ in range(5)]
+    # A run claimed the config, wrote pending rows for two customers, then died (lease long expired).
+    claim = claim_config(config_pk=config.pk, now=NOW, owner="dead-worker")
+    assert claim.status == "claimed"
+    for member in members[:2]:
+        NotificationLog.objects.create(
+            business=config.business,
+            customer=member,
+            config=config,
+            channel="wallet",
+            status=Status.PENDING,
+            run_date=NOW.date(),
+            created_at=NOW,
+        )
+    AutoEngagementConfig.objects.filter(pk=config.pk).update(lease_expires_at=NOW - DAY)
+
+    summary = run(now=NOW + dt.timedelta(minutes=15))
+    assert summary["total_processed"] == 1
+    assert summary["total_notified"] == 3
+    crashed = NotificationLog.objects.filter(customer__in=members[:2])
+    assert {(r.status, r.error) for r in crashed} == {("failed", INTERRUPTED)}
+    assert {m.message.customer_id for m in record.outbox} == {m.customer_id for m in members[2:]}
+    assert not NotificationLog.objects.filter(status=Status.PENDING).exists()
+    assert NotificationLog.objects.count() == 5
+
+
+def test_a_live_lease_keeps_other_runs_off_the_business():
+    config = make_config()
+    inactive(config)
+    assert claim_config(config_pk=config.pk, now=NOW, owner="worker-1").status == "claimed"
+    summary = run("--business", config.business.business_id)
+    assert summary["businesses"][0]["status"] == "busy"
+    assert not NotificationLog.objects.exists()
+
+
+def test_missed_send_time_is_reported_and_the_next_day_runs(settings):
+    config = make_config()
+    inactive(config)
+    summary = run(now=NOW + dt.timedelta(hours=3, minutes=1))
+    assert summary["total_missed"] == 1
+    assert summary["businesses"][0]["status"] == "missed"
+    assert not NotificationLog.objects.exists()
+    config.refresh_from_db()
+    assert config.last_run_status == "missed"
+    assert "nothing sent today" in config.last_run_error
+    assert run(now=NOW + dt.timedelta(hours=3, minutes=16))["businesses"] == []
+    assert run(now=NOW + DAY)["total_notified"] == 1
+
+
+def test_just_within_lateness_still_runs():
+    config = make_config()
+    inactive(config)
+    assert run(now=NOW + dt.timedelta(hours=2, minutes=59))["total_notified"] == 1
+
+
+def test_a_visit_after_the_claim_cancels_that_customers_message():
+    config = make_config(channels=["wallet"])
+    visitor, other = inactive(config), inactive(config)
+    claim = claim_config(config_pk=config.pk, now=NOW, owner="worker")
+    members = next(iter_audience_chunks(config=config, now=NOW, chunk_size=100))
+    visitor.last_activity_at = NOW + dt.timedelta(minutes=1)
+    visitor.save()
+    context = RunContext(
+        config=claim.config,
+        business=config.business,
+        now=NOW,
+        run_date=NOW.date(),
+        template=config.get_message_template(),
+    )
+    pool = BackendPool()
+    tally = deliver_chunk(context, members, pool)
+    pool.close()
+    assert (tally.sent, tally.notified, tally.skipped) == (1, 1, 1)
+    assert NotificationLog.objects.get(customer=visitor).error == ACTIVE_AGAIN
+    assert NotificationLog.objects.get(customer=other).status == "sent"
+    assert [m.message.customer_id for m in record.outbox] == [other.customer_id]
+
+
+def test_text_output_is_readable():
+    config = make_config()
+    inactive(config)
+    out = io.StringIO()
+    call_command("run_auto_engagement", "--now", NOW.isoformat(), stdout=out)
+    text = out.getvalue()
+    assert config.business.business_id in text
+    assert "1 customer(s) notified" in text
+
+
+def queries_for_run(settings, customers, chunk_size):
+    settings.AUTO_ENGAGEMENT_CHUNK_SIZE = chunk_size
+    config = make_config(channels=["wallet", "email"], name=f"Shop {customers}")
+    for _ in range(customers):
+        inactive(config)
+    with CaptureQueriesContext(connection) as queries:
+        summary = run_due_configs(now=NOW, business_ids=[config.business.business_id])
+    assert summary.outcomes[0].notified == customers
+    return len(queries)
+
+
+def test_queries_grow_with_chunks_not_customers(settings):
+    small = queries_for_run(settings, customers=10, chunk_size=5)
+    large = queries_for_run(settings, customers=40, chunk_size=20)
+    assert small == large
+    more_chunks = queries_for_run(settings, customers=40, chunk_size=5)
+    per_chunk = (more_chunks - large) / 6
+    assert 3 <= per_chunk <= 6
+    assert large <= 25
+
+
+def test_run_due_configs_service_reports_per_business():
+    config = make_config()
+    inactive(config)
+    summary = run_due_configs(now=NOW)
+    assert [(o.business_id, o.status, o.notified) for o in summary.outcomes] == [
+        (config.business.business_id, "success", 1)
+    ]
