@@ -15,14 +15,14 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db.models import BooleanField, ExpressionWrapper, F, Q
 
 from autoengagement.models import AutoEngagementConfig
 from autoengagement.services.audience import in_holdout
 from autoengagement.templating import render
-from engagement_site.db import bulk_update_rows
+from engagement_site.db import bulk_insert_rows, bulk_update_rows
 from engagement_site.secure_ids import IdKind, make_ids
 from notifications import consent
 from notifications.backends.base import ChannelBackend, Message, Result
@@ -64,6 +64,27 @@ class ChunkTally:
             self.skip_reasons[reason] += count
 
 
+class PlannedLog(NamedTuple):
+    """A NotificationLog row to insert, as a plain tuple (tens of thousands are built per second)."""
+
+    notification_id: str
+    business_id: int
+    customer_id: int
+    config_id: int
+    type: str
+    channel: str
+    status: str
+    header: str
+    body: str
+    error: str
+    provider_message_id: str
+    run_date: dt.date
+    created_at: dt.datetime
+
+
+LOG_FIELDS = PlannedLog._fields
+
+
 @dataclass(frozen=True)
 class RunContext:
     config: AutoEngagementConfig
@@ -82,11 +103,11 @@ def render_for(context: RunContext, member: dict[str, Any]) -> tuple[str, str]:
     return render(context.template["header"], values), render(context.template["body"], values)
 
 
-def plan_chunk(context: RunContext, members: Sequence[dict[str, Any]]) -> tuple[list[NotificationLog], ChunkTally]:
+def plan_chunk(context: RunContext, members: Sequence[dict[str, Any]]) -> tuple[list[PlannedLog], ChunkTally]:
     """The log rows for a chunk: what would be sent, skipped (and why) or held out. Writes nothing."""
     config = context.config
     tally = ChunkTally(audience=len(members))
-    rows: list[NotificationLog] = []
+    rows: list[PlannedLog] = []
     ids = iter(make_ids(IdKind.NOTIFICATION, len(members) * len(config.channels)))
     for member in members:
         holdout = in_holdout(
@@ -108,19 +129,20 @@ def plan_chunk(context: RunContext, members: Sequence[dict[str, Any]]) -> tuple[
             else:
                 status = Status.PENDING
             rows.append(
-                NotificationLog(
-                    notification_id=next(ids),
-                    business_id=config.business_id,
-                    customer_id=member["pk"],
-                    config_id=config.pk,
-                    type=NotificationLog.Type.AUTO_REENGAGEMENT,
-                    channel=channel,
-                    status=status,
-                    header=header,
-                    body=body,
-                    error=reason or "",
-                    run_date=context.run_date,
-                    created_at=context.now,
+                PlannedLog(
+                    next(ids),
+                    config.business_id,
+                    member["pk"],
+                    config.pk,
+                    NotificationLog.Type.AUTO_REENGAGEMENT.value,
+                    channel,
+                    status.value,
+                    header,
+                    body,
+                    reason or "",
+                    "",
+                    context.run_date,
+                    context.now,
                 )
             )
     return rows, tally
@@ -132,7 +154,7 @@ def deliver_chunk(
     backend_for: Callable[[str], ChannelBackend],
 ) -> ChunkTally:
     rows, tally = plan_chunk(context, members)
-    NotificationLog.objects.bulk_create(rows, ignore_conflicts=True)
+    bulk_insert_rows(NotificationLog, LOG_FIELDS, rows)
 
     pending = {row.notification_id: row for row in rows if row.status == Status.PENDING}
     inserted = NotificationLog.objects.filter(notification_id__in=list(pending)).values_list(
@@ -141,7 +163,7 @@ def deliver_chunk(
         ExpressionWrapper(Q(customer__last_activity_at__gt=F("created_at")), output_field=BooleanField()),
     )
     members_by_pk = {member["pk"]: member for member in members}
-    to_send: dict[str, list[tuple[int, NotificationLog]]] = defaultdict(list)
+    to_send: dict[str, list[tuple[int, PlannedLog]]] = defaultdict(list)
     cancelled: list[int] = []
     for pk, notification_id, active_again in inserted:
         if active_again:
@@ -219,7 +241,11 @@ def deliver_chunk(
 
 
 def fail_interrupted(*, config: AutoEngagementConfig) -> int:
-    """Close the rows a crashed run left pending: failed, with why, and never sent again."""
-    return NotificationLog.objects.filter(config_id=config.pk, status=Status.PENDING).update(
-        status=Status.FAILED, error=INTERRUPTED
-    )
+    """Close the rows a crashed run left pending: failed, with why, and never sent again.
+
+    Called when claiming a config whose last run never finished, before its local date moves on: every claim
+    cleans up after the previous one, so only that run's date can hold pending rows. (No index on status: an
+    indexed status would stop PostgreSQL from updating rows in place, and recovery is rare.)"""
+    return NotificationLog.objects.filter(
+        config_id=config.pk, run_date=config.last_run_local_date, status=Status.PENDING
+    ).update(status=Status.FAILED, error=INTERRUPTED)

@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from engagement_site.db import UPDATE_BATCH_ROWS, bulk_update_rows
+from engagement_site.db import UPDATE_BATCH_ROWS, bulk_insert_rows, bulk_update_rows
 from notifications.models import NotificationLog
 from tests.factories import NotificationLogFactory
 
@@ -32,7 +32,8 @@ def test_bulk_update_rows_batches_statements():
     rows = [(log.pk, "sent")] + [(10**9 + index, "sent") for index in range(UPDATE_BATCH_ROWS)]
     with CaptureQueriesContext(connection) as queries:
         bulk_update_rows(NotificationLog, ["status"], rows)
-    assert len(queries) == 2
+    # One statement on PostgreSQL (arrays), one per batch of rows on SQLite (VALUES lists).
+    assert len(queries) == (1 if connection.vendor == "postgresql" else 2)
     log.refresh_from_db()
     assert log.status == "sent"
 
@@ -41,3 +42,56 @@ def test_bulk_update_rows_with_nothing_runs_no_query():
     with CaptureQueriesContext(connection) as queries:
         bulk_update_rows(NotificationLog, ["status"], [])
     assert len(queries) == 0
+
+
+def test_bulk_insert_rows_inserts_in_one_statement_and_skips_conflicts():
+    existing = NotificationLogFactory(channel="email")
+    fields = (
+        "notification_id",
+        "business_id",
+        "customer_id",
+        "config_id",
+        "channel",
+        "status",
+        "error",
+        "provider_message_id",
+        "header",
+        "body",
+        "type",
+        "run_date",
+        "created_at",
+    )
+    created = dt.datetime(2026, 5, 1, 8, 0, tzinfo=dt.UTC)
+
+    def row(notification_id, channel):
+        return (
+            notification_id,
+            existing.business_id,
+            existing.customer_id,
+            existing.config_id,
+            channel,
+            "pending",
+            "",
+            "",
+            "Hé",
+            "body",
+            "auto_reengagement",
+            existing.run_date,
+            created,
+        )
+
+    with CaptureQueriesContext(connection) as queries:
+        bulk_insert_rows(
+            NotificationLog, fields, [row("ntf_aaaaaaaaaaaaaaaaaaaa", "sms"), row("ntf_bbbbbbbbbbbbbbbbbbbb", "email")]
+        )
+    assert len(queries) == 1
+    inserted = NotificationLog.objects.get(notification_id="ntf_aaaaaaaaaaaaaaaaaaaa")
+    assert (inserted.channel, inserted.header, inserted.created_at, inserted.run_date) == (
+        "sms",
+        "Hé",
+        created,
+        existing.run_date,
+    )
+    # The email row collides with the existing (config, customer, channel, run_date) and is skipped.
+    assert not NotificationLog.objects.filter(notification_id="ntf_bbbbbbbbbbbbbbbbbbbb").exists()
+    assert NotificationLog.objects.count() == 2

@@ -1,0 +1,106 @@
+import datetime as dt
+import json
+import resource
+import subprocess
+import sys
+import time
+import uuid
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import connection
+from django.utils import timezone
+
+from autoengagement.services.benchmark import bench_business_ids, build_dataset, count_queries, delete_dataset
+from autoengagement.services.run import run_due_configs
+from engagement_site.commands import usage_error
+from notifications.channels import Channel
+
+
+class Command(BaseCommand):
+    help = (
+        "Benchmark the daily run: build B businesses x C customers in the configured database, time one full run "
+        "with the configured (by default record) backends in a fresh process, print the figures, delete the data."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--businesses", type=int, default=100)
+        parser.add_argument("--customers", type=int, default=2000, help="Customers per business.")
+        parser.add_argument("--inactive-share", type=float, default=0.5)
+        parser.add_argument("--channels", default="wallet", help="Comma-separated, e.g. wallet,email.")
+        parser.add_argument("--keep", action="store_true", help="Keep the synthetic data afterwards.")
+        parser.add_argument(
+            "--measure-run",
+            metavar="TAG",
+            # internal: the timed child process
+            help="(internal) run the businesses of an existing dataset and print JSON figures",
+        )
+
+    def handle(self, *args, **options):
+        if options["measure_run"]:
+            self.stdout.write(json.dumps(self._measure(options["measure_run"])))
+            return
+        channels = [c.strip() for c in options["channels"].split(",") if c.strip()]
+        if not channels or any(c not in Channel.values for c in channels):
+            raise usage_error(f"--channels: use a comma-separated subset of {', '.join(Channel.values)}")
+        if options["businesses"] < 1 or options["customers"] < 1:
+            raise usage_error("--businesses and --customers must be at least 1")
+        if not 0 <= options["inactive_share"] <= 1:
+            raise usage_error("--inactive-share must be between 0 and 1")
+
+        tag = uuid.uuid4().hex[:8]
+        built = time.perf_counter()
+        build_dataset(
+            tag=tag,
+            businesses=options["businesses"],
+            customers=options["customers"],
+            inactive_share=options["inactive_share"],
+            channels=channels,
+            now=timezone.now(),
+        )
+        build_seconds = time.perf_counter() - built
+        try:
+            child = subprocess.run(
+                [sys.executable, "manage.py", "bench_auto_engagement", "--measure-run", tag],
+                cwd=settings.BASE_DIR,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            figures = json.loads(child.stdout.strip().splitlines()[-1])
+        finally:
+            if not options["keep"]:
+                delete_dataset(tag=tag)
+        figures.update(
+            database=connection.vendor,
+            channels=channels,
+            customers=options["businesses"] * options["customers"],
+            build_seconds=round(build_seconds, 1),
+        )
+        self.stdout.write(
+            f"database={figures['database']} businesses={figures['businesses']} customers={figures['customers']} "
+            f"channels={','.join(channels)} notifications={figures['notifications']} seconds={figures['seconds']} "
+            f"notifications_per_second={figures['notifications_per_second']} sql_queries={figures['sql_queries']} "
+            f"peak_rss_mb={figures['peak_rss_mb']}"
+        )
+        self.stdout.write(json.dumps(figures))
+
+    def _measure(self, tag: str) -> dict[str, object]:
+        business_ids = bench_business_ids(tag)
+        now = timezone.now() + dt.timedelta(seconds=1)
+        started = time.perf_counter()
+        with count_queries() as queries:
+            summary = run_due_configs(now=now, business_ids=business_ids)
+        seconds = time.perf_counter() - started
+        totals = summary.as_dict()
+        notifications = totals["notifications_sent"] + totals["notifications_failed"] + totals["notifications_skipped"]
+        return {
+            "businesses": len(business_ids),
+            "notifications": notifications,
+            "customers_notified": totals["total_notified"],
+            "seconds": round(seconds, 2),
+            "notifications_per_second": round(notifications / seconds) if seconds else None,
+            "sql_queries": queries[0],
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "chunk_size": settings.AUTO_ENGAGEMENT_CHUNK_SIZE,
+        }

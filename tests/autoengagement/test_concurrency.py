@@ -1,0 +1,66 @@
+"""Several real processes run the command at once on PostgreSQL: row claims share the work."""
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from autoengagement.models import AutoEngagementConfig
+from notifications.models import NotificationLog
+from tests.factories import AutoEngagementConfigFactory, CustomerFactory
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+NOW = dt.datetime(2026, 6, 1, 9, 0, tzinfo=dt.UTC)
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def start_command(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "DATABASE_URL": database_url(), "DEBUG": "true", "LOG_LEVEL": "WARNING"}
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "run_auto_engagement", "--now", NOW.isoformat(), "--format", "json", *args],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_four_processes_over_fifty_businesses_run_each_once_and_send_each_channel_once():
+    businesses, per_business = 50, 8
+    for _ in range(businesses):
+        config = AutoEngagementConfigFactory(channels=["email", "sms"])
+        CustomerFactory.create_batch(
+            per_business,
+            business=config.business,
+            created_at=NOW - dt.timedelta(days=300),
+            last_activity_at=NOW - dt.timedelta(days=30),
+        )
+    processes = [start_command() for _ in range(4)]
+    outputs = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+        outputs.append(json.loads(stdout.strip().splitlines()[-1]))
+
+    ran = Counter(b["business_id"] for out in outputs for b in out["businesses"] if b["status"] == "success")
+    assert len(ran) == businesses
+    assert set(ran.values()) == {1}
+    assert sum(out["total_notified"] for out in outputs) == businesses * per_business
+    assert AutoEngagementConfig.objects.filter(last_run_status="success").count() == businesses
+    sent = Counter(NotificationLog.objects.filter(status="sent").values_list("customer_id", "channel"))
+    assert len(sent) == businesses * per_business * 2
+    assert set(sent.values()) == {1}
+    assert not NotificationLog.objects.exclude(status="sent").exists()
