@@ -15,10 +15,20 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+DEMO_BUSINESS := biz_DemoCoffeeRoasters01
+
 demo: install
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo
-	@echo "The daily run command arrives with the daily-run work; seeding is done."
+	@echo "== Setting up the SQLite database"
+	@LOG_LEVEL=WARNING $(PY) manage.py migrate --noinput -v0
+	@echo "== Seeding the demo business (idempotent)"
+	@LOG_LEVEL=WARNING $(PY) manage.py seed_demo
+	@echo "== Preview: who would be reached right now (sends nothing)"
+	@LOG_LEVEL=WARNING $(PY) manage.py run_auto_engagement --business $(DEMO_BUSINESS) --dry-run
+	@echo "== The daily run (record backends: nothing leaves this machine, every attempt is logged)"
+	@LOG_LEVEL=WARNING $(PY) manage.py run_auto_engagement --business $(DEMO_BUSINESS)
+	@echo "== Running it again reaches nobody new"
+	@LOG_LEVEL=WARNING $(PY) manage.py run_auto_engagement --business $(DEMO_BUSINESS)
+	@echo "== Next: 'make serve', then http://127.0.0.1:8000/admin/ (createsuperuser first); see README.md"
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -19,23 +19,37 @@ def parse_now(value: str) -> dt.datetime:
     return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=dt.UTC)
 
 
+def format_outcome(outcome: BusinessOutcome, dry_run: bool) -> str:
+    sent = "would send" if dry_run else "sent"
+    line = (
+        f"{outcome.business_id}  {outcome.status:<8} audience={outcome.audience} notified={outcome.notified} "
+        f"holdout={outcome.holdout} {sent}={outcome.sent} failed={outcome.failed} skipped={outcome.skipped}"
+    )
+    if outcome.skip_reasons:
+        line += " (" + ", ".join(f"{reason}: {count}" for reason, count in sorted(outcome.skip_reasons.items())) + ")"
+    if outcome.error:
+        line += f"  [{outcome.error}]"
+    return line
+
+
 def format_text(summary: RunSummary) -> str:
     if summary.disabled:
         return "Auto-engagement is disabled (DISABLE_AUTO_ENGAGEMENT=true); nothing done."
     totals = summary.as_dict()
-    lines = [
-        f"{o.business_id}  {o.status:<8} audience={o.audience} notified={o.notified} holdout={o.holdout} "
-        f"sent={o.sent} failed={o.failed} skipped={o.skipped}" + (f"  ({o.error})" if o.error else "")
-        for o in summary.outcomes
-    ]
-    verb = "would notify" if summary.dry_run else "notified"
-    lines.append(
-        f"{'Dry run: ' if summary.dry_run else ''}{totals['total_processed']} business(es) processed, "
-        f"{totals['total_notified']} customer(s) {verb}, {totals['total_failed']} business(es) failed, "
-        f"{totals['total_missed']} missed; {totals['notifications_sent']} sent, "
-        f"{totals['notifications_failed']} failed, {totals['notifications_skipped']} skipped, "
-        f"{totals['total_holdout']} in holdout."
-    )
+    lines = [format_outcome(outcome, summary.dry_run) for outcome in summary.outcomes]
+    if summary.dry_run:
+        lines.append(
+            f"Dry run: {totals['total_processed']} business(es), {totals['total_notified']} customer(s) would be "
+            f"notified with {totals['notifications_sent']} message(s); {totals['notifications_skipped']} skipped, "
+            f"{totals['total_holdout']} in holdout. Nothing was written or sent."
+        )
+    else:
+        lines.append(
+            f"{totals['total_processed']} business(es) processed, {totals['total_notified']} customer(s) notified, "
+            f"{totals['total_failed']} business(es) failed, {totals['total_missed']} missed; "
+            f"{totals['notifications_sent']} sent, {totals['notifications_failed']} failed, "
+            f"{totals['notifications_skipped']} skipped, {totals['total_holdout']} in holdout."
+        )
     return "\n".join(lines)
 
 
