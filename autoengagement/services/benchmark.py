@@ -67,6 +67,10 @@ def build_dataset(
                         for pass_id, customer in zip(make_ids(IdKind.PASS, len(created)), created, strict=True)
                     )
         logger.info("bench business built", extra={"business_id": business.business_id, "customers": customers})
+    if connection.vendor == "postgresql":
+        # Fresh tables have no planner statistics yet; production tables do.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
 
 
 def delete_dataset(*, tag: str) -> None:
