@@ -114,11 +114,8 @@ class ConfigInputSerializer(StrictInputSerializer):
         default_inactivity = AutoEngagementConfig._meta.get_field("inactivity_days").default
         inactivity_days = attrs.get("inactivity_days", config.inactivity_days if config else default_inactivity)
         if "max_inactivity_days" in attrs:
-            return {
-                "max_inactivity_days": validation.max_inactivity_days_errors(
-                    attrs["max_inactivity_days"], inactivity_days
-                )
-            }
+            messages = validation.max_inactivity_days_errors(attrs["max_inactivity_days"], inactivity_days)
+            return {"max_inactivity_days": messages} if messages else {}
         max_days = config.max_inactivity_days if config else None
         if validation.max_inactivity_days_errors(max_days, inactivity_days):
             return {

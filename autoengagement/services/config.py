@@ -55,7 +55,7 @@ def config_upsert(*, business: Business, data: Mapping[str, Any]) -> tuple[AutoE
         extra={
             "business_id": business.business_id,
             "config_id": config.config_id,
-            "created": created,
+            "config_created": created,
             "fields": sorted(data),
         },
     )
