@@ -4,7 +4,6 @@ Services know nothing about HTTP: they raise the small exceptions below (or Djan
 and `api_exception_handler` maps each kind to DRF's usual shapes and status codes.
 """
 
-import logging
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS
@@ -14,8 +13,6 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
-
-logger = logging.getLogger(__name__)
 
 # Sent with every 401 (RFC 9110 requires a WWW-Authenticate header on it); it names the header to send.
 WWW_AUTHENTICATE = 'X-Session-Token realm="api"'
@@ -66,10 +63,4 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return None
     if response.status_code == status.HTTP_401_UNAUTHORIZED and not response.has_header("WWW-Authenticate"):
         response["WWW-Authenticate"] = WWW_AUTHENTICATE
-    if response.status_code >= 400:
-        view = context.get("view")
-        logger.info(
-            "api request rejected",
-            extra={"status": response.status_code, "view": type(view).__name__ if view else None},
-        )
     return response
