@@ -1,15 +1,19 @@
 """Reads of the config and the notification history, scoped to one business."""
 
 import datetime as dt
+import logging
 import zoneinfo
 from typing import Any
 
 from django.db.models import F, QuerySet
 
+from autoengagement import validation
 from autoengagement.exceptions import ConfigNotFound
 from autoengagement.models import AutoEngagementConfig
 from notifications.models import NotificationLog
 from wallet.models import Business
+
+logger = logging.getLogger(__name__)
 
 HISTORY_FIELDS = (
     "notification_id",
@@ -68,7 +72,12 @@ def notification_history(
 
     One query per page whatever its size: the customer's public ID comes from a join, not a lookup per row.
     """
-    start, end = local_dates_to_utc(date_from=date_from, date_to=date_to, timezone_name=business.timezone)
+    timezone_name = business.timezone
+    if validation.timezone_errors(timezone_name):
+        # The business row predates zone checks (or was edited by hand): read its days in UTC rather than fail.
+        logger.warning("unknown business time zone; using UTC", extra={"business_id": business.business_id})
+        timezone_name = "UTC"
+    start, end = local_dates_to_utc(date_from=date_from, date_to=date_to, timezone_name=timezone_name)
     rows = NotificationLog.objects.filter(business=business, type=NotificationLog.Type.AUTO_REENGAGEMENT)
     if start is not None:
         rows = rows.filter(created_at__gte=start)

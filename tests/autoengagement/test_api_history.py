@@ -241,6 +241,17 @@ def test_extreme_dates_do_not_break(api, config):
     assert _ids(response) == [log.notification_id]
 
 
+def test_a_business_with_an_unknown_zone_reads_its_days_in_utc(api, business, caplog):
+    business.timezone = "Mars/Olympus_Mons"
+    business.save()
+    config = AutoEngagementConfigFactory(business=business)
+    inside = _log(config, _utc(2026, 3, 1, 23, 59))
+    _log(config, _utc(2026, 3, 2, 0, 0))
+    response = api.get(URL, {"date_from": "2026-03-01", "date_to": "2026-03-01"})
+    assert _ids(response) == [inside.notification_id]
+    assert "unknown business time zone; using UTC" in caplog.messages
+
+
 def test_another_business_sees_none_of_this_history(api, config, other_api):
     _log(config, _utc(2026, 3, 1))
     assert other_api.get(URL).json()["count"] == 0

@@ -1,10 +1,15 @@
+import threading
+import time
+
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection, transaction
 
 from autoengagement.exceptions import ConfigNotFound
 from autoengagement.models import AutoEngagementConfig
 from autoengagement.services.config import config_delete, config_upsert
 from tests.factories import AutoEngagementConfigFactory, BusinessFactory
+from wallet.models import Business
 
 pytestmark = pytest.mark.django_db
 
@@ -42,3 +47,33 @@ def test_upsert_refuses_fields_the_client_may_not_set(field):
 def test_delete_without_a_config_raises_not_found():
     with pytest.raises(ConfigNotFound):
         config_delete(business=BusinessFactory())
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_upserts_wait_for_each_other_and_create_one_config():
+    business = BusinessFactory()
+    results: list[bool] = []
+    errors: list[BaseException] = []
+
+    def upsert(days: int) -> None:
+        try:
+            _config, created = config_upsert(business=business, data={"inactivity_days": days})
+            results.append(created)
+        except BaseException as exc:  # pragma: no cover - reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=upsert, args=(days,)) for days in (10, 20)]
+    with transaction.atomic():
+        list(Business.objects.select_for_update().filter(pk=business.pk))
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)
+        assert results == []  # both are waiting for the business row
+    for thread in threads:
+        thread.join(timeout=10)
+    assert errors == []
+    assert sorted(results) == [False, True]
+    assert AutoEngagementConfig.objects.filter(business=business).count() == 1
