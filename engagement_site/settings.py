@@ -94,6 +94,9 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "engagement_site.exceptions.api_exception_handler",
+    # Reverse proxies in front of the app; 0 ignores X-Forwarded-For, so clients cannot fake their address.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Auto-engagement API",
@@ -103,10 +106,18 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ChannelEnum": "notifications.channels.Channel",
+        "WalletPlatformEnum": "wallet.models.WalletPass.Platform",
+    },
+    "SERVE_AUTHENTICATION": [],
 }
 
 # Business API sessions.
 BUSINESS_SESSION_TTL = env.int("BUSINESS_SESSION_TTL", default=14 * 24 * 3600)
+# Login attempts per client address, in DRF's rate syntax ("10/min", "100/hour"); more are answered 429.
+LOGIN_THROTTLE_RATE = env.str("LOGIN_THROTTLE_RATE", default="10/min")
 
 # The daily run.
 DISABLE_AUTO_ENGAGEMENT = env.bool("DISABLE_AUTO_ENGAGEMENT", default=False)

@@ -1,18 +1,24 @@
-"""Writes for businesses and their API sessions."""
+"""Writes for businesses, their API sessions and their customers."""
 
 import datetime as dt
 import hashlib
 import logging
 import secrets
+from collections.abc import Mapping
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from autoengagement.validation import timezone_errors
-from wallet.models import Business, BusinessSession
+from engagement_site.exceptions import InvalidCredentials
+from wallet.models import Business, BusinessSession, Customer, WalletPass
+from wallet.validation import phone_errors
 
 logger = logging.getLogger(__name__)
 
@@ -59,3 +65,145 @@ def session_create(*, business: Business, now: dt.datetime | None = None) -> tup
         expires_at=now + dt.timedelta(seconds=settings.BUSINESS_SESSION_TTL),
     )
     return session, token
+
+
+def session_login(*, email: str, password: str, now: dt.datetime | None = None) -> tuple[BusinessSession, str]:
+    """Check a business's password and open a session; unknown email and wrong password fail alike."""
+    business = Business.objects.filter(email__iexact=email.strip()).order_by("pk").first()
+    if business is None:
+        # Hash anyway, so the response time does not tell which emails have an account.
+        make_password(password)
+        logger.info("login failed", extra={"reason": "unknown email"})
+        raise InvalidCredentials()
+    if not business.check_password(password):
+        logger.info("login failed", extra={"business_id": business.business_id, "reason": "wrong password"})
+        raise InvalidCredentials()
+    session, token = session_create(business=business, now=now)
+    logger.info("login", extra={"business_id": business.business_id, "session_id": session.pk})
+    return session, token
+
+
+def session_revoke(*, session: BusinessSession) -> None:
+    """Log out: the token stops working at once, and the row stays for the audit trail."""
+    BusinessSession.objects.filter(pk=session.pk).update(revoked=True)
+    session.revoked = True
+    logger.info("logout", extra={"business_id": session.business.business_id, "session_id": session.pk})
+
+
+CUSTOMER_EDITABLE_FIELDS = frozenset(
+    {"first_name", "last_name", "email", "phone", "push_token", "email_opt_out", "sms_opt_out", "push_opt_out"}
+)
+
+
+def _customer_validate(customer: Customer) -> None:
+    """The model's own checks (lengths, email) plus the phone format, all reported at once."""
+    errors: dict[str, list[str]] = {}
+    try:
+        customer.full_clean(exclude={"business"}, validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        errors = exc.update_error_dict(errors)
+    if messages := phone_errors(customer.phone):
+        errors.setdefault("phone", []).extend(messages)
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def customer_create(
+    *,
+    business: Business,
+    first_name: str = "",
+    last_name: str = "",
+    email: str = "",
+    phone: str = "",
+    push_token: str = "",
+    email_opt_out: bool = False,
+    sms_opt_out: bool = False,
+    push_opt_out: bool = False,
+    wallet_platform: str | None = None,
+    now: dt.datetime | None = None,
+) -> Customer:
+    """Create a customer (not yet active: the activity service records visits) and, if asked, their pass."""
+    customer = Customer(
+        business=business,
+        first_name=first_name,
+        last_name=last_name,
+        email=email,
+        phone=phone,
+        push_token=push_token,
+        email_opt_out=email_opt_out,
+        sms_opt_out=sms_opt_out,
+        push_opt_out=push_opt_out,
+        created_at=now or timezone.now(),
+    )
+    _customer_validate(customer)
+    if wallet_platform is not None and wallet_platform not in WalletPass.Platform.values:
+        raise ValidationError({"wallet_platform": [f"Must be one of: {', '.join(WalletPass.Platform.values)}."]})
+    customer.save()
+    if wallet_platform is not None:
+        wallet_pass_create(customer=customer, platform=wallet_platform)
+    logger.info(
+        "customer created",
+        extra={"business_id": business.business_id, "customer_id": customer.customer_id, "platform": wallet_platform},
+    )
+    return customer
+
+
+def wallet_pass_create(*, customer: Customer, platform: str) -> WalletPass:
+    """A pass for the customer; its Apple web-service token is random and only its hash is kept."""
+    return WalletPass.objects.create(
+        customer=customer, platform=platform, authentication_token_hash=hash_token(secrets.token_urlsafe(32))
+    )
+
+
+@transaction.atomic
+def customer_update(*, customer: Customer, data: Mapping[str, Any]) -> Customer:
+    """Change only the given fields (names, addresses, push token, per-channel consent)."""
+    unknown = sorted(set(data) - CUSTOMER_EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError({field: ["This field cannot be changed."] for field in unknown})
+    for field, value in data.items():
+        setattr(customer, field, value)
+    _customer_validate(customer)
+    customer.save(update_fields=list(data))
+    logger.info(
+        "customer updated",
+        extra={
+            "business_id": customer.business.business_id,
+            "customer_id": customer.customer_id,
+            "fields": sorted(data),
+        },
+    )
+    return customer
+
+
+@transaction.atomic
+def customer_record_activity(
+    *, customer: Customer, occurred_at: dt.datetime | None = None, now: dt.datetime | None = None
+) -> Customer:
+    """Record a visit: the one entry point for "this customer came back", whoever reports it.
+
+    last_activity_at only ever moves forward, in one conditional UPDATE, so a late or concurrent report of
+    an older visit can never move it back.
+    """
+    now = now or timezone.now()
+    occurred_at = occurred_at or now
+    if timezone.is_naive(occurred_at):
+        raise ValidationError({"occurred_at": ["Must include a UTC offset, e.g. 2026-03-01T09:30:00+01:00."]})
+    if occurred_at > now:
+        raise ValidationError({"occurred_at": ["May not be in the future."]})
+    moved = (
+        Customer.objects.filter(pk=customer.pk)
+        .filter(Q(last_activity_at__isnull=True) | Q(last_activity_at__lt=occurred_at))
+        .update(last_activity_at=occurred_at)
+    )
+    customer.refresh_from_db(fields=["last_activity_at"])
+    logger.info(
+        "customer activity recorded",
+        extra={
+            "business_id": customer.business.business_id,
+            "customer_id": customer.customer_id,
+            "moved_forward": bool(moved),
+        },
+    )
+    return customer

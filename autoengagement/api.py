@@ -1,0 +1,254 @@
+"""The config and history API, thin over autoengagement.services and autoengagement.selectors.
+
+The config rules come from autoengagement.validation, the same functions the model and admin use.
+"""
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import serializers, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from autoengagement import selectors, validation
+from autoengagement.models import AutoEngagementConfig
+from autoengagement.services.config import config_delete, config_upsert
+from autoengagement.templating import BODY_MAX_LENGTH, HEADER_MAX_LENGTH, PLACEHOLDERS
+from engagement_site.api import (
+    PagePagination,
+    PageQuerySerializer,
+    RuleField,
+    StrictBooleanField,
+    StrictInputSerializer,
+    StrictIntegerField,
+    error_responses,
+)
+from notifications.channels import Channel
+from notifications.models import NotificationLog
+from wallet.authentication import BusinessSessionRequired
+
+_PLACEHOLDER_HELP = "Placeholders: " + ", ".join(f"{{{name}}}" for name in PLACEHOLDERS) + " and nothing else."
+
+
+class MessageTemplateSerializer(serializers.Serializer):
+    header = serializers.CharField(max_length=HEADER_MAX_LENGTH, help_text=_PLACEHOLDER_HELP)
+    body = serializers.CharField(max_length=BODY_MAX_LENGTH, help_text=_PLACEHOLDER_HELP)
+
+
+CHANNELS_SCHEMA = {
+    "type": "array",
+    "items": {"type": "string", "enum": Channel.values},
+    "minItems": 1,
+    "uniqueItems": True,
+}
+RUN_TIME_SCHEMA = {"type": "string", "pattern": validation.RUN_TIME_PATTERN.pattern, "example": "09:00"}
+TIMEZONE_SCHEMA = {"type": "string", "description": "An IANA time zone name.", "example": "Europe/Paris"}
+
+
+@extend_schema_field(MessageTemplateSerializer)
+class MessageTemplateField(RuleField):
+    pass
+
+
+@extend_schema_field(CHANNELS_SCHEMA)
+class ChannelsField(RuleField):
+    pass
+
+
+@extend_schema_field(RUN_TIME_SCHEMA)
+class RunTimeField(RuleField):
+    pass
+
+
+@extend_schema_field(TIMEZONE_SCHEMA)
+class TimezoneField(RuleField):
+    pass
+
+
+def _int_field(bounds: tuple[int, int], help_text: str, **kwargs: Any) -> StrictIntegerField:
+    return StrictIntegerField(required=False, min_value=bounds[0], max_value=bounds[1], help_text=help_text, **kwargs)
+
+
+CONFIG_READ_ONLY = frozenset(
+    {
+        "config_id",
+        "business_id",
+        "last_run_at",
+        "last_run_status",
+        "last_run_error",
+        "total_customers_notified",
+        "created_at",
+        "updated_at",
+    }
+)
+
+
+class ConfigInputSerializer(StrictInputSerializer):
+    """Every field is optional: on create omitted fields take their defaults, on update they stay unchanged."""
+
+    # context["config"] is the existing config (or None): max_inactivity_days is checked against the
+    # inactivity_days the update leaves in place.
+
+    read_only_names = CONFIG_READ_ONLY
+
+    enabled = StrictBooleanField(required=False)
+    inactivity_days = _int_field(validation.INACTIVITY_DAYS_RANGE, "Days without a visit before a message.")
+    message_template = MessageTemplateField(rule=validation.message_template_errors, required=False)
+    channels = ChannelsField(rule=validation.channels_errors, required=False)
+    run_time = RunTimeField(rule=validation.run_time_errors, required=False)
+    timezone = TimezoneField(rule=validation.timezone_errors, required=False)
+    max_reminders = _int_field(validation.MAX_REMINDERS_RANGE, "Messages per inactivity spell.")
+    max_inactivity_days = StrictIntegerField(
+        required=False,
+        allow_null=True,
+        max_value=validation.MAX_INACTIVITY_DAYS_LIMIT,
+        help_text="null, or more than inactivity_days: customers inactive longer are left alone.",
+    )
+    holdout_percent = _int_field(validation.HOLDOUT_PERCENT_RANGE, "Share of the audience kept as a control group.")
+    attribution_days = _int_field(validation.ATTRIBUTION_DAYS_RANGE, "Days after a message a visit counts for it.")
+
+    def cross_field_errors(self, attrs: dict[str, Any], errors: dict[str, Any]) -> dict[str, list[str]]:
+        if "inactivity_days" in errors or "max_inactivity_days" in errors:
+            return {}
+        config: AutoEngagementConfig | None = self.context.get("config")
+        default_inactivity = AutoEngagementConfig._meta.get_field("inactivity_days").default
+        inactivity_days = attrs.get("inactivity_days", config.inactivity_days if config else default_inactivity)
+        if "max_inactivity_days" in attrs:
+            messages = validation.max_inactivity_days_errors(attrs["max_inactivity_days"], inactivity_days)
+            return {"max_inactivity_days": messages} if messages else {}
+        max_days = config.max_inactivity_days if config else None
+        if validation.max_inactivity_days_errors(max_days, inactivity_days):
+            return {
+                "inactivity_days": [
+                    f"Must be less than max_inactivity_days ({max_days}); change or clear max_inactivity_days too."
+                ]
+            }
+        return {}
+
+
+class ConfigOutputSerializer(serializers.ModelSerializer):
+    business_id = serializers.CharField(source="business.business_id")
+    message_template = MessageTemplateSerializer()
+    channels = serializers.ListField(child=serializers.ChoiceField(choices=Channel.choices))
+
+    class Meta:
+        model = AutoEngagementConfig
+        fields = (
+            "config_id",
+            "business_id",
+            "enabled",
+            "inactivity_days",
+            "message_template",
+            "channels",
+            "run_time",
+            "timezone",
+            "max_reminders",
+            "max_inactivity_days",
+            "holdout_percent",
+            "attribution_days",
+            "last_run_at",
+            "last_run_status",
+            "last_run_error",
+            "total_customers_notified",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = fields
+
+
+class ConfigViewSet(BusinessSessionRequired, viewsets.ViewSet):
+    # The business's one config: no ID in the URL, the session says whose it is.
+
+    @extend_schema(
+        tags=["auto-engagement"],
+        summary="The business's config",
+        description="404 while the business has none.",
+        responses={200: ConfigOutputSerializer, **error_responses(401, 403, 404)},
+    )
+    def retrieve(self, request: Request) -> Response:
+        return Response(ConfigOutputSerializer(selectors.config_get(business=request.user)).data)
+
+    @extend_schema(
+        tags=["auto-engagement"],
+        summary="Create or update the config",
+        description=(
+            "Creates the config (201; omitted fields take their defaults) or updates it (200; only the given "
+            "fields change). Every error is reported at once; on any error nothing is written."
+        ),
+        request=ConfigInputSerializer,
+        responses={
+            201: OpenApiResponse(ConfigOutputSerializer, description="Created."),
+            200: OpenApiResponse(ConfigOutputSerializer, description="Updated."),
+            **error_responses(400, 401, 403),
+        },
+    )
+    def upsert(self, request: Request) -> Response:
+        existing = selectors.config_find(business=request.user)
+        serializer = ConfigInputSerializer(data=request.data, context={"config": existing})
+        serializer.is_valid(raise_exception=True)
+        config, created = config_upsert(business=request.user, data=serializer.validated_data)
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(ConfigOutputSerializer(config).data, status=code)
+
+    @extend_schema(
+        tags=["auto-engagement"],
+        summary="Delete the config",
+        description="The notification history stays.",
+        responses={204: OpenApiResponse(description="Deleted."), **error_responses(401, 403, 404)},
+    )
+    def destroy(self, request: Request) -> Response:
+        config_delete(business=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class HistoryQuerySerializer(PageQuerySerializer):
+    date_from = serializers.DateField(
+        required=False, input_formats=["iso-8601"], help_text="First local date (YYYY-MM-DD), inclusive."
+    )
+    date_to = serializers.DateField(
+        required=False, input_formats=["iso-8601"], help_text="Last local date (YYYY-MM-DD), inclusive."
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "date_from" in attrs and "date_to" in attrs and attrs["date_from"] > attrs["date_to"]:
+            raise serializers.ValidationError({"date_to": ["Must be on or after date_from."]})
+        return attrs
+
+
+class HistoryItemSerializer(serializers.Serializer):
+    notification_id = serializers.CharField()
+    customer_id = serializers.CharField(source="public_customer_id")
+    channel = serializers.ChoiceField(choices=Channel.choices)
+    status = serializers.ChoiceField(choices=NotificationLog.Status.choices)
+    header = serializers.CharField()
+    body = serializers.CharField()
+    error = serializers.CharField(help_text="Why it failed or was skipped; empty otherwise.")
+    created_at = serializers.DateTimeField()
+    sent_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True, help_text="Wallet: the device fetched the pass.")
+
+
+class HistoryViewSet(BusinessSessionRequired, viewsets.GenericViewSet):
+    pagination_class = PagePagination
+    serializer_class = HistoryItemSerializer
+
+    @extend_schema(
+        tags=["auto-engagement"],
+        summary="Auto re-engagement notifications, newest first",
+        description=(
+            "date_from and date_to are inclusive dates in the business's time zone. "
+            "A 404 means the page is past the last one."
+        ),
+        parameters=[HistoryQuerySerializer],
+        responses={200: HistoryItemSerializer(many=True), **error_responses(400, 401, 403, 404)},
+    )
+    def list(self, request: Request) -> Response:
+        query = HistoryQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows = selectors.notification_history(
+            business=request.user,
+            date_from=query.validated_data.get("date_from"),
+            date_to=query.validated_data.get("date_to"),
+        )
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(HistoryItemSerializer(page, many=True).data)

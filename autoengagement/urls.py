@@ -1,0 +1,16 @@
+"""Mounted at /api/auto-engagement/; further views (preview, stats) join the list below."""
+
+from django.urls import path
+
+from autoengagement import api
+
+app_name = "autoengagement"
+
+urlpatterns = [
+    path(
+        "config",
+        api.ConfigViewSet.as_view({"get": "retrieve", "post": "upsert", "delete": "destroy"}),
+        name="config",
+    ),
+    path("history", api.HistoryViewSet.as_view({"get": "list"}), name="history"),
+]

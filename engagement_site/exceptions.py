@@ -1,0 +1,66 @@
+"""Domain errors raised by services, and the one DRF exception handler that turns them into responses.
+
+Services know nothing about HTTP: they raise the small exceptions below (or Django's ValidationError),
+and `api_exception_handler` maps each kind to DRF's usual shapes and status codes.
+"""
+
+from typing import Any
+
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+from rest_framework.settings import api_settings
+from rest_framework.views import exception_handler as drf_exception_handler
+
+# Sent with every 401 (RFC 9110 requires a WWW-Authenticate header on it); it names the header to send.
+WWW_AUTHENTICATE = 'X-Session-Token realm="api"'
+
+
+class DomainError(Exception):
+    """Base of the errors services raise on purpose; `default_message` is what the client reads."""
+
+    default_message = "The request could not be completed."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class ObjectNotFound(DomainError):
+    """The object does not exist, or belongs to another business (the two are never told apart)."""
+
+    default_message = "Not found."
+
+
+class InvalidCredentials(DomainError):
+    default_message = "Invalid email or password."
+
+
+class _Unauthorized(exceptions.APIException):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_code = "invalid_credentials"
+
+
+def _as_api_exception(exc: Exception) -> Exception:
+    if isinstance(exc, ObjectNotFound):
+        return exceptions.NotFound(exc.message)
+    if isinstance(exc, InvalidCredentials):
+        return _Unauthorized(exc.message)
+    if isinstance(exc, DjangoValidationError):
+        detail = as_serializer_error(exc)
+        if NON_FIELD_ERRORS in detail:
+            detail[api_settings.NON_FIELD_ERRORS_KEY] = detail.pop(NON_FIELD_ERRORS)
+        return exceptions.ValidationError(detail)
+    return exc
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus our domain errors and Django's ValidationError; anything else stays a 500."""
+    response = drf_exception_handler(_as_api_exception(exc), context)
+    if response is None:
+        return None
+    if response.status_code == status.HTTP_401_UNAUTHORIZED and not response.has_header("WWW-Authenticate"):
+        response["WWW-Authenticate"] = WWW_AUTHENTICATE
+    return response

@@ -1,0 +1,203 @@
+"""The business API of this app: login and logout, customers and their visits. Views stay thin over
+wallet.services and wallet.selectors; errors are turned into responses by the one exception handler."""
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from engagement_site.api import (
+    AwareDateTimeField,
+    PagePagination,
+    PageQuerySerializer,
+    StrictBooleanField,
+    StrictCharField,
+    StrictEmailField,
+    StrictInputSerializer,
+    error_responses,
+)
+from wallet import selectors, services
+from wallet.authentication import BusinessSessionRequired
+from wallet.models import Customer, WalletPass
+from wallet.throttling import LoginRateThrottle
+from wallet.validation import phone_errors
+
+
+class LoginInputSerializer(StrictInputSerializer):
+    email = StrictCharField(max_length=254)
+    password = StrictCharField(max_length=1024, trim_whitespace=False)
+
+
+class LoginOutputSerializer(serializers.Serializer):
+    session_token = serializers.CharField(help_text="Send it as X-Session-Token; shown only once.")
+    business_id = serializers.CharField(help_text="Send it as X-Business-Id.")
+    expires_at = serializers.DateTimeField()
+
+
+class LoginView(APIView):
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+    throttle_classes = (LoginRateThrottle,)
+
+    @extend_schema(
+        tags=["auth"],
+        summary="Open a session",
+        request=LoginInputSerializer,
+        description="Checks the business's email and password and returns a session token for the other endpoints.",
+        responses={201: LoginOutputSerializer, **error_responses(400, 401, 429, e401="Wrong email or password.")},
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = LoginInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        session, token = services.session_login(**serializer.validated_data)
+        output = {"session_token": token, "business_id": session.business.business_id, "expires_at": session.expires_at}
+        return Response(LoginOutputSerializer(output).data, status=status.HTTP_201_CREATED)
+
+
+class LogoutView(BusinessSessionRequired, APIView):
+    @extend_schema(
+        tags=["auth"],
+        summary="Revoke the current session",
+        description="The session token stops working at once.",
+        request=None,
+        responses={204: OpenApiResponse(description="Logged out."), **error_responses(401, 403)},
+    )
+    def post(self, request: Request) -> Response:
+        services.session_revoke(session=request.auth)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _validate_phone(value: str) -> None:
+    if errors := phone_errors(value):
+        raise serializers.ValidationError(errors)
+
+
+class WalletPassOutputSerializer(serializers.Serializer):
+    pass_id = serializers.CharField()
+    platform = serializers.ChoiceField(choices=WalletPass.Platform.choices)
+
+
+class CustomerOutputSerializer(serializers.Serializer):
+    customer_id = serializers.CharField()
+    first_name = serializers.CharField()
+    last_name = serializers.CharField()
+    email = serializers.CharField()
+    phone = serializers.CharField()
+    push_token = serializers.CharField()
+    email_opt_out = serializers.BooleanField()
+    sms_opt_out = serializers.BooleanField()
+    push_opt_out = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    last_activity_at = serializers.DateTimeField(allow_null=True)
+    wallet_passes = WalletPassOutputSerializer(many=True)
+
+
+CUSTOMER_READ_ONLY = frozenset({"customer_id", "created_at", "last_activity_at", "wallet_passes"})
+
+
+class CustomerUpdateInputSerializer(StrictInputSerializer):
+    read_only_names = CUSTOMER_READ_ONLY | {"wallet_platform"}
+
+    first_name = StrictCharField(required=False, allow_blank=True, max_length=100)
+    last_name = StrictCharField(required=False, allow_blank=True, max_length=100)
+    email = StrictEmailField(required=False, allow_blank=True, max_length=254)
+    phone = StrictCharField(
+        required=False, allow_blank=True, max_length=16, validators=[_validate_phone], help_text="E.164"
+    )
+    push_token = StrictCharField(required=False, allow_blank=True, max_length=4096)
+    email_opt_out = StrictBooleanField(required=False, help_text="true: never email this customer.")
+    sms_opt_out = StrictBooleanField(required=False, help_text="true: never text this customer.")
+    push_opt_out = StrictBooleanField(required=False, help_text="true: never push to this customer.")
+
+
+class CustomerCreateInputSerializer(CustomerUpdateInputSerializer):
+    read_only_names = CUSTOMER_READ_ONLY
+
+    wallet_platform = serializers.ChoiceField(
+        choices=WalletPass.Platform.choices,
+        required=False,
+        allow_null=True,
+        help_text="Also issue a wallet pass on this platform.",
+    )
+
+
+class ActivityInputSerializer(StrictInputSerializer):
+    occurred_at = AwareDateTimeField(
+        required=False, help_text="When the visit happened, with a UTC offset; default now; not in the future."
+    )
+
+
+class CustomerViewSet(BusinessSessionRequired, viewsets.GenericViewSet):
+    # The business's customers only: any other business's customer is a 404, like an unknown one.
+
+    lookup_field = "customer_id"
+    lookup_value_regex = "[^/]+"
+    pagination_class = PagePagination
+    serializer_class = CustomerOutputSerializer
+    queryset = Customer.objects.none()
+
+    def _customer(self, customer_id: str) -> Customer:
+        return selectors.customer_get(business=self.request.user, customer_id=customer_id)
+
+    @staticmethod
+    def _output(customer: Customer, code: int = status.HTTP_200_OK) -> Response:
+        return Response(CustomerOutputSerializer(customer).data, status=code)
+
+    @extend_schema(
+        tags=["customers"],
+        summary="List customers, newest first",
+        description="A 404 means the page is past the last one.",
+        parameters=[PageQuerySerializer],
+        responses={200: CustomerOutputSerializer(many=True), **error_responses(400, 401, 403, 404)},
+    )
+    def list(self, request: Request) -> Response:
+        PageQuerySerializer(data=request.query_params).is_valid(raise_exception=True)
+        page = self.paginate_queryset(selectors.customer_list(business=request.user))
+        return self.get_paginated_response(CustomerOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        tags=["customers"],
+        summary="Create a customer (optionally with a wallet pass)",
+        description="Every field is optional; wallet_platform also issues a wallet pass on that platform.",
+        request=CustomerCreateInputSerializer,
+        responses={201: CustomerOutputSerializer, **error_responses(400, 401, 403)},
+    )
+    def create(self, request: Request) -> Response:
+        serializer = CustomerCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        customer = services.customer_create(business=request.user, **serializer.validated_data)
+        return self._output(customer, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        tags=["customers"],
+        summary="Change a customer's names, addresses, push token or consent",
+        description="Only the given fields change. 404 for an unknown customer or another business's.",
+        request=CustomerUpdateInputSerializer,
+        responses={200: CustomerOutputSerializer, **error_responses(400, 401, 403, 404)},
+    )
+    def partial_update(self, request: Request, customer_id: str) -> Response:
+        customer = self._customer(customer_id)
+        serializer = CustomerUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self._output(services.customer_update(customer=customer, data=serializer.validated_data))
+
+    @extend_schema(
+        tags=["customers"],
+        summary="Record a visit",
+        description="Moves last_activity_at forward to occurred_at (default now); an older visit changes nothing.",
+        request=ActivityInputSerializer,
+        responses={200: CustomerOutputSerializer, **error_responses(400, 401, 403, 404)},
+    )
+    @action(detail=True, methods=["post"])
+    def activity(self, request: Request, customer_id: str) -> Response:
+        customer = self._customer(customer_id)
+        serializer = ActivityInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        options: dict[str, Any] = serializer.validated_data
+        return self._output(services.customer_record_activity(customer=customer, **options))

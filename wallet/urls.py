@@ -1,0 +1,17 @@
+"""Mounted at /api/: the session endpoints and the customers (more customer views can join the router)."""
+
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from wallet import api
+
+app_name = "wallet"
+
+router = SimpleRouter(trailing_slash=False)
+router.register("customers", api.CustomerViewSet, basename="customer")
+
+urlpatterns = [
+    path("auth/login", api.LoginView.as_view(), name="login"),
+    path("auth/logout", api.LogoutView.as_view(), name="logout"),
+    *router.urls,
+]
