@@ -186,7 +186,11 @@ class WalletBackend(ChannelBackend):
                 current=wallet_pass.message_text,
                 run_date=str(message.extra.get("run_date", "")),
             )
-            wallet_pass.updated_at = now
+            # Last-Modified has whole seconds: the new modification time must fall in a later second than the one a
+            # device already holds, or its If-Modified-Since fetch would get 304 and miss the message.
+            wallet_pass.updated_at = max(
+                now, passes.pass_last_modified(wallet_pass=wallet_pass) + dt.timedelta(seconds=1)
+            )
         updated = {wallet_pass.pk: wallet_pass for _, wallet_pass in work}
         WalletPass.objects.bulk_update(list(updated.values()), ["message_text", "updated_at"], batch_size=500)
         registrations = [reg for wallet_pass in updated.values() for reg in wallet_pass.device_registrations.all()]
