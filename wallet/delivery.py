@@ -27,7 +27,13 @@ from notifications.backends.base import ChannelBackend, Message, Result
 from notifications.channels import Channel
 from wallet import passes
 from wallet.apns import ApnsClient, PushOutcome, apns_ssl_context
-from wallet.google_wallet import GoogleConfig, GoogleWalletClient, load_google_config, loyalty_object_id
+from wallet.google_wallet import (
+    AddMessageOutcome,
+    GoogleConfig,
+    GoogleWalletClient,
+    load_google_config,
+    loyalty_object_id,
+)
 from wallet.models import AppleDeviceRegistration, Customer, GoogleWalletMessage, WalletPass
 
 logger = logging.getLogger(__name__)
@@ -223,13 +229,16 @@ class WalletBackend(ChannelBackend):
             if not notify and self.google.over_limit == "skip":
                 attempts[message.log_id].append(_Attempt("skipped", "Google notification limit reached"))
                 continue
-            outcome = self.google_client.add_message(
-                object_id=loyalty_object_id(issuer_id=self.google.issuer_id, pass_id=wallet_pass.pass_id),
-                message_id=f"reengagement-{message.log_id}",
-                header=message.header,
-                body=message.body,
-                notify=notify,
-            )
+            outcome = self._add_google_message(message=message, wallet_pass=wallet_pass, notify=notify)
+            if outcome.quota_exceeded:
+                # Notified elsewhere than through us: the pass is at Google's cap for now.
+                notified[wallet_pass.pk] = self.google.notify_limit
+                notify = False
+                if self.google.over_limit == "text":
+                    outcome = self._add_google_message(message=message, wallet_pass=wallet_pass, notify=False)
+                else:
+                    attempts[message.log_id].append(_Attempt("skipped", outcome.error))
+                    continue
             if outcome.ok:
                 notified[wallet_pass.pk] = notified.get(wallet_pass.pk, 0) + int(notify)
                 added.append(
@@ -241,6 +250,15 @@ class WalletBackend(ChannelBackend):
             else:
                 attempts[message.log_id].append(_Attempt("failed", outcome.error, retryable=outcome.retryable))
         GoogleWalletMessage.objects.bulk_create(added, batch_size=500)
+
+    def _add_google_message(self, *, message: Message, wallet_pass: WalletPass, notify: bool) -> AddMessageOutcome:
+        return self.google_client.add_message(
+            object_id=loyalty_object_id(issuer_id=self.google.issuer_id, pass_id=wallet_pass.pass_id),
+            message_id=f"reengagement-{message.log_id}",
+            header=message.header,
+            body=message.body,
+            notify=notify,
+        )
 
 
 def _apple_attempt(outcome: PushOutcome) -> _Attempt:

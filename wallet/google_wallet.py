@@ -45,6 +45,8 @@ class AddMessageOutcome:
     message_id: str
     error: str = ""
     retryable: bool = False
+    # Google refused a notifying message: the pass already had its notifications for the day.
+    quota_exceeded: bool = False
 
 
 def load_google_config() -> GoogleConfig:
@@ -145,6 +147,11 @@ class GoogleWalletClient:
         reason = _error_reason(response)
         if status == 404:
             return AddMessageOutcome(ok=False, message_id=message_id, error="Google Wallet object not found")
+        if status == 429 and "quotaexceeded" in f"{reason} {response.text}".replace(" ", "").lower():
+            # Not worth retrying: the cap lasts 24 hours. The caller may add the message as TEXT instead.
+            return AddMessageOutcome(
+                ok=False, message_id=message_id, error="Google notification limit reached", quota_exceeded=True
+            )
         retryable = status == 429 or status >= 500
         return AddMessageOutcome(
             ok=False, message_id=message_id, error=f"Google Wallet {status}: {reason}"[:500], retryable=retryable

@@ -204,6 +204,22 @@ def test_a_failed_call_does_not_count_against_the_cap(google_api):
     assert not GoogleWalletMessage.objects.exists()
 
 
+def test_a_quota_refusal_from_google_is_not_retried_and_the_message_goes_as_text(google_api):
+    wallet_pass = WalletPassFactory(platform="google")
+    url = _add_message_url(wallet_pass.pass_id)
+    google_api.post(
+        url,
+        status=429,
+        json={"error": {"code": 429, "message": "QuotaExceededException: too many notifications", "status": "x"}},
+    )
+    google_api.post(url, json={})
+    with WalletBackend() as backend:
+        [result] = backend.send_batch([_message(wallet_pass.customer, 1)])
+    assert result.status == "sent"
+    assert _message_types(google_api, wallet_pass.pass_id) == ["TEXT_AND_NOTIFY", "TEXT"]
+    assert list(GoogleWalletMessage.objects.values_list("notified", flat=True)) == [False]
+
+
 # The save link
 
 
