@@ -8,4 +8,5 @@ urlpatterns = [
     path("api/auto-engagement/", include("autoengagement.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("", include("wallet.passkit_urls")),
 ]

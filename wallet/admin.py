@@ -83,7 +83,7 @@ class WalletPassAdmin(admin.ModelAdmin):
     search_fields = ("pass_id", "customer__customer_id")
     list_select_related = ("customer",)
     raw_id_fields = ("customer",)
-    readonly_fields = ("pass_id", "authentication_token_hash", "created_at", "updated_at")
+    readonly_fields = ("pass_id", "authentication_token_hash", "message_text", "created_at", "updated_at")
 
 
 @admin.register(AppleDeviceRegistration)

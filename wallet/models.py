@@ -94,10 +94,14 @@ class WalletPass(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="wallet_passes")
     platform = models.CharField(max_length=10, choices=Platform.choices)
     authentication_token_hash = models.CharField(max_length=64, blank=True)
+    # The value of the Apple pass's `message` field (the one with a changeMessage): the latest re-engagement text.
+    message_text = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The pass's modification time: Last-Modified of the Apple pass and the PassKit "updated since" tag.
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        indexes = [models.Index(fields=["updated_at"], name="wallet_pass_updated_idx")]
         constraints = [
             models.CheckConstraint(condition=prefix_check("pass_id", IdKind.PASS.prefix), name="pass_id_prefix"),
             models.CheckConstraint(condition=Q(platform__in=["apple", "google"]), name="wallet_pass_platform_valid"),
@@ -128,3 +132,18 @@ class AppleDeviceRegistration(models.Model):
 
     def __str__(self) -> str:
         return f"{self.device_library_identifier} -> {self.wallet_pass_id}"
+
+
+class GoogleWalletMessage(models.Model):
+    """A message added to a Google loyalty object; notifying ones count against Google's 3 per pass per 24 hours."""
+
+    wallet_pass = models.ForeignKey(WalletPass, on_delete=models.CASCADE, related_name="google_messages")
+    message_id = models.CharField(max_length=100)
+    notified = models.BooleanField()
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["wallet_pass", "sent_at"], name="google_message_pass_sent_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} on {self.wallet_pass_id}"

@@ -8,9 +8,10 @@ from notifications.backends.base import ChannelBackend
 from notifications.channels import Channel
 
 RECORD = "notifications.backends.record.RecordBackend"
+WALLET_LIVE = "wallet.delivery.WalletBackend"
 
 ALIASES: dict[str, dict[str, str]] = {
-    Channel.WALLET: {"record": RECORD},
+    Channel.WALLET: {"record": RECORD, "live": WALLET_LIVE},
     Channel.EMAIL: {"record": RECORD},
     Channel.SMS: {"record": RECORD},
     Channel.PUSH: {"record": RECORD},

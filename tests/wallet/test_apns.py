@@ -1,0 +1,120 @@
+import json
+import ssl
+
+import httpx
+import pytest
+from cryptography import x509
+
+from tests.wallet.certs import KEY_PASSWORD, PASS_TYPE_ID
+from wallet.apns import ApnsClient, apns_ssl_context
+
+TOKENS = [f"{n:064x}" for n in range(1, 6)]
+
+
+@pytest.fixture
+def apns_client(apns_server, cert_chain):
+    client = ApnsClient(
+        host=apns_server.host,
+        topic=PASS_TYPE_ID,
+        ssl_context=apns_ssl_context(
+            cert_file=str(cert_chain.pass_cert_file),
+            key_file=str(cert_chain.pass_key_file),
+            key_password=KEY_PASSWORD,
+            ca_file=str(cert_chain.ca_file),
+        ),
+        timeout=5,
+        concurrency=4,
+        max_retries=2,
+        backoff=0.01,
+    )
+    client.open()
+    yield client
+    client.close()
+
+
+def test_push_is_an_empty_payload_to_the_device_path_with_the_pass_type_topic(apns_client, apns_server, cert_chain):
+    outcomes = apns_client.push_many(tokens=[TOKENS[0]])
+    assert outcomes[TOKENS[0]].ok
+    assert outcomes[TOKENS[0]].apns_id
+    [push] = apns_server.pushes
+    assert push.path == f"/3/device/{TOKENS[0]}"
+    assert push.headers[":method"] == "POST"
+    assert push.headers["apns-topic"] == PASS_TYPE_ID
+    assert json.loads(push.body) == {}
+    assert x509.load_der_x509_certificate(push.peer_certificate) == cert_chain.pass_cert
+
+
+def test_a_batch_shares_one_http2_connection(apns_client, apns_server):
+    outcomes = apns_client.push_many(tokens=[*TOKENS, TOKENS[0]])
+    assert all(outcome.ok for outcome in outcomes.values())
+    assert sorted(push.path for push in apns_server.pushes) == sorted(f"/3/device/{token}" for token in TOKENS)
+    assert {push.connection for push in apns_server.pushes} == {1}
+    assert apns_server.connections == 1
+
+
+def test_410_reports_the_device_unregistered_without_retrying(apns_client, apns_server):
+    apns_server.answer(TOKENS[0], 410)
+    outcome = apns_client.push_many(tokens=[TOKENS[0]])[TOKENS[0]]
+    assert outcome.unregistered
+    assert not outcome.ok
+    assert not outcome.retryable
+    assert len(apns_server.pushes) == 1
+
+
+def test_503_is_retried_then_sent(apns_client, apns_server):
+    apns_server.answer(TOKENS[0], 503)
+    outcome = apns_client.push(token=TOKENS[0])
+    assert outcome.ok
+    assert len(apns_server.pushes) == 2
+
+
+def test_429_past_the_retries_is_a_retryable_failure(apns_client, apns_server):
+    apns_server.answer(TOKENS[0], 429, 429, 429, 429)
+    outcome = apns_client.push(token=TOKENS[0])
+    assert not outcome.ok
+    assert outcome.retryable
+    assert "TooManyRequests" in outcome.error
+    assert len(apns_server.pushes) == 3  # the first try and max_retries=2
+
+
+def test_400_is_a_permanent_failure(apns_client, apns_server):
+    apns_server.answer(TOKENS[0], 400)
+    outcome = apns_client.push(token=TOKENS[0])
+    assert (outcome.ok, outcome.retryable, outcome.unregistered) == (False, False, False)
+    assert "BadDeviceToken" in outcome.error
+    assert len(apns_server.pushes) == 1
+
+
+def test_the_server_refuses_a_client_without_the_pass_certificate(apns_server, cert_chain):
+    context = ssl.create_default_context(cafile=str(cert_chain.ca_file))
+    with (
+        httpx.Client(base_url=f"https://{apns_server.host}", http2=True, verify=context, timeout=5) as client,
+        pytest.raises(httpx.HTTPError),
+    ):
+        client.post(f"/3/device/{TOKENS[0]}", content=b"{}", headers={"apns-topic": PASS_TYPE_ID})
+    assert apns_server.pushes == []
+
+
+def test_an_unreachable_host_is_a_retryable_failure(cert_chain):
+    client = ApnsClient(
+        host="127.0.0.1:9",
+        topic=PASS_TYPE_ID,
+        ssl_context=apns_ssl_context(
+            cert_file=str(cert_chain.pass_cert_file),
+            key_file=str(cert_chain.pass_key_file),
+            key_password=KEY_PASSWORD,
+            ca_file="",
+        ),
+        timeout=1,
+        concurrency=1,
+        max_retries=1,
+        backoff=0.01,
+    )
+    client.open()
+    try:
+        outcome = client.push(token=TOKENS[0])
+    finally:
+        client.close()
+    assert not outcome.ok
+    assert outcome.retryable
+    assert "unreachable" in outcome.error

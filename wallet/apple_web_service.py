@@ -1,0 +1,215 @@
+"""Apple's PassKit web service: what Wallet on a device calls at the pass's webServiceURL.
+
+Endpoints (under the path of WALLET_WEB_SERVICE_URL) and their answers, as Apple documents them:
+- POST   v1/devices/<device>/registrations/<passType>/<serial>  register: 201 new, 200 already there, 401
+- DELETE v1/devices/<device>/registrations/<passType>/<serial>  unregister: 200, 401
+- GET    v1/devices/<device>/registrations/<passType>?passesUpdatedSince=<tag>  serials: 200 JSON, 204 none
+- GET    v1/passes/<passType>/<serial>                            latest pass: 200 .pkpass, 304, 401
+- POST   v1/log                                                   device logs: 200
+A pass this service does not know (wrong pass type or serial) is a 404. Authenticated calls carry
+`Authorization: ApplePass <authenticationToken>`.
+"""
+
+import datetime as dt
+import json
+import logging
+import re
+from functools import lru_cache
+
+from django.conf import settings
+from django.db.models import Subquery
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.utils.http import http_date, parse_http_date_safe
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from notifications.channels import Channel
+from notifications.models import NotificationLog
+from wallet import passes
+from wallet.models import AppleDeviceRegistration, WalletPass
+
+logger = logging.getLogger(__name__)
+
+PUSH_TOKEN_RE = re.compile(r"^[A-Za-z0-9]{1,256}$")
+MAX_LOG_LINES = 50
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@lru_cache(maxsize=4)
+def _apple_config(_settings_key: tuple[str, ...]) -> passes.AppleConfig:
+    return passes.load_apple_config()
+
+
+def apple_config() -> passes.AppleConfig:
+    """The parsed certificates, loaded once per distinct set of Apple settings rather than on every request."""
+    key = tuple(
+        getattr(settings, name)
+        for name in (
+            "APPLE_PASS_TYPE_ID",
+            "APPLE_TEAM_ID",
+            "APPLE_PASS_CERT_FILE",
+            "APPLE_PASS_KEY_FILE",
+            "APPLE_PASS_KEY_PASSWORD",
+            "APPLE_WWDR_CERT_FILE",
+            "WALLET_WEB_SERVICE_URL",
+            "APPLE_PASS_IMAGES_DIR",
+        )
+    )
+    return _apple_config(key)
+
+
+def update_tag(*, moment: dt.datetime) -> str:
+    """An opaque "lastUpdated" tag: microseconds since the epoch, exact for the database's timestamps."""
+    return str((moment - _EPOCH) // dt.timedelta(microseconds=1))
+
+
+def _parse_tag(tag: str) -> dt.datetime | None:
+    return _EPOCH + dt.timedelta(microseconds=int(tag)) if tag.isdigit() else None
+
+
+def _find_pass(*, pass_type_identifier: str, serial_number: str) -> WalletPass | None:
+    if not settings.APPLE_PASS_TYPE_ID or pass_type_identifier != settings.APPLE_PASS_TYPE_ID:
+        return None
+    return (
+        WalletPass.objects.select_related("customer__business")
+        .filter(pass_id=serial_number, platform=WalletPass.Platform.APPLE)
+        .first()
+    )
+
+
+def _authorized(*, request: HttpRequest, wallet_pass: WalletPass) -> bool:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return (
+        scheme == "ApplePass"
+        and bool(token)
+        and passes.authentication_token_matches(wallet_pass=wallet_pass, token=token.strip())
+    )
+
+
+def _pass_or_error(
+    *, request: HttpRequest, pass_type_identifier: str, serial_number: str
+) -> tuple[WalletPass | None, HttpResponse | None]:
+    wallet_pass = _find_pass(pass_type_identifier=pass_type_identifier, serial_number=serial_number)
+    if wallet_pass is None:
+        return None, HttpResponse(status=404)
+    if not _authorized(request=request, wallet_pass=wallet_pass):
+        logger.info("passkit request not authorized", extra={"pass_id": wallet_pass.pass_id})
+        return None, HttpResponse(status=401)
+    return wallet_pass, None
+
+
+@csrf_exempt
+@require_http_methods(["POST", "DELETE"])
+def registration(
+    request: HttpRequest, device_library_identifier: str, pass_type_identifier: str, serial_number: str
+) -> HttpResponse:
+    """Register a device for a pass's updates (POST) or stop them (DELETE)."""
+    wallet_pass, error = _pass_or_error(
+        request=request, pass_type_identifier=pass_type_identifier, serial_number=serial_number
+    )
+    if error:
+        return error
+    if len(device_library_identifier) > 128:
+        return HttpResponse(status=400)
+    if request.method == "DELETE":
+        AppleDeviceRegistration.objects.filter(
+            wallet_pass=wallet_pass, device_library_identifier=device_library_identifier
+        ).delete()
+        logger.info("passkit device unregistered", extra={"pass_id": wallet_pass.pass_id})
+        return HttpResponse(status=200)
+    try:
+        push_token = json.loads(request.body or b"{}").get("pushToken", "")
+    except (ValueError, AttributeError):
+        return HttpResponse(status=400)
+    if not isinstance(push_token, str) or not PUSH_TOKEN_RE.match(push_token):
+        return HttpResponse(status=400)
+    registration_row, created = AppleDeviceRegistration.objects.get_or_create(
+        wallet_pass=wallet_pass,
+        device_library_identifier=device_library_identifier,
+        defaults={"push_token": push_token},
+    )
+    if not created and registration_row.push_token != push_token:
+        registration_row.push_token = push_token
+        registration_row.save(update_fields=["push_token"])
+    logger.info("passkit device registered", extra={"pass_id": wallet_pass.pass_id, "new_registration": created})
+    return HttpResponse(status=201 if created else 200)
+
+
+@require_GET
+def updated_serials(request: HttpRequest, device_library_identifier: str, pass_type_identifier: str) -> HttpResponse:
+    """The serial numbers of this device's passes updated since the tag it got last time (all without a tag)."""
+    if not settings.APPLE_PASS_TYPE_ID or pass_type_identifier != settings.APPLE_PASS_TYPE_ID:
+        return HttpResponse(status=204)
+    since_tag = request.GET.get("passesUpdatedSince", "")
+    since = _parse_tag(since_tag) if since_tag else None
+    if since_tag and since is None:
+        return HttpResponse(status=400)
+    updated = WalletPass.objects.filter(
+        platform=WalletPass.Platform.APPLE, device_registrations__device_library_identifier=device_library_identifier
+    )
+    if since is not None:
+        updated = updated.filter(updated_at__gt=since)
+    rows = list(updated.values_list("pass_id", "updated_at"))
+    if not rows:
+        return HttpResponse(status=204)
+    last_updated = max(updated_at for _, updated_at in rows)
+    return JsonResponse(
+        {"serialNumbers": sorted(pass_id for pass_id, _ in rows), "lastUpdated": update_tag(moment=last_updated)}
+    )
+
+
+@require_GET
+def latest_pass(request: HttpRequest, pass_type_identifier: str, serial_number: str) -> HttpResponse:
+    """The current signed pass, or 304 when the device's copy (If-Modified-Since) is current."""
+    wallet_pass, error = _pass_or_error(
+        request=request, pass_type_identifier=pass_type_identifier, serial_number=serial_number
+    )
+    if error:
+        return error
+    last_modified = passes.pass_last_modified(wallet_pass=wallet_pass)
+    last_modified_header = http_date(last_modified.timestamp())
+    if_modified_since = parse_http_date_safe(request.headers.get("If-Modified-Since", ""))
+    if if_modified_since is not None and last_modified.timestamp() <= if_modified_since:
+        response = HttpResponse(status=304)
+        response["Last-Modified"] = last_modified_header
+        return response
+    content = passes.build_pkpass(wallet_pass=wallet_pass, config=apple_config())
+    record_delivery(wallet_pass=wallet_pass)
+    response = HttpResponse(content, content_type=passes.PKPASS_CONTENT_TYPE)
+    response["Last-Modified"] = last_modified_header
+    return response
+
+
+def record_delivery(*, wallet_pass: WalletPass) -> int:
+    """The device fetched the updated pass: mark the newest sent, undelivered wallet log written before the update."""
+    if not wallet_pass.message_text:
+        return 0
+    newest = (
+        NotificationLog.objects.filter(
+            customer_id=wallet_pass.customer_id,
+            channel=Channel.WALLET,
+            status=NotificationLog.Status.SENT,
+            delivered_at__isnull=True,
+            created_at__lte=wallet_pass.updated_at,
+        )
+        .order_by("-created_at", "-pk")
+        .values("pk")[:1]
+    )
+    marked = NotificationLog.objects.filter(pk__in=Subquery(newest)).update(delivered_at=timezone.now())
+    if marked:
+        logger.info("wallet message delivered", extra={"pass_id": wallet_pass.pass_id})
+    return marked
+
+
+@csrf_exempt
+@require_POST
+def device_log(request: HttpRequest) -> HttpResponse:
+    """Wallet reports problems with the web service here; they are only logged."""
+    try:
+        lines = json.loads(request.body or b"{}").get("logs", [])
+    except (ValueError, AttributeError):
+        return HttpResponse(status=400)
+    for line in list(lines)[:MAX_LOG_LINES]:
+        logger.warning("passkit device log", extra={"device_log": str(line)[:500]})
+    return HttpResponse(status=200)

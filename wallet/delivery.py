@@ -1,0 +1,267 @@
+"""The live wallet channel (WALLET_CHANNEL=live): a re-engagement message on each of a customer's wallet passes.
+
+Apple: the pass's `message` field takes the new text (its changeMessage puts it on the lock screen) and its
+modification time moves, then every registered device gets an empty APNs push and fetches the updated pass from
+the PassKit web service. Google: addMessage on the loyalty object, notifying while the pass is under Google's
+daily cap. A customer with passes on both platforms is reached on both; the message's result is sent when any
+pass was reached.
+
+A batch costs a constant number of queries whatever its size: customers, passes and registrations are read in
+three, passes are updated in one bulk update, dead registrations removed in one delete, Google's daily counts
+read in one query and written in one insert. Pushes share one HTTP/2 connection; Google calls are made one after
+another over one kept-alive HTTPS session.
+"""
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Count, Prefetch
+from django.utils import timezone
+
+from notifications.backends.base import ChannelBackend, Message, Result
+from notifications.channels import Channel
+from wallet import passes
+from wallet.apns import ApnsClient, PushOutcome, apns_ssl_context
+from wallet.google_wallet import (
+    AddMessageOutcome,
+    GoogleConfig,
+    GoogleWalletClient,
+    load_google_config,
+    loyalty_object_id,
+)
+from wallet.models import AppleDeviceRegistration, Customer, GoogleWalletMessage, WalletPass
+
+logger = logging.getLogger(__name__)
+
+GOOGLE_NOTIFY_WINDOW = dt.timedelta(hours=24)
+NO_PASS = "no pass"
+NO_REGISTERED_DEVICE = "no registered device"
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What happened to one pass of one message."""
+
+    status: str  # sent | failed | skipped
+    detail: str = ""
+    provider_id: str = ""
+    retryable: bool = False
+
+
+def combine_attempts(*, log_id: int, attempts: Sequence[_Attempt]) -> Result:
+    """One result per message: sent if any pass was reached, else failed if any attempt failed, else skipped."""
+    sent = [a for a in attempts if a.status == "sent"]
+    if sent:
+        provider_id = ",".join(a.provider_id for a in sent if a.provider_id)[:255]
+        return Result(log_id=log_id, status="sent", provider_message_id=provider_id)
+    failed = [a for a in attempts if a.status == "failed"]
+    if failed:
+        error = "; ".join(dict.fromkeys(a.detail for a in failed))
+        return Result(log_id=log_id, status="failed", error=error, retryable=any(a.retryable for a in failed))
+    reasons = "; ".join(dict.fromkeys(a.detail for a in attempts)) or NO_PASS
+    return Result(log_id=log_id, status="skipped", error=reasons)
+
+
+class WalletBackend(ChannelBackend):
+    """Apple (pass update + APNs) and Google (addMessage) behind the channel-backend interface."""
+
+    def __init__(self, channel: str = Channel.WALLET) -> None:
+        self.channel = channel
+        self.apple: passes.AppleConfig | None = None
+        self.google: GoogleConfig | None = None
+        self.apns: ApnsClient | None = None
+        self.google_client: GoogleWalletClient | None = None
+        self._opened = False
+
+    def open(self) -> None:
+        """Load certificates and credentials, open the APNs connection pool and the Google session."""
+        if self._opened:
+            return
+        if not settings.APPLE_PASS_TYPE_ID and not settings.GOOGLE_WALLET_ISSUER_ID:
+            raise ImproperlyConfigured(
+                "WALLET_CHANNEL=live needs the Apple (APPLE_PASS_TYPE_ID, ...) or Google (GOOGLE_WALLET_ISSUER_ID, ...)"
+                " settings."
+            )
+        if settings.APPLE_PASS_TYPE_ID:
+            self.apple = passes.load_apple_config()
+            self.apns = ApnsClient(
+                host=settings.APNS_HOST,
+                topic=self.apple.pass_type_id,
+                ssl_context=apns_ssl_context(
+                    cert_file=self.apple.cert_file,
+                    key_file=self.apple.key_file,
+                    key_password=self.apple.key_password,
+                    ca_file=settings.APNS_CA_FILE,
+                ),
+                timeout=settings.APNS_TIMEOUT,
+                concurrency=settings.APNS_CONCURRENCY,
+                max_retries=settings.WALLET_MAX_RETRIES,
+                backoff=settings.WALLET_RETRY_BACKOFF,
+            )
+            self.apns.open()
+        if settings.GOOGLE_WALLET_ISSUER_ID:
+            self.google = load_google_config()
+            self.google_client = GoogleWalletClient(
+                config=self.google, max_retries=settings.WALLET_MAX_RETRIES, backoff=settings.WALLET_RETRY_BACKOFF
+            )
+            self.google_client.open()
+        self._opened = True
+
+    def close(self) -> None:
+        if self.apns is not None:
+            self.apns.close()
+        if self.google_client is not None:
+            self.google_client.close()
+        self._opened = False
+
+    def send_batch(self, messages: Sequence[Message]) -> list[Result]:
+        if not messages:
+            return []
+        opened_here = not self._opened
+        if opened_here:
+            self.open()
+        try:
+            return self._send(messages)
+        finally:
+            if opened_here:
+                self.close()
+
+    def _send(self, messages: Sequence[Message]) -> list[Result]:
+        now = timezone.now()
+        customers = {
+            customer.customer_id: customer
+            for customer in Customer.objects.filter(customer_id__in={m.recipient for m in messages}).prefetch_related(
+                Prefetch(
+                    "wallet_passes",
+                    queryset=WalletPass.objects.order_by("pk").prefetch_related(
+                        Prefetch("device_registrations", queryset=AppleDeviceRegistration.objects.order_by("pk"))
+                    ),
+                )
+            )
+        }
+        attempts: dict[int, list[_Attempt]] = defaultdict(list)
+        apple_work: list[tuple[Message, WalletPass]] = []
+        google_work: list[tuple[Message, WalletPass]] = []
+        for message in messages:
+            customer = customers.get(message.recipient)
+            wallet_passes = list(customer.wallet_passes.all()) if customer else []
+            if not wallet_passes:
+                attempts[message.log_id].append(_Attempt("skipped", NO_PASS))
+            for wallet_pass in wallet_passes:
+                if wallet_pass.platform == WalletPass.Platform.APPLE:
+                    if self.apple is None:
+                        attempts[message.log_id].append(_Attempt("failed", "Apple Wallet is not configured"))
+                    elif not wallet_pass.device_registrations.all():
+                        attempts[message.log_id].append(_Attempt("skipped", NO_REGISTERED_DEVICE))
+                    else:
+                        apple_work.append((message, wallet_pass))
+                elif self.google is None:
+                    attempts[message.log_id].append(_Attempt("failed", "Google Wallet is not configured"))
+                else:
+                    google_work.append((message, wallet_pass))
+        if apple_work:
+            self._send_apple(work=apple_work, attempts=attempts, now=now)
+        if google_work:
+            self._send_google(work=google_work, attempts=attempts, now=now)
+        results = [combine_attempts(log_id=m.log_id, attempts=attempts[m.log_id]) for m in messages]
+        logger.info(
+            "wallet batch sent",
+            extra={
+                "channel": self.channel,
+                "messages": len(messages),
+                "sent": sum(r.status == "sent" for r in results),
+                "failed": sum(r.status == "failed" for r in results),
+                "skipped": sum(r.status == "skipped" for r in results),
+            },
+        )
+        return results
+
+    def _send_apple(
+        self, *, work: list[tuple[Message, WalletPass]], attempts: dict[int, list[_Attempt]], now: dt.datetime
+    ) -> None:
+        """Update the passes' message field in one bulk update, then push to every registered device."""
+        for message, wallet_pass in work:
+            wallet_pass.message_text = passes.message_value(
+                header=message.header,
+                body=message.body,
+                current=wallet_pass.message_text,
+                run_date=str(message.extra.get("run_date", "")),
+            )
+            # Last-Modified has whole seconds: the new modification time must fall in a later second than the one a
+            # device already holds, or its If-Modified-Since fetch would get 304 and miss the message.
+            wallet_pass.updated_at = max(
+                now, passes.pass_last_modified(wallet_pass=wallet_pass) + dt.timedelta(seconds=1)
+            )
+        updated = {wallet_pass.pk: wallet_pass for _, wallet_pass in work}
+        WalletPass.objects.bulk_update(list(updated.values()), ["message_text", "updated_at"], batch_size=500)
+        registrations = [reg for wallet_pass in updated.values() for reg in wallet_pass.device_registrations.all()]
+        outcomes = self.apns.push_many(tokens=[reg.push_token for reg in registrations])
+        gone = [reg.pk for reg in registrations if outcomes[reg.push_token].unregistered]
+        if gone:
+            AppleDeviceRegistration.objects.filter(pk__in=gone).delete()
+            logger.info("apple registrations removed after APNs 410", extra={"count": len(gone)})
+        for message, wallet_pass in work:
+            device_outcomes = [outcomes[reg.push_token] for reg in wallet_pass.device_registrations.all()]
+            attempts[message.log_id].extend(_apple_attempt(outcome) for outcome in device_outcomes)
+
+    def _send_google(
+        self, *, work: list[tuple[Message, WalletPass]], attempts: dict[int, list[_Attempt]], now: dt.datetime
+    ) -> None:
+        """addMessage on each loyalty object, notifying only while the pass is under the daily cap."""
+        notified = dict(
+            GoogleWalletMessage.objects.filter(
+                wallet_pass__in=[wallet_pass for _, wallet_pass in work],
+                notified=True,
+                sent_at__gt=now - GOOGLE_NOTIFY_WINDOW,
+            )
+            .values("wallet_pass")
+            .annotate(count=Count("id"))
+            .values_list("wallet_pass", "count")
+        )
+        added: list[GoogleWalletMessage] = []
+        for message, wallet_pass in work:
+            notify = notified.get(wallet_pass.pk, 0) < self.google.notify_limit
+            if not notify and self.google.over_limit == "skip":
+                attempts[message.log_id].append(_Attempt("skipped", "Google notification limit reached"))
+                continue
+            outcome = self._add_google_message(message=message, wallet_pass=wallet_pass, notify=notify)
+            if outcome.quota_exceeded:
+                # Notified elsewhere than through us: the pass is at Google's cap for now.
+                notified[wallet_pass.pk] = self.google.notify_limit
+                notify = False
+                if self.google.over_limit == "text":
+                    outcome = self._add_google_message(message=message, wallet_pass=wallet_pass, notify=False)
+                else:
+                    attempts[message.log_id].append(_Attempt("skipped", outcome.error))
+                    continue
+            if outcome.ok:
+                notified[wallet_pass.pk] = notified.get(wallet_pass.pk, 0) + int(notify)
+                added.append(
+                    GoogleWalletMessage(
+                        wallet_pass=wallet_pass, message_id=outcome.message_id, notified=notify, sent_at=now
+                    )
+                )
+                attempts[message.log_id].append(_Attempt("sent", provider_id=f"google:{outcome.message_id}"))
+            else:
+                attempts[message.log_id].append(_Attempt("failed", outcome.error, retryable=outcome.retryable))
+        GoogleWalletMessage.objects.bulk_create(added, batch_size=500)
+
+    def _add_google_message(self, *, message: Message, wallet_pass: WalletPass, notify: bool) -> AddMessageOutcome:
+        return self.google_client.add_message(
+            object_id=loyalty_object_id(issuer_id=self.google.issuer_id, pass_id=wallet_pass.pass_id),
+            message_id=f"reengagement-{message.log_id}",
+            header=message.header,
+            body=message.body,
+            notify=notify,
+        )
+
+
+def _apple_attempt(outcome: PushOutcome) -> _Attempt:
+    if outcome.ok:
+        return _Attempt("sent", provider_id=f"apns:{outcome.apns_id}" if outcome.apns_id else "apns")
+    return _Attempt("failed", outcome.error, retryable=outcome.retryable)
