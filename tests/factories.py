@@ -6,7 +6,7 @@ from django.utils import timezone
 from autoengagement.models import AutoEngagementConfig
 from notifications.models import NotificationLog
 from wallet.models import AppleDeviceRegistration, Business, BusinessSession, Customer, WalletPass
-from wallet.services import hash_token
+from wallet.tokens import hash_token
 
 DEFAULT_PASSWORD = "correct-horse-battery"
 

@@ -17,7 +17,7 @@ from rest_framework.request import Request
 
 from engagement_site.exceptions import WWW_AUTHENTICATE
 from wallet.models import Business, BusinessSession
-from wallet.services import hash_token
+from wallet.tokens import hash_token
 
 logger = logging.getLogger(__name__)
 

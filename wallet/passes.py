@@ -27,7 +27,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from wallet.models import WalletPass
-from wallet.services import hash_token
+from wallet.tokens import hash_token
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,6 @@
 """Writes for businesses, their API sessions and their customers."""
 
 import datetime as dt
-import hashlib
 import logging
 import secrets
 from collections.abc import Mapping
@@ -18,15 +17,13 @@ from django.utils import timezone
 from autoengagement.validation import timezone_errors
 from engagement_site.exceptions import InvalidCredentials
 from wallet.models import Business, BusinessSession, Customer, WalletPass
+from wallet.passes import authentication_token
+from wallet.tokens import hash_token
 from wallet.validation import phone_errors
 
 logger = logging.getLogger(__name__)
 
 MIN_PASSWORD_LENGTH = 8
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def business_create(*, name: str, email: str, password: str, timezone_name: str = "UTC") -> Business:
@@ -150,10 +147,12 @@ def customer_create(
 
 
 def wallet_pass_create(*, customer: Customer, platform: str) -> WalletPass:
-    """A pass for the customer; its Apple web-service token is random and only its hash is kept."""
-    return WalletPass.objects.create(
-        customer=customer, platform=platform, authentication_token_hash=hash_token(secrets.token_urlsafe(32))
-    )
+    """A pass for the customer. Its Apple web-service token is derived from the pass_id (see
+    wallet.passes.authentication_token) so it can be written into every regenerated pass; only its hash is kept."""
+    wallet_pass = WalletPass(customer=customer, platform=platform)
+    wallet_pass.authentication_token_hash = hash_token(authentication_token(pass_id=wallet_pass.pass_id))
+    wallet_pass.save()
+    return wallet_pass
 
 
 @transaction.atomic

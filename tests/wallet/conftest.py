@@ -10,7 +10,7 @@ from tests.factories import WalletPassFactory
 from tests.wallet.apns_server import ApnsStandIn
 from tests.wallet.certs import KEY_PASSWORD, PASS_TYPE_ID, TEAM_ID, CertChain, make_chain
 from wallet.passes import authentication_token
-from wallet.services import hash_token
+from wallet.tokens import hash_token
 
 WEB_SERVICE_URL = "https://wallet.example.com/wallet/apple"
 GOOGLE_ISSUER_ID = "3388000000012345678"

@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 from tests.api import client_for
 from tests.factories import DEFAULT_PASSWORD, AutoEngagementConfigFactory, BusinessFactory, BusinessSessionFactory
 from wallet.models import BusinessSession
-from wallet.services import hash_token
+from wallet.tokens import hash_token
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from django.core.management.base import CommandError
 from autoengagement.models import AutoEngagementConfig
 from autoengagement.services.demo import DEMO_BUSINESS_ID
 from wallet.models import Business, BusinessSession, Customer, WalletPass
-from wallet.services import hash_token
+from wallet.tokens import hash_token
 
 pytestmark = pytest.mark.django_db
 

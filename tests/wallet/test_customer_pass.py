@@ -7,7 +7,7 @@ import pytest
 from tests.factories import CustomerFactory, WalletPassFactory
 from wallet.customer_pass import CustomerHasNoPass, customer_pass_response
 from wallet.passes import authentication_token
-from wallet.services import hash_token
+from wallet.tokens import hash_token
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from tests.factories import WalletPassFactory
 from tests.wallet.certs import PASS_TYPE_ID, TEAM_ID, make_chain
 from tests.wallet.conftest import WEB_SERVICE_URL
 from wallet import passes
-from wallet.services import hash_token
+from wallet.tokens import hash_token
 
 pytestmark = pytest.mark.django_db
 
