@@ -3,8 +3,10 @@
 The config rules come from autoengagement.validation, the same functions the model and admin use.
 """
 
+from dataclasses import asdict
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
@@ -13,6 +15,7 @@ from rest_framework.response import Response
 from autoengagement import selectors, validation
 from autoengagement.models import AutoEngagementConfig
 from autoengagement.services.config import config_delete, config_upsert
+from autoengagement.services.preview import config_preview
 from autoengagement.templating import BODY_MAX_LENGTH, HEADER_MAX_LENGTH, PLACEHOLDERS
 from engagement_site.api import (
     PagePagination,
@@ -199,6 +202,47 @@ class ConfigViewSet(BusinessSessionRequired, viewsets.ViewSet):
     def destroy(self, request: Request) -> Response:
         config_delete(business=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PreviewSampleSerializer(serializers.Serializer):
+    customer_id = serializers.CharField(help_text="Empty when nobody is inactive (an example is rendered instead).")
+    header = serializers.CharField()
+    body = serializers.CharField()
+
+
+class PreviewWarningSerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=Channel.choices)
+    message = serializers.CharField()
+
+
+class PreviewSerializer(serializers.Serializer):
+    audience = serializers.IntegerField(help_text="Customers a run would reach now (holdout included).")
+    reachable = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Per configured channel: audience members it can reach."
+    )
+    left_out_by_max_inactivity_days = serializers.IntegerField(
+        help_text="Customers inactive for longer than max_inactivity_days, left alone."
+    )
+    sample = PreviewSampleSerializer()
+    warnings = PreviewWarningSerializer(many=True)
+    local_date = serializers.DateField(help_text="Today in the config's time zone.")
+
+
+class PreviewViewSet(BusinessSessionRequired, viewsets.ViewSet):
+    @extend_schema(
+        tags=["auto-engagement"],
+        summary="Preview the audience and the message (sends nothing)",
+        description=(
+            "The audience size now and reach per channel, the message rendered for a sample customer, and "
+            "warnings where the text is longer than a lock screen (about 90 characters) or one SMS segment shows. "
+            "Writes and sends nothing. 404 while the business has no config."
+        ),
+        request=None,
+        responses={200: PreviewSerializer, **error_responses(401, 403, 404)},
+    )
+    def create(self, request: Request) -> Response:
+        config = selectors.config_get(business=request.user)
+        return Response(PreviewSerializer(asdict(config_preview(config=config, now=timezone.now()))).data)
 
 
 class HistoryQuerySerializer(PageQuerySerializer):

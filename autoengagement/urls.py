@@ -13,4 +13,5 @@ urlpatterns = [
         name="config",
     ),
     path("history", api.HistoryViewSet.as_view({"get": "list"}), name="history"),
+    path("preview", api.PreviewViewSet.as_view({"post": "create"}), name="preview"),
 ]

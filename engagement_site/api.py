@@ -162,6 +162,7 @@ _ERROR_DESCRIPTIONS = {
     403: "The session token belongs to another business than X-Business-Id.",
     404: "Not found (or not this business's).",
     429: "Too many attempts; retry after the number of seconds in the Retry-After header.",
+    503: "The feature is not configured on this server (an operator must set it up).",
 }
 
 

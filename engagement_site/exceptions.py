@@ -34,8 +34,19 @@ class ObjectNotFound(DomainError):
     default_message = "Not found."
 
 
+class NotConfigured(DomainError):
+    """A feature this server's operator has not configured (e.g. wallet certificates): 503, not a client error."""
+
+    default_message = "This feature is not configured on this server."
+
+
 class InvalidCredentials(DomainError):
     default_message = "Invalid email or password."
+
+
+class _Unavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "not_configured"
 
 
 class _Unauthorized(exceptions.APIException):
@@ -48,6 +59,8 @@ def _as_api_exception(exc: Exception) -> Exception:
         return exceptions.NotFound(exc.message)
     if isinstance(exc, InvalidCredentials):
         return _Unauthorized(exc.message)
+    if isinstance(exc, NotConfigured):
+        return _Unavailable(exc.message)
     if isinstance(exc, DjangoValidationError):
         detail = as_serializer_error(exc)
         if NON_FIELD_ERRORS in detail:

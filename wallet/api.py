@@ -3,6 +3,9 @@ wallet.services and wallet.selectors; errors are turned into responses by the on
 
 from typing import Any
 
+from django.http import HttpResponse
+from django.utils.http import http_date
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
@@ -23,6 +26,7 @@ from engagement_site.api import (
 )
 from wallet import selectors, services
 from wallet.authentication import BusinessSessionRequired
+from wallet.customer_pass import customer_pass_response
 from wallet.models import Customer, WalletPass
 from wallet.throttling import LoginRateThrottle
 from wallet.validation import phone_errors
@@ -133,6 +137,14 @@ class ActivityInputSerializer(StrictInputSerializer):
     )
 
 
+class PassQuerySerializer(StrictInputSerializer):
+    platform = serializers.ChoiceField(choices=WalletPass.Platform.choices, required=False)
+
+
+class SaveUrlSerializer(serializers.Serializer):
+    save_url = serializers.URLField()
+
+
 class CustomerViewSet(BusinessSessionRequired, viewsets.GenericViewSet):
     # The business's customers only: any other business's customer is a 404, like an unknown one.
 
@@ -186,6 +198,34 @@ class CustomerViewSet(BusinessSessionRequired, viewsets.GenericViewSet):
         serializer = CustomerUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return self._output(services.customer_update(customer=customer, data=serializer.validated_data))
+
+    @extend_schema(
+        tags=["customers"],
+        summary="The customer's wallet pass",
+        description=(
+            'Apple: the signed .pkpass (application/vnd.apple.pkpass). Google: {"save_url": '
+            '"https://pay.google.com/gp/v/save/<signed JWT>"}. The newest pass unless `platform` picks one. '
+            "404 when the customer has no pass; 503 when this server has no wallet certificates configured."
+        ),
+        parameters=[PassQuerySerializer],
+        responses={
+            (200, "application/vnd.apple.pkpass"): OpenApiTypes.BINARY,
+            (200, "application/json"): SaveUrlSerializer,
+            **error_responses(400, 401, 403, 404, 503),
+        },
+    )
+    @action(detail=True, methods=["get"], url_path="pass")
+    def wallet_pass(self, request: Request, customer_id: str) -> HttpResponse | Response:
+        customer = self._customer(customer_id)
+        query = PassQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        issued = customer_pass_response(customer=customer, platform=query.validated_data.get("platform"))
+        if issued.data is not None:
+            return Response(issued.data)
+        response = HttpResponse(issued.content, content_type=issued.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{issued.wallet_pass.pass_id}.pkpass"'
+        response["Last-Modified"] = http_date(issued.wallet_pass.updated_at.timestamp())
+        return response
 
     @extend_schema(
         tags=["customers"],

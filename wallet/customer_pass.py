@@ -6,14 +6,19 @@ HTTP authentication.
 
 from dataclasses import dataclass
 
+from django.core.exceptions import ImproperlyConfigured
+
+from engagement_site.exceptions import NotConfigured, ObjectNotFound
 from wallet import passes
 from wallet.apple_web_service import apple_config
 from wallet.google_wallet import load_google_config, save_url
 from wallet.models import Customer, WalletPass
 
 
-class CustomerHasNoPass(Exception):
+class CustomerHasNoPass(ObjectNotFound):
     """The customer has no wallet pass (of the requested platform): the API answers 404."""
+
+    default_message = "This customer has no wallet pass."
 
 
 @dataclass(frozen=True)
@@ -33,9 +38,14 @@ def customer_pass_response(*, customer: Customer, platform: str | None = None) -
         candidates = candidates.filter(platform=platform)
     wallet_pass = candidates.order_by("-created_at", "-pk").first()
     if wallet_pass is None:
-        raise CustomerHasNoPass(customer.customer_id)
-    if wallet_pass.platform == WalletPass.Platform.APPLE:
-        content = passes.build_pkpass(wallet_pass=wallet_pass, config=apple_config())
-        return CustomerPassResponse(wallet_pass=wallet_pass, content_type=passes.PKPASS_CONTENT_TYPE, content=content)
-    url = save_url(wallet_pass=wallet_pass, config=load_google_config())
+        raise CustomerHasNoPass()
+    try:
+        if wallet_pass.platform == WalletPass.Platform.APPLE:
+            content = passes.build_pkpass(wallet_pass=wallet_pass, config=apple_config())
+            return CustomerPassResponse(
+                wallet_pass=wallet_pass, content_type=passes.PKPASS_CONTENT_TYPE, content=content
+            )
+        url = save_url(wallet_pass=wallet_pass, config=load_google_config())
+    except ImproperlyConfigured as exc:
+        raise NotConfigured(f"{wallet_pass.get_platform_display()} passes are not configured: {exc}") from exc
     return CustomerPassResponse(wallet_pass=wallet_pass, content_type="application/json", data={"save_url": url})
