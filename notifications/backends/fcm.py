@@ -49,7 +49,9 @@ class _TokenRequest(google.auth.transport.requests.Request):
         self._timeout = timeout
 
     def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
-        return super().__call__(url, method=method, body=body, headers=headers, timeout=timeout or self._timeout)
+        return super().__call__(
+            url, method=method, body=body, headers=headers, timeout=timeout or self._timeout, **kwargs
+        )
 
 
 def _read_key_file(path: str) -> dict[str, Any]:
