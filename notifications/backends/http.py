@@ -244,6 +244,9 @@ class HttpDelivery:
                     raise TransientError(f"{self.provider} timed out") from exc
                 except requests.ConnectionError as exc:
                     raise TransientError(f"could not connect to {self.provider}") from exc
+                except requests.RequestException as exc:
+                    # A malformed URL or the like: every other message would fail the same way.
+                    raise BatchError(f"cannot send to {self.provider}: {type(exc).__name__}") from exc
                 return classify(message, response)
             except TransientError as exc:
                 error, retry_after = exc.error, exc.retry_after

@@ -211,3 +211,11 @@ def test_a_sender_is_required(settings):
     settings.TWILIO_FROM_NUMBER = ""
     with pytest.raises(ImproperlyConfigured, match="TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID"):
         TwilioSmsBackend().open()
+
+
+@responses.activate
+def test_a_malformed_api_base_fails_the_batch_once(clock, settings):
+    settings.TWILIO_API_BASE = "twilio.test"
+    results = send(clock, [sms(log_id=n) for n in range(3)])
+    assert [result.error for result in results] == ["cannot send to Twilio: MissingSchema"] * 3
+    assert len(responses.calls) == 0
