@@ -156,8 +156,35 @@ GOOGLE_WALLET_OVER_LIMIT = env.str("GOOGLE_WALLET_OVER_LIMIT", default="text")
 WALLET_MAX_RETRIES = env.int("WALLET_MAX_RETRIES", default=3)
 WALLET_RETRY_BACKOFF = env.float("WALLET_RETRY_BACKOFF", default=0.5)
 
+# Email (EMAIL_CHANNEL=django): Django's email framework, configured from EMAIL_URL.
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="noreply@localhost")
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
+# The public https base URL of this service; one-click unsubscribe links in emails point under it.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
+
+# HTTP providers (Twilio, FCM): timeouts, retries and concurrency shared by all of them.
+CHANNEL_HTTP_TIMEOUT = env.float("CHANNEL_HTTP_TIMEOUT", default=10.0)
+CHANNEL_HTTP_MAX_ATTEMPTS = env.int("CHANNEL_HTTP_MAX_ATTEMPTS", default=4)
+CHANNEL_HTTP_BACKOFF_BASE = env.float("CHANNEL_HTTP_BACKOFF_BASE", default=0.5)
+CHANNEL_HTTP_BACKOFF_MAX = env.float("CHANNEL_HTTP_BACKOFF_MAX", default=30.0)
+CHANNEL_HTTP_RETRY_AFTER_MAX = env.float("CHANNEL_HTTP_RETRY_AFTER_MAX", default=60.0)
+CHANNEL_HTTP_CONCURRENCY = env.int("CHANNEL_HTTP_CONCURRENCY", default=8)
+
+# SMS (SMS_CHANNEL=twilio). Credentials have no defaults; the backend refuses to open without them.
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
+TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
+TWILIO_API_BASE = env.str("TWILIO_API_BASE", default="https://api.twilio.com")
+TWILIO_RATE_LIMIT = env.float("TWILIO_RATE_LIMIT", default=10.0)
+SMS_MAX_SEGMENTS = env.int("SMS_MAX_SEGMENTS", default=10)
+
+# Push (PUSH_CHANNEL=fcm): Firebase Cloud Messaging HTTP v1 with a service account.
+FCM_PROJECT_ID = env.str("FCM_PROJECT_ID", default="")
+FCM_CREDENTIALS = env.str("FCM_CREDENTIALS", default="")
+FCM_API_BASE = env.str("FCM_API_BASE", default="https://fcm.googleapis.com")
+FCM_RATE_LIMIT = env.float("FCM_RATE_LIMIT", default=200.0)
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()

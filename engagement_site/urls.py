@@ -8,5 +8,6 @@ urlpatterns = [
     path("api/auto-engagement/", include("autoengagement.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("unsubscribe/", include("notifications.urls")),
     path("", include("wallet.passkit_urls")),
 ]

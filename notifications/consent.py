@@ -1,35 +1,90 @@
-"""Who may be reached on which channel: the address a channel needs, and the customer's consent."""
+"""Who may be sent what: a customer opted out of a channel, or without its address, is skipped with a reason.
 
-from collections.abc import Mapping
+One rule in three shapes so every caller agrees: `skip_reason` for one customer (a model instance or a row
+from `.values()`), `sendable_q` to filter a queryset in the database, and `annotate_skip_reasons` to label a
+whole chunk of customers per channel in one query (the daily run splits a chunk with it, never a query per
+customer). The wallet channel has no address or opt-out on the customer: whether a pass exists is the
+wallet backend's business, so consent never skips it.
+"""
+
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from django.db.models import Case, CharField, Q, QuerySet, Value, When
 
 from notifications.channels import Channel
 
-NO_ADDRESS = "no address"
 OPTED_OUT = "opted out"
+NO_ADDRESS = "no address"
+# Not consent but reach: the daily run records it itself when a customer has no wallet pass at all.
 NO_PASS = "no pass"
 
-# channel -> (the customer field holding its address, the opt-out flag)
 ADDRESS_FIELDS = {Channel.EMAIL: "email", Channel.SMS: "phone", Channel.PUSH: "push_token"}
 OPT_OUT_FIELDS = {Channel.EMAIL: "email_opt_out", Channel.SMS: "sms_opt_out", Channel.PUSH: "push_opt_out"}
 
 
-def skip_reason(channel: str, customer: Mapping[str, Any]) -> str | None:
-    """Why this customer must not be sent to on `channel`, or None when they may be.
+def consent_fields(*, channel: str) -> tuple[str, ...]:
+    """The customer fields `skip_reason` reads for `channel` (to pass to `.values()` / `.only()`)."""
+    channel = Channel(channel)
+    if channel not in ADDRESS_FIELDS:
+        return ()
+    return (ADDRESS_FIELDS[channel], OPT_OUT_FIELDS[channel])
 
-    `customer` holds the customer's address fields and opt-outs; for the wallet channel, `has_wallet_pass`.
-    """
-    if channel == Channel.WALLET:
-        return None if customer["has_wallet_pass"] else NO_PASS
-    if customer[OPT_OUT_FIELDS[channel]]:
+
+def skip_reason(*, channel: str, customer: Any) -> str | None:
+    """None when `customer` may be sent on `channel`, else why not ("opted out" wins over "no address")."""
+    channel = Channel(channel)
+    if channel not in ADDRESS_FIELDS:
+        return None
+
+    def field(name: str) -> Any:
+        return customer[name] if isinstance(customer, Mapping) else getattr(customer, name)
+
+    if field(OPT_OUT_FIELDS[channel]):
         return OPTED_OUT
-    if not customer[ADDRESS_FIELDS[channel]]:
+    if not field(ADDRESS_FIELDS[channel]):
         return NO_ADDRESS
     return None
+
+
+def _opted_out_q(channel: Channel) -> Q:
+    return Q(**{OPT_OUT_FIELDS[channel]: True})
+
+
+def _no_address_q(channel: Channel) -> Q:
+    return Q(**{ADDRESS_FIELDS[channel]: ""})
+
+
+def sendable_q(*, channel: str) -> Q:
+    """A filter on Customer matching exactly the customers `skip_reason` lets through on `channel`."""
+    channel = Channel(channel)
+    if channel not in ADDRESS_FIELDS:
+        return Q()
+    return ~_opted_out_q(channel) & ~_no_address_q(channel)
+
+
+def skip_reason_expression(*, channel: str) -> Case | Value:
+    """A database expression giving `skip_reason` for each Customer row (NULL = send)."""
+    channel = Channel(channel)
+    if channel not in ADDRESS_FIELDS:
+        return Value(None, output_field=CharField())
+    return Case(
+        When(_opted_out_q(channel), then=Value(OPTED_OUT)),
+        When(_no_address_q(channel), then=Value(NO_ADDRESS)),
+        default=Value(None),
+        output_field=CharField(),
+    )
+
+
+def annotate_skip_reasons(queryset: QuerySet, *, channels: Iterable[str]) -> QuerySet:
+    """Add `skip_<channel>` to each customer: NULL to send, else the reason to record on the skipped log."""
+    return queryset.annotate(
+        **{f"skip_{Channel(channel).value}": skip_reason_expression(channel=channel) for channel in channels}
+    )
 
 
 def recipient_for(channel: str, customer: Mapping[str, Any]) -> str:
     """What the channel's backend addresses: the email, phone or push token; the customer_id for wallet."""
     if channel == Channel.WALLET:
         return customer["customer_id"]
-    return customer[ADDRESS_FIELDS[channel]]
+    return customer[ADDRESS_FIELDS[Channel(channel)]]

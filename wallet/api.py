@@ -112,7 +112,11 @@ class CustomerUpdateInputSerializer(StrictInputSerializer):
     last_name = StrictCharField(required=False, allow_blank=True, max_length=100)
     email = StrictEmailField(required=False, allow_blank=True, max_length=254)
     phone = StrictCharField(
-        required=False, allow_blank=True, max_length=16, validators=[_validate_phone], help_text="E.164"
+        required=False,
+        allow_blank=True,
+        max_length=32,
+        validators=[_validate_phone],
+        help_text="International form, e.g. +14155550100 (separators are dropped; stored as E.164)",
     )
     push_token = StrictCharField(required=False, allow_blank=True, max_length=4096)
     email_opt_out = StrictBooleanField(required=False, help_text="true: never email this customer.")

@@ -19,7 +19,7 @@ from engagement_site.exceptions import InvalidCredentials
 from wallet.models import Business, BusinessSession, Customer, WalletPass
 from wallet.passes import authentication_token
 from wallet.tokens import hash_token
-from wallet.validation import phone_errors
+from wallet.validation import normalise_phone, phone_errors
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ CUSTOMER_EDITABLE_FIELDS = frozenset(
 
 
 def _customer_validate(customer: Customer) -> None:
-    """The model's own checks (lengths, email) plus the phone format, all reported at once."""
+    """The model's own checks (lengths, email) plus the phone number, all reported at once; the phone is then
+    stored in its E.164 form."""
     errors: dict[str, list[str]] = {}
     try:
         customer.full_clean(exclude={"business"}, validate_unique=False, validate_constraints=False)
@@ -103,6 +104,7 @@ def _customer_validate(customer: Customer) -> None:
         errors.setdefault("phone", []).extend(messages)
     if errors:
         raise ValidationError(errors)
+    customer.phone = normalise_phone(customer.phone)
 
 
 @transaction.atomic

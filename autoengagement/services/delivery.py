@@ -103,6 +103,12 @@ def render_for(context: RunContext, member: dict[str, Any]) -> tuple[str, str]:
     return render(context.template["header"], values), render(context.template["body"], values)
 
 
+def _skip_reason(channel: str, member: dict[str, Any]) -> str | None:
+    if channel == Channel.WALLET and not member["has_wallet_pass"]:
+        return consent.NO_PASS
+    return consent.skip_reason(channel=channel, customer=member)
+
+
 def plan_chunk(context: RunContext, members: Sequence[dict[str, Any]]) -> tuple[list[PlannedLog], ChunkTally]:
     """The log rows for a chunk: what would be sent, skipped (and why) or held out. Writes nothing."""
     config = context.config
@@ -119,7 +125,7 @@ def plan_chunk(context: RunContext, members: Sequence[dict[str, Any]]) -> tuple[
         header, body = ("", "") if holdout else render_for(context, member)
         tally.holdout += holdout
         for channel in config.channels:
-            reason = None if holdout else consent.skip_reason(channel, member)
+            reason = None if holdout else _skip_reason(channel, member)
             if holdout:
                 status = Status.HOLDOUT
             elif reason:

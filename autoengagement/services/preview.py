@@ -29,7 +29,7 @@ class Preview:
 def _reachable_condition(channel: str) -> Q:
     if channel == Channel.WALLET:
         return Q(has_wallet_pass=True)
-    return Q(**{consent.OPT_OUT_FIELDS[channel]: False}) & ~Q(**{consent.ADDRESS_FIELDS[channel]: ""})
+    return consent.sendable_q(channel=channel)
 
 
 def text_warnings(*, channels: list[str], header: str, body: str) -> list[dict[str, str]]:

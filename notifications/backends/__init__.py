@@ -12,9 +12,9 @@ WALLET_LIVE = "wallet.delivery.WalletBackend"
 
 ALIASES: dict[str, dict[str, str]] = {
     Channel.WALLET: {"record": RECORD, "live": WALLET_LIVE},
-    Channel.EMAIL: {"record": RECORD},
-    Channel.SMS: {"record": RECORD},
-    Channel.PUSH: {"record": RECORD},
+    Channel.EMAIL: {"record": RECORD, "django": "notifications.backends.email.DjangoEmailBackend"},
+    Channel.SMS: {"record": RECORD, "twilio": "notifications.backends.twilio.TwilioSmsBackend"},
+    Channel.PUSH: {"record": RECORD, "fcm": "notifications.backends.fcm.FcmPushBackend"},
 }
 
 SETTING_NAMES = {

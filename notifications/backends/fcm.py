@@ -1,0 +1,226 @@
+"""Mobile push through Firebase Cloud Messaging HTTP v1 (PUSH_CHANNEL=fcm).
+
+POST {FCM_API_BASE}/v1/projects/{project}/messages:send with an OAuth2 access token of a service account
+(FCM_CREDENTIALS, the JSON key file; its token_uri is where tokens come from). The token is fetched once,
+reused across the batch, refreshed when it nears expiry and once more if FCM answers 401.
+
+A token FCM no longer knows (UNREGISTERED), one it says is not a registration token (INVALID_ARGUMENT on
+message.token) or one from another Firebase project (SENDER_ID_MISMATCH) is dead: the result is revoked so
+the run clears the customer's push_token and never tries it again.
+"""
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import google.auth.exceptions
+import google.auth.transport.requests
+import requests
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from google.oauth2 import service_account
+
+from notifications.backends.base import ChannelBackend, Message, Result
+from notifications.backends.http import (
+    BatchError,
+    HttpDelivery,
+    HttpOptions,
+    RateLimiter,
+    make_session,
+    raise_for_transient_status,
+    shared_rate_limiter,
+)
+
+logger = logging.getLogger(__name__)
+
+PROVIDER = "FCM"
+SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+DEAD_TOKEN_CODES = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
+
+
+class _TokenRequest(google.auth.transport.requests.Request):
+    """google-auth's transport over our Session, with our timeout instead of its two-minute default."""
+
+    def __init__(self, session: requests.Session, timeout: float) -> None:
+        super().__init__(session=session)
+        self._timeout = timeout
+
+    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
+        return super().__call__(
+            url, method=method, body=body, headers=headers, timeout=timeout or self._timeout, **kwargs
+        )
+
+
+def _read_key_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as key_file:
+            info = json.load(key_file)
+    except OSError as exc:
+        raise ImproperlyConfigured(f"FCM_CREDENTIALS: cannot read {path!r} ({exc.strerror}).") from exc
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"FCM_CREDENTIALS: {path!r} is not JSON.") from exc
+    if not isinstance(info, dict) or info.get("type") != "service_account":
+        raise ImproperlyConfigured(f"FCM_CREDENTIALS: {path!r} is not a service-account key file.")
+    return info
+
+
+class FcmPushBackend(ChannelBackend):
+    def __init__(
+        self,
+        channel: str = "push",
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.channel = channel
+        self._clock = clock
+        self._sleep = sleep
+        self._token_lock = threading.Lock()
+        self.session: requests.Session | None = None
+
+    @staticmethod
+    def configuration_errors() -> list[str]:
+        """What keeps this backend from sending; empty when it is ready (also used by the system check)."""
+        if not settings.FCM_CREDENTIALS:
+            return ["FCM_CREDENTIALS is not set."]
+        try:
+            info = _read_key_file(settings.FCM_CREDENTIALS)
+        except ImproperlyConfigured as exc:
+            return [str(exc)]
+        if not settings.FCM_PROJECT_ID and not info.get("project_id"):
+            return ["FCM_PROJECT_ID is not set and the key file has no project_id."]
+        return []
+
+    def open(self) -> None:
+        if self.session is not None:
+            return
+        if errors := self.configuration_errors():
+            raise ImproperlyConfigured("PUSH_CHANNEL=fcm: " + " ".join(errors))
+        info = _read_key_file(settings.FCM_CREDENTIALS)
+        try:
+            self.credentials = service_account.Credentials.from_service_account_info(info, scopes=[SCOPE])
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"FCM_CREDENTIALS: unusable service-account key ({exc}).") from exc
+        project = settings.FCM_PROJECT_ID or info["project_id"]
+        self.url = f"{settings.FCM_API_BASE.rstrip('/')}/v1/projects/{project}/messages:send"
+        self.options = HttpOptions.from_settings()
+        rate = float(settings.FCM_RATE_LIMIT)
+        limiter = (
+            RateLimiter(rate=rate, clock=self._clock, sleep=self._sleep or time.sleep)
+            if self._clock
+            else shared_rate_limiter(provider=PROVIDER, rate=rate)
+        )
+        self.delivery = HttpDelivery(
+            provider=PROVIDER, options=self.options, limiter=limiter, sleep=self._sleep or time.sleep
+        )
+        self.session = make_session(concurrency=self.options.concurrency)
+        self._token_request = _TokenRequest(self.session, self.options.timeout)
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    def send_batch(self, messages: Sequence[Message]) -> list[Result]:
+        if self.session is not None:
+            return self.delivery.deliver(messages, send=self._send, classify=self._classify)
+        self.open()
+        try:
+            return self.delivery.deliver(messages, send=self._send, classify=self._classify)
+        finally:
+            self.close()
+
+    def _access_token(self, *, stale: str | None = None) -> str:
+        """The current token, refreshed when it nears expiry or when FCM just rejected `stale`.
+
+        Under a lock, so concurrent senders share one refresh; a 401 refreshes only if no other thread has
+        already replaced the rejected token.
+        """
+        with self._token_lock:
+            if not self.credentials.valid or (stale is not None and self.credentials.token == stale):
+                try:
+                    self.credentials.refresh(self._token_request)
+                except google.auth.exceptions.RefreshError as exc:
+                    reason = str(exc.args[0]) if exc.args else "refused"
+                    raise BatchError(
+                        f"FCM OAuth2 token refused: {reason[:200]}", retryable=bool(getattr(exc, "retryable", False))
+                    ) from exc
+                except google.auth.exceptions.TransportError as exc:
+                    raise BatchError("could not reach the OAuth2 token endpoint", retryable=True) from exc
+                logger.info("fcm token refreshed", extra={"expiry": self.credentials.expiry})
+            return self.credentials.token
+
+    def _send(self, message: Message) -> requests.Response:
+        payload = {
+            "message": {"token": message.recipient, "notification": {"title": message.header, "body": message.body}}
+        }
+        token = self._access_token()
+        response = self._post(payload, token)
+        if response.status_code == 401 and _error_code(_error(response)) != "THIRD_PARTY_AUTH_ERROR":
+            response = self._post(payload, self._access_token(stale=token))
+        return response
+
+    def _post(self, payload: dict[str, Any], token: str) -> requests.Response:
+        return self.session.post(
+            self.url, json=payload, headers={"Authorization": f"Bearer {token}"}, timeout=self.options.timeout
+        )
+
+    def _classify(self, message: Message, response: requests.Response) -> Result:
+        raise_for_transient_status(response, provider=PROVIDER)
+        if 200 <= response.status_code < 300:
+            return Result(
+                log_id=message.log_id, status="sent", provider_message_id=str(_json(response).get("name", ""))
+            )
+        error = _error(response)
+        code = _error_code(error)
+        status = error.get("status") or ""
+        description = str(error.get("message") or response.reason or "error")[:300]
+        if response.status_code == 401 and code != "THIRD_PARTY_AUTH_ERROR":
+            raise BatchError("FCM rejected the OAuth2 token after a refresh (HTTP 401)")
+        if response.status_code == 403 and code not in DEAD_TOKEN_CODES:
+            raise BatchError(f"FCM refused the service account (HTTP 403 {status}): {description}")
+        revoked = code in DEAD_TOKEN_CODES or ("INVALID_ARGUMENT" in (code, status) and _about_the_token(error))
+        logger.warning(
+            "push refused",
+            extra={"log_id": message.log_id, "status_code": response.status_code, "fcm_code": code, "revoked": revoked},
+        )
+        label = code or status or f"HTTP {response.status_code}"
+        return Result(log_id=message.log_id, status="failed", error=f"FCM {label}: {description}", revoked=revoked)
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        payload = response.json()
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def _error(response: requests.Response) -> dict[str, Any]:
+    error = _json(response).get("error")
+    return error if isinstance(error, dict) else {}
+
+
+def _details(error: dict[str, Any]) -> list[dict[str, Any]]:
+    details = error.get("details")
+    return [detail for detail in details if isinstance(detail, dict)] if isinstance(details, list) else []
+
+
+def _error_code(error: dict[str, Any]) -> str:
+    """FCM's own errorCode (UNREGISTERED, QUOTA_EXCEEDED, ...) from the error details, else ""."""
+    for detail in _details(error):
+        if str(detail.get("@type", "")).endswith("google.firebase.fcm.v1.FcmError") and detail.get("errorCode"):
+            return str(detail["errorCode"])
+    return ""
+
+
+def _about_the_token(error: dict[str, Any]) -> bool:
+    """An INVALID_ARGUMENT names the token when a field violation is on message.token or its text says so."""
+    for detail in _details(error):
+        for violation in detail.get("fieldViolations") or []:
+            if isinstance(violation, dict) and violation.get("field") == "message.token":
+                return True
+    return "registration token" in str(error.get("message", "")).lower()

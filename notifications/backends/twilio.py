@@ -1,0 +1,150 @@
+"""SMS through Twilio's Messages API (SMS_CHANNEL=twilio).
+
+POST {TWILIO_API_BASE}/2010-04-01/Accounts/{sid}/Messages.json with basic auth and the form fields To,
+From or MessagingServiceSid, and Body; Twilio answers 201 with the message's sid. Error answers carry a JSON
+body with Twilio's error `code`: 21610 means the recipient replied STOP (consent, not an error: the customer
+is opted out of SMS), other 4xx codes are permanent, 429 and 5xx are retried.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from notifications.backends.base import ChannelBackend, Message, Result
+from notifications.backends.http import (
+    BatchError,
+    HttpDelivery,
+    HttpOptions,
+    RateLimiter,
+    make_session,
+    raise_for_transient_status,
+    shared_rate_limiter,
+)
+from notifications.sms import sms_text
+
+logger = logging.getLogger(__name__)
+
+PROVIDER = "Twilio"
+UNSUBSCRIBED_RECIPIENT = 21610
+AUTHENTICATION_FAILED = 20003
+KNOWN_ERRORS = {
+    21211: "invalid 'To' phone number",
+    21408: "sending to this region is not enabled",
+    21610: "the recipient replied STOP",
+    21612: "this number cannot receive messages from the sender",
+    21614: "'To' is not a mobile number",
+}
+
+
+def mask_phone(phone: str) -> str:
+    """Enough of a number to tell numbers apart in an error, not enough to use it."""
+    return phone[:3] + "…" + phone[-2:] if len(phone) > 6 else "…"
+
+
+class TwilioSmsBackend(ChannelBackend):
+    def __init__(
+        self,
+        channel: str = "sms",
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.channel = channel
+        self._clock = clock
+        self._sleep = sleep
+        self.session: requests.Session | None = None
+
+    @staticmethod
+    def configuration_errors() -> list[str]:
+        """What keeps this backend from sending; empty when it is ready (also used by the system check)."""
+        errors = [
+            f"{name} is not set." for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN") if not getattr(settings, name)
+        ]
+        if not settings.TWILIO_FROM_NUMBER and not settings.TWILIO_MESSAGING_SERVICE_SID:
+            errors.append("Set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID.")
+        return errors
+
+    def open(self) -> None:
+        if self.session is not None:
+            return
+        if errors := self.configuration_errors():
+            raise ImproperlyConfigured("SMS_CHANNEL=twilio: " + " ".join(errors))
+        self.options = HttpOptions.from_settings()
+        self.account_sid = settings.TWILIO_ACCOUNT_SID
+        self.url = f"{settings.TWILIO_API_BASE.rstrip('/')}/2010-04-01/Accounts/{self.account_sid}/Messages.json"
+        self.sender = (
+            {"MessagingServiceSid": settings.TWILIO_MESSAGING_SERVICE_SID}
+            if settings.TWILIO_MESSAGING_SERVICE_SID
+            else {"From": settings.TWILIO_FROM_NUMBER}
+        )
+        self.max_segments = settings.SMS_MAX_SEGMENTS
+        rate = float(settings.TWILIO_RATE_LIMIT)
+        limiter = (
+            RateLimiter(rate=rate, clock=self._clock, sleep=self._sleep or time.sleep)
+            if self._clock
+            else shared_rate_limiter(provider=PROVIDER, rate=rate)
+        )
+        self.delivery = HttpDelivery(
+            provider=PROVIDER, options=self.options, limiter=limiter, sleep=self._sleep or time.sleep
+        )
+        self.session = make_session(
+            concurrency=self.options.concurrency, auth=(self.account_sid, settings.TWILIO_AUTH_TOKEN)
+        )
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    def send_batch(self, messages: Sequence[Message]) -> list[Result]:
+        if self.session is not None:
+            return self.delivery.deliver(messages, send=self._send, classify=self._classify)
+        self.open()
+        try:
+            return self.delivery.deliver(messages, send=self._send, classify=self._classify)
+        finally:
+            self.close()
+
+    def _send(self, message: Message) -> requests.Response:
+        data = {
+            "To": message.recipient,
+            **self.sender,
+            "Body": sms_text(header=message.header, body=message.body, max_segments=self.max_segments),
+        }
+        return self.session.post(self.url, data=data, timeout=self.options.timeout)
+
+    def _classify(self, message: Message, response: requests.Response) -> Result:
+        raise_for_transient_status(response, provider=PROVIDER)
+        payload = _json(response)
+        if 200 <= response.status_code < 300:
+            return Result(log_id=message.log_id, status="sent", provider_message_id=str(payload.get("sid", "")))
+        code = payload.get("code")
+        if response.status_code == 401 or (response.status_code == 403 and code in (AUTHENTICATION_FAILED, None)):
+            raise BatchError(f"Twilio rejected the credentials (HTTP {response.status_code}, code {code})")
+        detail = KNOWN_ERRORS.get(code) or str(payload.get("message") or response.reason or "error")
+        error = f"Twilio error {code} (HTTP {response.status_code}): {detail.replace(message.recipient, '…')}"
+        revoked = code == UNSUBSCRIBED_RECIPIENT
+        logger.warning(
+            "sms refused",
+            extra={
+                "log_id": message.log_id,
+                "status_code": response.status_code,
+                "twilio_code": code,
+                "to": mask_phone(message.recipient),
+                "revoked": revoked,
+            },
+        )
+        return Result(log_id=message.log_id, status="failed", error=error[:500], revoked=revoked)
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        payload = response.json()
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}

@@ -1,0 +1,68 @@
+"""System checks so operators learn about a channel that cannot deliver at deploy, not at the morning run.
+
+notifications.W001  a channel still uses the `record` backend (sends nothing) while DEBUG is off.
+notifications.W002  EMAIL_CHANNEL=django but EMAIL_URL selects a backend that does not send (console, ...).
+notifications.E001  a channel setting names neither a known alias nor an importable backend class.
+notifications.E002  the chosen backend's required settings are missing or unusable.
+"""
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning
+from django.utils.module_loading import import_string
+
+from notifications.backends import ALIASES, RECORD, SETTING_NAMES, backend_path
+from notifications.channels import Channel
+
+NON_SENDING_EMAIL_BACKENDS = {
+    "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.locmem.EmailBackend",
+    "django.core.mail.backends.dummy.EmailBackend",
+    "django.core.mail.backends.filebased.EmailBackend",
+}
+
+
+def channel_backends_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    for channel, setting in SETTING_NAMES.items():
+        choice = getattr(settings, setting)
+        path = backend_path(channel)
+        if path == RECORD:
+            if not settings.DEBUG:
+                live = ", ".join(alias for alias in ALIASES[channel] if alias != "record")
+                choose = f"Choose a live backend ({live})" if live else f"Point {setting} at a live backend class"
+                messages.append(
+                    Warning(
+                        f"{setting}=record: {channel} messages are only recorded, never sent.",
+                        hint=f"{choose} in production, or drop '{channel}' from the configs' channels.",
+                        obj=setting,
+                        id="notifications.W001",
+                    )
+                )
+            continue
+        try:
+            backend_class = import_string(path)
+        except ImportError:
+            messages.append(
+                Error(
+                    f"{setting}={choice!r} is neither a known backend ({', '.join(ALIASES[channel])}) "
+                    "nor an importable class.",
+                    obj=setting,
+                    id="notifications.E001",
+                )
+            )
+            continue
+        configuration_errors = getattr(backend_class, "configuration_errors", None)
+        for problem in configuration_errors() if configuration_errors else []:
+            messages.append(Error(f"{setting}={choice}: {problem}", obj=setting, id="notifications.E002"))
+        if channel == Channel.EMAIL and not settings.DEBUG and settings.EMAIL_BACKEND in NON_SENDING_EMAIL_BACKENDS:
+            messages.append(
+                Warning(
+                    f"{setting}={choice} but EMAIL_URL selects {settings.EMAIL_BACKEND}, which does not send.",
+                    hint="Set EMAIL_URL to your SMTP server, e.g. smtp+tls://user:password@smtp.example.com:587.",
+                    obj="EMAIL_URL",
+                    id="notifications.W002",
+                )
+            )
+    return messages
