@@ -213,6 +213,19 @@ def test_fetching_the_updated_pass_marks_the_newest_sent_wallet_log_delivered(cl
     assert older.delivered_at is None
 
 
+def test_a_fetch_before_the_run_records_the_outcome_still_marks_the_pending_row(client, apple_settings):
+    """Devices fetch within a second of the push, possibly before the run's chunk update turns pending into sent."""
+    wallet_pass, token = issued_apple_pass()
+    customer = wallet_pass.customer
+    pending = NotificationLogFactory(
+        customer=customer, business=customer.business, status="pending", created_at=timezone.now()
+    )
+    WalletPass.objects.filter(pk=wallet_pass.pk).update(message_text="Come back", updated_at=timezone.now())
+    assert client.get(f"{BASE}/passes/{PASS_TYPE_ID}/{wallet_pass.pass_id}", **_auth(token)).status_code == 200
+    pending.refresh_from_db()
+    assert pending.delivered_at is not None
+
+
 def test_a_log_written_after_the_pass_update_is_not_marked_by_an_older_pass(client, apple_settings):
     wallet_pass, token = issued_apple_pass()
     WalletPass.objects.filter(pk=wallet_pass.pk).update(
