@@ -5,6 +5,7 @@ and answers with the statuses scripted per device token (200 when nothing is scr
 """
 
 import json
+import select
 import socket
 import ssl
 import threading
@@ -96,13 +97,13 @@ class ApnsStandIn:
         conn.initiate_connection()
         sock.sendall(conn.data_to_send())
         streams: dict[int, dict] = {}
-        sock.settimeout(0.1)
+        sock.settimeout(5)
         try:
             while not self._stop.is_set():
-                try:
-                    data = sock.recv(65535)
-                except TimeoutError:
+                # Wait for input in short slices (to notice stop()) but read whole TLS records without a timeout.
+                if not sock.pending() and not select.select([sock], [], [], 0.1)[0]:
                     continue
+                data = sock.recv(65535)
                 if not data:
                     break
                 for event in conn.receive_data(data):
