@@ -7,7 +7,9 @@ from tests.factories import (
     AutoEngagementConfigFactory,
     BusinessSessionFactory,
     NotificationLogFactory,
+    WalletPassFactory,
 )
+from wallet.models import GoogleWalletMessage
 
 pytestmark = pytest.mark.django_db
 
@@ -22,6 +24,7 @@ def populated():
     AutoEngagementConfigFactory()
     BusinessSessionFactory(business=log.business)
     AppleDeviceRegistrationFactory()
+    GoogleWalletMessage.objects.create(wallet_pass=WalletPassFactory(platform="google"), message_id="m1", notified=True)
     return log
 
 
@@ -43,6 +46,7 @@ def test_every_domain_model_is_registered():
         "wallet.Customer",
         "wallet.WalletPass",
         "wallet.AppleDeviceRegistration",
+        "wallet.GoogleWalletMessage",
         "notifications.NotificationLog",
         "autoengagement.AutoEngagementConfig",
     }

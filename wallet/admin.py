@@ -1,7 +1,8 @@
 from django import forms
 from django.contrib import admin
 
-from wallet.models import AppleDeviceRegistration, Business, BusinessSession, Customer, WalletPass
+from engagement_site.admin_mixins import ReadOnlyAdminMixin
+from wallet.models import AppleDeviceRegistration, Business, BusinessSession, Customer, GoogleWalletMessage, WalletPass
 
 
 class BusinessAdminForm(forms.ModelForm):
@@ -93,3 +94,14 @@ class AppleDeviceRegistrationAdmin(admin.ModelAdmin):
     list_select_related = ("wallet_pass",)
     raw_id_fields = ("wallet_pass",)
     readonly_fields = ("created_at",)
+
+
+@admin.register(GoogleWalletMessage)
+class GoogleWalletMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What was added to Google loyalty objects; notifying messages count against Google's daily cap."""
+
+    list_display = ("message_id", "wallet_pass", "notified", "sent_at")
+    list_filter = ("notified",)
+    search_fields = ("message_id", "wallet_pass__pass_id")
+    list_select_related = ("wallet_pass",)
+    date_hierarchy = "sent_at"
