@@ -320,3 +320,19 @@ def test_run_due_configs_service_reports_per_business():
     assert [(o.business_id, o.status, o.notified) for o in summary.outcomes] == [
         (config.business.business_id, "success", 1)
     ]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_shown_on_a_terminal_only():
+    config = make_config()
+    inactive(config)
+    terminal = Terminal()
+    call_command("run_auto_engagement", "--now", NOW.isoformat(), stdout=terminal)
+    assert f"\r\033[K{config.business.business_id}: 1 customers, 1 notified" in terminal.getvalue()
+    piped = io.StringIO()
+    call_command("run_auto_engagement", "--business", config.business.business_id, stdout=piped)
+    assert "\r" not in piped.getvalue()
