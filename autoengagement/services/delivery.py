@@ -47,21 +47,27 @@ REVOCATIONS: dict[str, tuple[str, object]] = {
 }
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ChunkTally:
+    """Counts of one chunk, or summed over a business's run: customers, and log rows by outcome."""
+
     audience: int = 0
     notified: int = 0
     holdout: int = 0
     sent: int = 0
     failed: int = 0
     skipped: int = 0
-    skip_reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        self.skipped += count
+        self.skip_reasons[reason] = self.skip_reasons.get(reason, 0) + count
 
     def add(self, other: "ChunkTally") -> None:
-        for name in ("audience", "notified", "holdout", "sent", "failed", "skipped"):
+        for name in ("audience", "notified", "holdout", "sent", "failed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for reason, count in other.skip_reasons.items():
-            self.skip_reasons[reason] += count
+            self.skip(reason, count)
 
 
 class PlannedLog(NamedTuple):
@@ -130,8 +136,7 @@ def plan_chunk(context: RunContext, members: Sequence[dict[str, Any]]) -> tuple[
                 status = Status.HOLDOUT
             elif reason:
                 status = Status.SKIPPED
-                tally.skipped += 1
-                tally.skip_reasons[reason] += 1
+                tally.skip(reason)
             else:
                 status = Status.PENDING
             rows.append(
@@ -179,8 +184,7 @@ def deliver_chunk(
             to_send[row.channel].append((pk, row))
     if cancelled:
         NotificationLog.objects.filter(pk__in=cancelled).update(status=Status.SKIPPED, error=ACTIVE_AGAIN)
-        tally.skipped += len(cancelled)
-        tally.skip_reasons[ACTIVE_AGAIN] += len(cancelled)
+        tally.skip(ACTIVE_AGAIN, len(cancelled))
 
     outcomes: list[tuple[int, str, str, str, dt.datetime | None]] = []
     notified_customers: set[int] = set()
@@ -229,8 +233,7 @@ def deliver_chunk(
             elif result.status == Status.FAILED:
                 tally.failed += 1
             else:
-                tally.skipped += 1
-                tally.skip_reasons[result.error or "skipped by provider"] += 1
+                tally.skip(result.error or "skipped by provider")
             if result.revoked and channel in REVOCATIONS:
                 revoked[channel].append(customer_of[pk])
 

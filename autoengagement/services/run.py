@@ -36,26 +36,13 @@ class LeaseLost(Exception):
     """Another run took this config over (our lease expired): stop before sending anything more."""
 
 
-@dataclass
-class BusinessOutcome:
+@dataclass(kw_only=True)
+class BusinessOutcome(ChunkTally):
     business_id: str
     config_id: str
     status: str
     local_date: str = ""
-    audience: int = 0
-    notified: int = 0
-    holdout: int = 0
-    sent: int = 0
-    failed: int = 0
-    skipped: int = 0
-    skip_reasons: dict[str, int] = field(default_factory=dict)
     error: str = ""
-
-    def record(self, tally: ChunkTally) -> None:
-        for name in ("audience", "notified", "holdout", "sent", "failed", "skipped"):
-            setattr(self, name, getattr(self, name) + getattr(tally, name))
-        for reason, count in tally.skip_reasons.items():
-            self.skip_reasons[reason] = self.skip_reasons.get(reason, 0) + count
 
 
 @dataclass
@@ -234,13 +221,16 @@ def run_config(
     config = claim.config
     assert config is not None and claim.local_date is not None
     outcome = BusinessOutcome(
-        config.business.business_id, config.config_id, RunStatus.SUCCESS, claim.local_date.isoformat()
+        business_id=config.business.business_id,
+        config_id=config.config_id,
+        status=RunStatus.SUCCESS,
+        local_date=claim.local_date.isoformat(),
     )
     context = _context(config, now, claim.local_date)
     log_context = {"business_id": outcome.business_id, "config_id": outcome.config_id}
     try:
         for members in iter_audience_chunks(config=config, now=now, chunk_size=settings.AUTO_ENGAGEMENT_CHUNK_SIZE):
-            outcome.record(deliver_chunk(context, members, backends))
+            outcome.add(deliver_chunk(context, members, backends))
             renew_lease(config=config)
             if progress:
                 progress(outcome, outcome.audience)
@@ -269,13 +259,18 @@ def run_config(
 
 def preview_config_run(*, config: AutoEngagementConfig, now: dt.datetime, local_date: dt.date) -> BusinessOutcome:
     """What a run would do now, writing and sending nothing."""
-    outcome = BusinessOutcome(config.business.business_id, config.config_id, "dry_run", local_date.isoformat())
+    outcome = BusinessOutcome(
+        business_id=config.business.business_id,
+        config_id=config.config_id,
+        status="dry_run",
+        local_date=local_date.isoformat(),
+    )
     context = _context(config, now, local_date)
     for members in iter_audience_chunks(config=config, now=now, chunk_size=settings.AUTO_ENGAGEMENT_CHUNK_SIZE):
         rows, tally = plan_chunk(context, members)
         tally.notified = len({row.customer_id for row in rows if row.status == NotificationLog.Status.PENDING})
         tally.sent = sum(row.status == NotificationLog.Status.PENDING for row in rows)
-        outcome.record(tally)
+        outcome.add(tally)
     return outcome
 
 
@@ -351,10 +346,10 @@ def _run_one(
         )
         if schedule.state == Due.MISSED and not forced:
             return BusinessOutcome(
-                config.business.business_id,
-                config.config_id,
-                RunStatus.MISSED,
-                schedule.local_date.isoformat(),
+                business_id=config.business.business_id,
+                config_id=config.config_id,
+                status=RunStatus.MISSED,
+                local_date=schedule.local_date.isoformat(),
                 error="send time passed too long ago",
             )
         return preview_config_run(config=config, now=now, local_date=schedule.local_date)
@@ -374,9 +369,9 @@ def _run_one(
         },
     )
     return BusinessOutcome(
-        business_id,
-        claim.config.config_id,
-        claim.status,
-        claim.local_date.isoformat() if claim.local_date else "",
+        business_id=business_id,
+        config_id=claim.config.config_id,
+        status=claim.status,
+        local_date=claim.local_date.isoformat() if claim.local_date else "",
         error=claim.detail,
     )
