@@ -2,17 +2,18 @@
 
 import datetime as dt
 import hashlib
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from django.db.models import BooleanField, Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from autoengagement.models import AutoEngagementConfig
 from notifications.models import NotificationLog
 from wallet.models import Customer, WalletPass
 
-MEMBER_FIELDS = (
+CANDIDATE_FIELDS = (
     "pk",
     "customer_id",
     "first_name",
@@ -23,7 +24,6 @@ MEMBER_FIELDS = (
     "sms_opt_out",
     "push_opt_out",
     "quiet_since",
-    "has_wallet_pass",
 )
 
 
@@ -63,21 +63,65 @@ def audience_queryset(*, config: AutoEngagementConfig, now: dt.datetime) -> Quer
 def iter_audience_chunks(
     *, config: AutoEngagementConfig, now: dt.datetime, chunk_size: int
 ) -> Iterator[list[dict[str, Any]]]:
-    """The audience as lists of plain dicts (no model instances), one query per chunk, in primary-key order."""
-    queryset = audience_queryset(config=config, now=now).annotate(
-        has_wallet_pass=Exists(WalletPass.objects.filter(customer_id=OuterRef("pk")))
-        if "wallet" in config.channels
-        else Value(False, output_field=BooleanField())
-    )
+    """The audience as lists of plain dicts (no model instances), in primary-key order.
+
+    Each chunk is three plain index lookups: a keyset page of inactive customers, their logs in this config
+    (by customer id), their wallet passes (by customer id); the reminder rule of `audience_queryset` is then
+    applied in Python. One query with NOT EXISTS / EXISTS subqueries would say the same, but the planner
+    picks its join from table statistics that lag behind a run adding thousands of log rows a second, and a
+    wrong guess there turns every chunk into a scan of the whole business.
+    """
+    candidates = inactive_customers(config=config, now=now).order_by("pk").values(*CANDIDATE_FIELDS)
     last_pk = 0
     while True:
-        chunk = list(queryset.filter(pk__gt=last_pk).order_by("pk").values(*MEMBER_FIELDS)[:chunk_size])
+        chunk = list(candidates.filter(pk__gt=last_pk)[:chunk_size])
         if not chunk:
             return
-        yield chunk
+        last_pk = chunk[-1]["pk"]
+        members = _not_reminded(config=config, now=now, candidates=chunk)
+        _mark_wallet_passes(config=config, members=members)
+        if members:
+            yield members
         if len(chunk) < chunk_size:
             return
-        last_pk = chunk[-1]["pk"]
+
+
+def _not_reminded(
+    *, config: AutoEngagementConfig, now: dt.datetime, candidates: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The candidates `audience_queryset` keeps: fewer than max_reminders logged re-engagements (distinct run
+    dates) since their spell started, the latest at least inactivity_days ago."""
+    reminders: dict[int, set[dt.date]] = defaultdict(set)
+    latest: dict[int, dt.datetime] = {}
+    spell_start = {member["pk"]: member["quiet_since"] for member in candidates}
+    logs = NotificationLog.objects.filter(
+        config_id=config.pk,
+        customer_id__in=list(spell_start),
+        created_at__gte=min(spell_start.values()),
+    ).values_list("customer_id", "run_date", "created_at")
+    for customer_pk, run_date, created_at in logs:
+        if created_at >= spell_start[customer_pk]:
+            reminders[customer_pk].add(run_date)
+            latest[customer_pk] = max(created_at, latest.get(customer_pk, created_at))
+    spacing_cutoff = now - dt.timedelta(days=config.inactivity_days)
+    return [
+        member
+        for member in candidates
+        if len(reminders[member["pk"]]) < config.max_reminders
+        and (member["pk"] not in latest or latest[member["pk"]] <= spacing_cutoff)
+    ]
+
+
+def _mark_wallet_passes(*, config: AutoEngagementConfig, members: list[dict[str, Any]]) -> None:
+    with_pass: set[int] = set()
+    if members and "wallet" in config.channels:
+        with_pass = set(
+            WalletPass.objects.filter(customer_id__in=[member["pk"] for member in members])
+            .values_list("customer_id", flat=True)
+            .distinct()
+        )
+    for member in members:
+        member["has_wallet_pass"] = member["pk"] in with_pass
 
 
 def in_holdout(*, config_id: str, customer_id: str, spell_start: dt.datetime, holdout_percent: int) -> bool:

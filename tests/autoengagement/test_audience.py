@@ -114,3 +114,25 @@ def test_holdout_is_deterministic_and_near_its_share():
     assert first == again
     assert 0.17 <= sum(first) / len(ids) <= 0.23
     assert not any(in_holdout(config_id="aec_x", customer_id=i, spell_start=spell, holdout_percent=0) for i in ids)
+
+
+@pytest.mark.parametrize("max_reminders", [1, 3])
+def test_chunked_audience_agrees_with_the_queryset_rule(max_reminders):
+    """The run filters reminders in Python per chunk; the preview counts with one query: they must agree."""
+    config = AutoEngagementConfigFactory(inactivity_days=7, max_reminders=max_reminders, max_inactivity_days=200)
+    members = [customer(config, quiet_for=days * DAY) for days in (3, 7, 8, 15, 22, 30, 60, 199, 201)]
+    members.append(customer(config, created_ago=40 * DAY))  # never active
+    for index, member in enumerate(members):
+        for reminder in range(index % 4):  # 0..3 earlier reminders, some in an older spell
+            at = NOW - (reminder * 8 + index % 3) * DAY
+            NotificationLogFactory(
+                config=config,
+                customer=member,
+                created_at=at,
+                run_date=at.date(),
+                channel="email" if reminder % 2 else "wallet",
+            )
+    for now in (NOW, NOW + 3 * DAY, NOW + 9 * DAY):
+        chunked = {row["pk"] for chunk in iter_audience_chunks(config=config, now=now, chunk_size=3) for row in chunk}
+        assert chunked == audience(config, now)
+    assert audience(config)  # the dataset is not trivially empty
