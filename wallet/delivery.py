@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from notifications.backends.base import ChannelBackend, Message, Result
 from notifications.channels import Channel
+from notifications.consent import NO_PASS
 from wallet import passes
 from wallet.apns import ApnsClient, PushOutcome, apns_ssl_context
 from wallet.google_wallet import (
@@ -39,7 +40,6 @@ from wallet.models import AppleDeviceRegistration, Customer, GoogleWalletMessage
 logger = logging.getLogger(__name__)
 
 GOOGLE_NOTIFY_WINDOW = dt.timedelta(hours=24)
-NO_PASS = "no pass"
 NO_REGISTERED_DEVICE = "no registered device"
 
 
