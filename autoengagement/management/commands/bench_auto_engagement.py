@@ -1,5 +1,6 @@
 import datetime as dt
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -60,12 +61,15 @@ class Command(BaseCommand):
         )
         build_seconds = time.perf_counter() - built
         try:
+            # The timed run is a production process: with DEBUG on, Django would keep every SQL statement.
+            env = {**os.environ, "DEBUG": "false", "SECRET_KEY": settings.SECRET_KEY}
             child = subprocess.run(
                 [sys.executable, "manage.py", "bench_auto_engagement", "--measure-run", tag],
                 cwd=settings.BASE_DIR,
                 capture_output=True,
                 text=True,
                 check=True,
+                env=env,
             )
             figures = json.loads(child.stdout.strip().splitlines()[-1])
         finally:
