@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -16,6 +17,17 @@ from autoengagement.services.benchmark import bench_business_ids, build_dataset,
 from autoengagement.services.run import run_due_configs
 from engagement_site.commands import usage_error
 from notifications.channels import Channel
+
+
+def peak_rss_kib() -> int:
+    """This process's own peak resident memory. Linux's ru_maxrss also counts the parent's memory at fork
+    time (the parent built the dataset), so VmHWM from /proc is preferred where it exists."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 class Command(BaseCommand):
@@ -105,6 +117,6 @@ class Command(BaseCommand):
             "seconds": round(seconds, 2),
             "notifications_per_second": round(notifications / seconds) if seconds else None,
             "sql_queries": queries[0],
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_rss_mb": round(peak_rss_kib() / 1024, 1),
             "chunk_size": settings.AUTO_ENGAGEMENT_CHUNK_SIZE,
         }
