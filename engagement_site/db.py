@@ -8,8 +8,9 @@ from typing import Any
 from django.db import connection, models
 from django.db.models import Q
 
-# Rows per UPDATE statement on SQLite: well under its bound-parameter limit.
+# Rows per UPDATE statement on SQLite, and bound parameters per INSERT: well under its limit (32,766).
 UPDATE_BATCH_ROWS = 1000
+SQLITE_MAX_PARAMETERS = 30_000
 
 
 def prefix_check(field: str, prefix: str) -> Q:
@@ -40,30 +41,53 @@ def _json_relation(fields: Sequence[models.Field], rows: Sequence[Sequence[Any]]
     return f"SELECT {columns} FROM json_array_elements(%s::json) AS e", [payload]
 
 
-def bulk_insert_rows(model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def bulk_insert_rows(
+    model: type[models.Model],
+    fields: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
     """Insert rows (tuples in `fields` order; foreign keys as raw ids), skipping any that break a unique
-    constraint.
+    constraint, and return the `returning` columns of the rows actually inserted.
 
-    On PostgreSQL one `INSERT ... SELECT ... FROM json_array_elements(...) ON CONFLICT DO NOTHING` sends the
-    rows as one JSON parameter, so neither Django nor the server handles thousands of placeholders; elsewhere
-    bulk_create.
+    PostgreSQL gets one `INSERT ... SELECT ... FROM json_array_elements(...) ON CONFLICT DO NOTHING` with the
+    rows as a single JSON parameter, so neither Django nor the driver handles thousands of placeholders; SQLite
+    gets `INSERT OR IGNORE ... VALUES` in batches under its parameter limit. Both report inserted rows through
+    RETURNING (SQLite 3.35+).
     """
     if not rows:
-        return
+        return []
     model_fields = _columns(model, fields)
-    if connection.vendor != "postgresql":
-        attnames = [field.attname for field in model_fields]
-        model.objects.bulk_create(
-            [model(**dict(zip(attnames, row, strict=True))) for row in rows], ignore_conflicts=True
-        )
-        return
     quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
     columns = ", ".join(quote(field.column) for field in model_fields)
-    relation, params = _json_relation(model_fields, rows)
+    returned = _columns(model, returning)
+    returning_sql = f" RETURNING {', '.join(quote(field.column) for field in returned)}" if returned else ""
+    results: list[tuple[Any, ...]] = []
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {quote(model._meta.db_table)} ({columns}) {relation} ON CONFLICT DO NOTHING", params
-        )
+        if connection.vendor == "postgresql":
+            relation, params = _json_relation(model_fields, rows)
+            cursor.execute(f"INSERT INTO {table} ({columns}) {relation} ON CONFLICT DO NOTHING{returning_sql}", params)
+            if returned:
+                results.extend(cursor.fetchall())
+            return results
+        row_sql = "(" + ", ".join(["%s"] * len(model_fields)) + ")"
+        batch_rows = max(1, SQLITE_MAX_PARAMETERS // len(model_fields))
+        for start in range(0, len(rows), batch_rows):
+            batch = rows[start : start + batch_rows]
+            params = [
+                field.get_db_prep_save(value, connection)
+                for row in batch
+                for field, value in zip(model_fields, row, strict=True)
+            ]
+            cursor.execute(
+                f"INSERT OR IGNORE INTO {table} ({columns}) VALUES {', '.join([row_sql] * len(batch))}{returning_sql}",
+                params,
+            )
+            if returned:
+                results.extend(cursor.fetchall())
+    return results
 
 
 def bulk_update_rows(model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -94,13 +94,16 @@ def _not_reminded(
     reminders: dict[int, set[dt.date]] = defaultdict(set)
     latest: dict[int, dt.datetime] = {}
     spell_start = {member["pk"]: member["quiet_since"] for member in candidates}
+    # A key range rather than an IN list of thousands of ids: the chunk is in key order, and the few rows of
+    # customers in the range who are not candidates are dropped below.
     logs = NotificationLog.objects.filter(
         config_id=config.pk,
-        customer_id__in=list(spell_start),
+        customer_id__gte=candidates[0]["pk"],
+        customer_id__lte=candidates[-1]["pk"],
         created_at__gte=min(spell_start.values()),
     ).values_list("customer_id", "run_date", "created_at")
     for customer_pk, run_date, created_at in logs:
-        if created_at >= spell_start[customer_pk]:
+        if customer_pk in spell_start and created_at >= spell_start[customer_pk]:
             reminders[customer_pk].add(run_date)
             latest[customer_pk] = max(created_at, latest.get(customer_pk, created_at))
     spacing_cutoff = now - dt.timedelta(days=config.inactivity_days)
@@ -116,7 +119,11 @@ def _mark_wallet_passes(*, config: AutoEngagementConfig, members: list[dict[str,
     with_pass: set[int] = set()
     if members and "wallet" in config.channels:
         with_pass = set(
-            WalletPass.objects.filter(customer_id__in=[member["pk"] for member in members])
+            WalletPass.objects.filter(
+                customer__business_id=config.business_id,
+                customer_id__gte=members[0]["pk"],
+                customer_id__lte=members[-1]["pk"],
+            )
             .values_list("customer_id", flat=True)
             .distinct()
         )

@@ -2,8 +2,8 @@
 
 1. One INSERT writes every log row: `pending` for messages to send, final `skipped` / `holdout` rows for the rest.
    The unique (config, customer, channel, run_date) constraint turns a second attempt into a no-op.
-2. One SELECT reads back the pending rows this run inserted and which of their customers visited since
-   (those are cancelled as "active again", never sent).
+2. The INSERT returns the rows it wrote (a conflicting row is not among them); one indexed SELECT finds the
+   chunk's customers who visited since the claim, whose rows are cancelled as "active again", never sent.
 3. The channel backends send, outside any transaction.
 4. One UPDATE per 1,000 rows records each outcome.
 A crash between 1 and 4 leaves rows pending; the next run that claims the config marks them failed as
@@ -16,8 +16,6 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
-
-from django.db.models import BooleanField, ExpressionWrapper, F, Q
 
 from autoengagement.models import AutoEngagementConfig
 from autoengagement.services.audience import in_holdout
@@ -165,22 +163,27 @@ def deliver_chunk(
     backend_for: Callable[[str], ChannelBackend],
 ) -> ChunkTally:
     rows, tally = plan_chunk(context, members)
-    bulk_insert_rows(NotificationLog, LOG_FIELDS, rows)
+    inserted = bulk_insert_rows(NotificationLog, LOG_FIELDS, rows, returning=("pk", "notification_id"))
 
-    pending = {row.notification_id: row for row in rows if row.status == Status.PENDING}
-    inserted = NotificationLog.objects.filter(notification_id__in=list(pending)).values_list(
-        "pk",
-        "notification_id",
-        ExpressionWrapper(Q(customer__last_activity_at__gt=F("created_at")), output_field=BooleanField()),
+    # Customers who visited since the claim get nothing: checked once for the whole chunk, right before sending.
+    active_again = set(
+        Customer.objects.filter(
+            business_id=context.config.business_id,
+            pk__range=(members[0]["pk"], members[-1]["pk"]),
+            last_activity_at__gt=context.now,
+        ).values_list("pk", flat=True)
     )
+    pending = {row.notification_id: row for row in rows if row.status == Status.PENDING}
     members_by_pk = {member["pk"]: member for member in members}
     to_send: dict[str, list[tuple[int, PlannedLog]]] = defaultdict(list)
     cancelled: list[int] = []
-    for pk, notification_id, active_again in inserted:
-        if active_again:
+    for pk, notification_id in inserted:
+        row = pending.get(notification_id)
+        if row is None:
+            continue
+        if row.customer_id in active_again:
             cancelled.append(pk)
         else:
-            row = pending[notification_id]
             to_send[row.channel].append((pk, row))
     if cancelled:
         NotificationLog.objects.filter(pk__in=cancelled).update(status=Status.SKIPPED, error=ACTIVE_AGAIN)

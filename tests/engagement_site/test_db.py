@@ -81,9 +81,13 @@ def test_bulk_insert_rows_inserts_in_one_statement_and_skips_conflicts():
         )
 
     with CaptureQueriesContext(connection) as queries:
-        bulk_insert_rows(
-            NotificationLog, fields, [row("ntf_aaaaaaaaaaaaaaaaaaaa", "sms"), row("ntf_bbbbbbbbbbbbbbbbbbbb", "email")]
+        returned = bulk_insert_rows(
+            NotificationLog,
+            fields,
+            [row("ntf_aaaaaaaaaaaaaaaaaaaa", "sms"), row("ntf_bbbbbbbbbbbbbbbbbbbb", "email")],
+            returning=("notification_id",),
         )
+    assert returned == [("ntf_aaaaaaaaaaaaaaaaaaaa",)]
     assert len(queries) == 1
     inserted = NotificationLog.objects.get(notification_id="ntf_aaaaaaaaaaaaaaaaaaaa")
     assert (inserted.channel, inserted.header, inserted.created_at, inserted.run_date) == (
