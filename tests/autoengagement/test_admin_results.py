@@ -89,3 +89,27 @@ def test_charts_draw_one_point_per_day_and_series_and_say_when_there_is_no_uplif
     assert "No uplift yet" in uplift_chart_svg(None)
     assert 'class="estimate"' in uplift_chart_svg(Uplift(0.1, -0.05, 0.25))
     assert daily_chart_svg([]).count("<circle") == 0
+
+
+def _change_form_data(admin_client, config) -> tuple[str, dict]:
+    url = reverse("admin:autoengagement_autoengagementconfig_change", args=[config.pk])
+    form = admin_client.get(url).context["adminform"].form
+    data = {}
+    for name in form.fields:
+        value = form[name].value()
+        if value is None:
+            continue
+        data[name] = value
+    return url, data
+
+
+def test_staff_set_holdout_percent_and_attribution_days_in_admin_within_their_ranges(admin_client, config):
+    url, data = _change_form_data(admin_client, config)
+    response = admin_client.post(url, {**data, "holdout_percent": 51, "attribution_days": 91})
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert set(errors) == {"holdout_percent", "attribution_days"}
+    response = admin_client.post(url, {**data, "holdout_percent": 25, "attribution_days": 30})
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    config.refresh_from_db()
+    assert (config.holdout_percent, config.attribution_days) == (25, 30)

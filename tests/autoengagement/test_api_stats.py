@@ -1,6 +1,7 @@
 """GET /api/auto-engagement/stats on a hand-built dataset: every number, the interval, dates, isolation, queries."""
 
 import datetime as dt
+import zoneinfo
 
 import pytest
 import time_machine
@@ -40,7 +41,7 @@ def _row(config, customer, channel, status, created_at, **fields) -> Notificatio
         channel=channel,
         status=status,
         created_at=created_at,
-        run_date=created_at.date(),
+        run_date=created_at.astimezone(zoneinfo.ZoneInfo(ZONE)).date(),  # the local date of the run, as runs write
         **fields,
     )
 
