@@ -192,8 +192,9 @@ def engagement_stats(
         elif point is not None and status == Status.FAILED:
             point.failed += count
 
-    # 2. Distinct customers per group (COUNT(DISTINCT) measured faster on PostgreSQL than grouping by customer
-    #    in a subquery first).
+    # 2. Distinct customers per group. (Measured on PostgreSQL: COUNT(DISTINCT) beat grouping by customer in a
+    #    subquery first, and one statement feeding both groupings from a single scan with GROUPING SETS gained
+    #    too little to be worth a second code path.)
     credited = Q(reactivated_at__isnull=False)
     groups = rows.filter(status__in=[Status.SENT, Status.HOLDOUT]).aggregate(
         reached=Count("customer_id", distinct=True, filter=Q(status=Status.SENT)),
