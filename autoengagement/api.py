@@ -372,7 +372,7 @@ class StatsViewSet(BusinessSessionRequired, viewsets.ViewSet):
         parameters=[StatsQuerySerializer],
         responses={200: StatsSerializer, **error_responses(400, 401, 403)},
     )
-    def list(self, request: Request) -> Response:
+    def retrieve(self, request: Request) -> Response:
         query = StatsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         result = stats.engagement_stats(

@@ -14,5 +14,5 @@ urlpatterns = [
     ),
     path("history", api.HistoryViewSet.as_view({"get": "list"}), name="history"),
     path("preview", api.PreviewViewSet.as_view({"post": "create"}), name="preview"),
-    path("stats", api.StatsViewSet.as_view({"get": "list"}), name="stats"),
+    path("stats", api.StatsViewSet.as_view({"get": "retrieve"}), name="stats"),
 ]

@@ -230,6 +230,18 @@ def test_with_several_reminders_a_holdout_member_stays_held_out_for_each_of_them
             assert "holdout" not in set(rows.values_list("status", flat=True))
 
 
+def test_text_summary_reports_reached_and_holdout_per_business_and_in_total():
+    config = make_config(holdout_percent=50)
+    reachable_everywhere(config, 20)
+    out = io.StringIO()
+    call_command("run_auto_engagement", "--now", NOW.isoformat(), stdout=out)
+    held = NotificationLog.objects.filter(status=Status.HOLDOUT).values("customer").distinct().count()
+    assert 0 < held < 20
+    text = out.getvalue()
+    assert f"notified={20 - held} holdout={held} " in text
+    assert f"{20 - held} customer(s) notified" in text and f"{held} in holdout" in text
+
+
 def test_holdout_percent_zero_holds_nobody_out():
     config = make_config(holdout_percent=0)
     members = reachable_everywhere(config, 30)
