@@ -17,18 +17,28 @@ install: $(VENV)/.installed
 
 DEMO_BUSINESS := biz_DemoCoffeeRoasters01
 
+DEMO_DAYS := 28
+
 demo: install
 	@echo "== Setting up the SQLite database"
 	@LOG_LEVEL=WARNING $(PY) manage.py migrate --noinput -v0
-	@echo "== Seeding the demo business (idempotent)"
-	@LOG_LEVEL=WARNING $(PY) manage.py seed_demo
+	@echo "== Seeding the demo business and simulating the last $(DEMO_DAYS) days of runs and visits (idempotent)"
+	@LOG_LEVEL=WARNING $(PY) manage.py seed_demo --simulate-days $(DEMO_DAYS)
 	@echo "== Preview: who would be reached right now (sends nothing)"
 	@LOG_LEVEL=WARNING $(PY) manage.py run_auto_engagement --business $(DEMO_BUSINESS) --dry-run
-	@echo "== The daily run (record backends: nothing leaves this machine, every attempt is logged)"
+	@echo "== Today's run (record backends: nothing leaves this machine, every attempt is logged; 20% held out)"
 	@LOG_LEVEL=WARNING $(PY) manage.py run_auto_engagement --business $(DEMO_BUSINESS)
 	@echo "== Running it again reaches nobody new"
 	@LOG_LEVEL=WARNING $(PY) manage.py run_auto_engagement --business $(DEMO_BUSINESS)
-	@echo "== Next: 'make serve', then http://127.0.0.1:8000/admin/ (createsuperuser first); see README.md"
+	@echo "== Results of the last 30 days: reached vs held out, and the uplift with its 95% interval"
+	@LOG_LEVEL=WARNING $(PY) manage.py engagement_stats --business $(DEMO_BUSINESS)
+	@echo "== Where to look"
+	@echo "   make serve, then in another terminal:"
+	@echo "   TOKEN=\$$(curl -s -X POST http://127.0.0.1:8000/api/auth/login -H 'Content-Type: application/json' \\"
+	@echo "     -d '{\"email\": \"demo@example.com\", \"password\": \"demo-password\"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"session_token\"])')"
+	@echo "   curl -s http://127.0.0.1:8000/api/auto-engagement/stats -H \"X-Session-Token: \$$TOKEN\" -H 'X-Business-Id: $(DEMO_BUSINESS)'"
+	@echo "   Admin (createsuperuser first): http://127.0.0.1:8000/admin/autoengagement/autoengagementconfig/results/"
+	@echo "   (all businesses), or open the demo config and follow 'Reactivation and uplift results'. See README.md."
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,9 +1,20 @@
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
+from autoengagement import charts, stats
+from autoengagement.api import StatsQuerySerializer
 from autoengagement.models import AutoEngagementConfig
 from autoengagement.services.preview import config_preview
 from autoengagement.services.run import run_due_configs
+
+STATUSES = ("sent", "failed", "skipped", "holdout", "pending")
 
 
 @admin.register(AutoEngagementConfig)
@@ -24,7 +35,9 @@ class AutoEngagementConfigAdmin(admin.ModelAdmin):
     search_fields = ("config_id", "business__business_id", "business__name")
     list_select_related = ("business",)
     autocomplete_fields = ("business",)
+    change_list_template = "admin/autoengagement/autoengagementconfig/change_list.html"
     readonly_fields = (
+        "results_link",
         "config_id",
         "last_run_at",
         "last_run_status",
@@ -52,7 +65,7 @@ class AutoEngagementConfigAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Results", {"fields": ("holdout_percent", "attribution_days")}),
+        ("Results", {"fields": ("holdout_percent", "attribution_days", "results_link")}),
         (
             "Last run",
             {
@@ -98,3 +111,62 @@ class AutoEngagementConfigAdmin(admin.ModelAdmin):
                 f"{outcome.holdout} in holdout, {outcome.failed} failed, {outcome.skipped} skipped{detail}.",
                 level,
             )
+
+    # --- results pages: thin views over autoengagement.stats, charts drawn server-side (autoengagement.charts) ---
+
+    def get_urls(self):
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("results/", self.admin_site.admin_view(self.all_results_view), name=f"{info}_results_all"),
+            path(
+                "<path:object_id>/results/",
+                self.admin_site.admin_view(self.results_view),
+                name=f"{info}_results",
+            ),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="Results")
+    def results_link(self, obj: AutoEngagementConfig) -> str:
+        if obj.pk is None:
+            return "Available once the config is saved."
+        url = reverse("admin:autoengagement_autoengagementconfig_results", args=[obj.pk])
+        return format_html('<a href="{}">Reactivation and uplift results</a>', url)
+
+    def results_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        config = self.get_object(request, unquote(object_id))
+        if config is None:
+            raise Http404("No such auto-engagement config.")
+        if not self.has_view_permission(request, config):
+            raise PermissionDenied
+        title = f"Results: {config.business.name} ({config.business.business_id})"
+        return self._results_response(request, business=config.business, title=title, config=config)
+
+    def all_results_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return self._results_response(request, business=None, title="Results: all businesses", config=None)
+
+    def _results_response(self, request, *, business, title, config) -> TemplateResponse:
+        query = StatsQuerySerializer(data=request.GET)
+        errors = {} if query.is_valid() else query.errors
+        dates = query.validated_data if not errors else {}
+        result = stats.engagement_stats(
+            business=business, date_from=dates.get("date_from"), date_to=dates.get("date_to")
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "config": config,
+            "stats": result,
+            "errors": errors,
+            "statuses": STATUSES,
+            "channel_rows": [
+                (channel, [counts.get(status, 0) for status in STATUSES], result.delivered.get(channel))
+                for channel, counts in sorted(result.channels.items())
+            ],
+            "daily_chart": mark_safe(charts.daily_chart_svg(result.daily)),  # built from numbers and escaped text
+            "uplift_chart": mark_safe(charts.uplift_chart_svg(result.uplift)),
+        }
+        return TemplateResponse(request, "admin/autoengagement/autoengagementconfig/results.html", context)

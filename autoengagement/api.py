@@ -12,7 +12,7 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from autoengagement import selectors, validation
+from autoengagement import selectors, stats, validation
 from autoengagement.models import AutoEngagementConfig
 from autoengagement.services.config import config_delete, config_upsert
 from autoengagement.services.preview import config_preview
@@ -245,7 +245,9 @@ class PreviewViewSet(BusinessSessionRequired, viewsets.ViewSet):
         return Response(PreviewSerializer(asdict(config_preview(config=config, now=timezone.now()))).data)
 
 
-class HistoryQuerySerializer(PageQuerySerializer):
+class DateRangeQuerySerializer(serializers.Serializer):
+    """`date_from` / `date_to`: inclusive ISO dates in the business's time zone, the first not after the second."""
+
     date_from = serializers.DateField(
         required=False, input_formats=["iso-8601"], help_text="First local date (YYYY-MM-DD), inclusive."
     )
@@ -257,6 +259,10 @@ class HistoryQuerySerializer(PageQuerySerializer):
         if "date_from" in attrs and "date_to" in attrs and attrs["date_from"] > attrs["date_to"]:
             raise serializers.ValidationError({"date_to": ["Must be on or after date_from."]})
         return attrs
+
+
+class HistoryQuerySerializer(DateRangeQuerySerializer, PageQuerySerializer):
+    pass
 
 
 class HistoryItemSerializer(serializers.Serializer):
@@ -296,3 +302,82 @@ class HistoryViewSet(BusinessSessionRequired, viewsets.GenericViewSet):
         )
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(HistoryItemSerializer(page, many=True).data)
+
+
+class StatsQuerySerializer(DateRangeQuerySerializer):
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        if "date_from" in attrs and "date_to" in attrs:
+            days = (attrs["date_to"] - attrs["date_from"]).days + 1
+            if days > stats.MAX_DAYS:
+                raise serializers.ValidationError({"date_to": [f"The range may span at most {stats.MAX_DAYS} days."]})
+        return attrs
+
+
+class GroupCountsSerializer(serializers.Serializer):
+    reached = serializers.IntegerField()
+    holdout = serializers.IntegerField()
+
+
+class GroupRatesSerializer(serializers.Serializer):
+    reached = serializers.FloatField(allow_null=True, help_text="Fraction 0..1; null while the group is empty.")
+    holdout = serializers.FloatField(allow_null=True, help_text="Fraction 0..1; null while the group is empty.")
+
+
+class UpliftSerializer(serializers.Serializer):
+    estimate = serializers.FloatField(help_text="Reached rate minus holdout rate.")
+    ci95_low = serializers.FloatField()
+    ci95_high = serializers.FloatField()
+
+
+class DailyPointSerializer(serializers.Serializer):
+    date = serializers.DateField(help_text="Local date of the re-engagements.")
+    sent = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    reactivated = serializers.IntegerField(help_text="Customers reached that day who came back since.")
+
+
+class StatsSerializer(serializers.Serializer):
+    date_from = serializers.DateField()
+    date_to = serializers.DateField()
+    timezone = serializers.CharField(help_text="The zone the dates are in (the business's).")
+    channels = serializers.DictField(
+        child=serializers.DictField(child=serializers.IntegerField()),
+        help_text="Per channel, log rows per status.",
+    )
+    delivered = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Wallet: rows whose pass the device fetched (delivered_at set)."
+    )
+    reached = serializers.IntegerField(help_text="Distinct customers with at least one channel sent.")
+    holdout = serializers.IntegerField(help_text="Distinct customers held out (sent nothing).")
+    reactivated = GroupCountsSerializer(help_text="Customers of each group who came back within attribution_days.")
+    reactivation_rate = GroupRatesSerializer()
+    uplift = UpliftSerializer(
+        allow_null=True,
+        help_text="Newcombe hybrid score 95% interval for the difference; null while either group is empty.",
+    )
+    daily = DailyPointSerializer(many=True)
+
+
+class StatsViewSet(BusinessSessionRequired, viewsets.ViewSet):
+    @extend_schema(
+        tags=["auto-engagement"],
+        summary="Results: outcomes, reactivation, uplift over the holdout group",
+        description=(
+            "Re-engagements made between date_from and date_to (inclusive local dates in the business's time "
+            "zone; default the last 30 days; at most 366 days): rows per channel and status, reached and holdout "
+            "customers, how many of each came back within attribution_days, the two rates, the uplift with its "
+            "95% interval, and a daily series."
+        ),
+        parameters=[StatsQuerySerializer],
+        responses={200: StatsSerializer, **error_responses(400, 401, 403)},
+    )
+    def retrieve(self, request: Request) -> Response:
+        query = StatsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        result = stats.engagement_stats(
+            business=request.user,
+            date_from=query.validated_data.get("date_from"),
+            date_to=query.validated_data.get("date_to"),
+        )
+        return Response(StatsSerializer(asdict(result)).data)

@@ -1,4 +1,4 @@
-"""Mounted at /api/auto-engagement/; further views (preview, stats) join the list below."""
+"""Mounted at /api/auto-engagement/."""
 
 from django.urls import path
 
@@ -14,4 +14,5 @@ urlpatterns = [
     ),
     path("history", api.HistoryViewSet.as_view({"get": "list"}), name="history"),
     path("preview", api.PreviewViewSet.as_view({"post": "create"}), name="preview"),
+    path("stats", api.StatsViewSet.as_view({"get": "retrieve"}), name="stats"),
 ]

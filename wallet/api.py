@@ -234,7 +234,11 @@ class CustomerViewSet(BusinessSessionRequired, viewsets.GenericViewSet):
     @extend_schema(
         tags=["customers"],
         summary="Record a visit",
-        description="Moves last_activity_at forward to occurred_at (default now); an older visit changes nothing.",
+        description=(
+            "Moves last_activity_at forward to occurred_at (default now); an older visit changes nothing. A visit "
+            "that ends an inactivity spell within attribution_days of that spell's re-engagement is credited to it "
+            "(the results: GET /api/auto-engagement/stats)."
+        ),
         request=ActivityInputSerializer,
         responses={200: CustomerOutputSerializer, **error_responses(400, 401, 403, 404)},
     )

@@ -3,7 +3,8 @@
 import datetime as dt
 import logging
 import secrets
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -11,10 +12,11 @@ from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
+from autoengagement.services.reactivation import Visit, attribute_visits
 from autoengagement.validation import timezone_errors
+from engagement_site.db import bulk_update_rows
 from engagement_site.exceptions import InvalidCredentials
 from wallet.models import Business, BusinessSession, Customer, WalletPass
 from wallet.passes import authentication_token
@@ -178,26 +180,80 @@ def customer_update(*, customer: Customer, data: Mapping[str, Any]) -> Customer:
     return customer
 
 
+def _visit_time_errors(occurred_at: dt.datetime, now: dt.datetime) -> list[str]:
+    if timezone.is_naive(occurred_at):
+        return ["Must include a UTC offset, e.g. 2026-03-01T09:30:00+01:00."]
+    if occurred_at > now:
+        return ["May not be in the future."]
+    return []
+
+
 @transaction.atomic
+def record_visits(
+    *,
+    business: Business,
+    visits: Sequence[tuple[Customer | int, dt.datetime]],
+    now: dt.datetime | None = None,
+) -> int:
+    """Record many visits of `business`'s customers at once (an import, a point-of-sale batch); returns how many
+    customers' last activity moved forward.
+
+    A fixed number of queries whatever the batch size: the customers' rows are locked and read in one SELECT (so
+    concurrent reports of the same customer queue up and each sees the previous visit), each visit that moves a
+    customer forward is credited to its spell's re-engagement (autoengagement.services.reactivation), and the new
+    last_activity_at values are written in one UPDATE. last_activity_at only moves forward: a visit older than
+    the one on record changes nothing and is credited to nothing. Customers of other businesses are ignored.
+    """
+    now = now or timezone.now()
+    by_customer: dict[int, list[dt.datetime]] = defaultdict(list)
+    for customer, occurred_at in visits:
+        if errors := _visit_time_errors(occurred_at, now):
+            raise ValidationError({"occurred_at": errors})
+        by_customer[customer.pk if isinstance(customer, Customer) else customer].append(occurred_at)
+    if not by_customer:
+        return 0
+    current = dict(
+        Customer.objects.select_for_update()
+        .filter(business=business, pk__in=list(by_customer))
+        .order_by("pk")
+        .values_list("pk", "last_activity_at")
+    )
+    moves: list[Visit] = []
+    for customer_pk, previous in current.items():
+        for occurred_at in sorted(set(by_customer[customer_pk])):
+            if previous is None or occurred_at > previous:
+                moves.append(Visit(customer_pk=customer_pk, previous_activity_at=previous, occurred_at=occurred_at))
+                previous = occurred_at
+    credited = attribute_visits(visits=moves)
+    latest: dict[int, dt.datetime] = {}
+    for visit in moves:
+        latest[visit.customer_pk] = visit.occurred_at
+    bulk_update_rows(Customer, ["last_activity_at"], list(latest.items()))
+    logger.info(
+        "visits recorded",
+        extra={
+            "business_id": business.business_id,
+            "visits": len(visits),
+            "moved_forward": len(latest),
+            "credited_rows": credited,
+        },
+    )
+    return len(latest)
+
+
 def customer_record_activity(
     *, customer: Customer, occurred_at: dt.datetime | None = None, now: dt.datetime | None = None
 ) -> Customer:
     """Record a visit: the one entry point for "this customer came back", whoever reports it.
 
-    last_activity_at only ever moves forward, in one conditional UPDATE, so a late or concurrent report of
-    an older visit can never move it back.
+    The single-visit case of record_visits: last_activity_at only ever moves forward, and a visit that ends an
+    inactivity spell is credited to that spell's re-engagement when it is within the attribution window.
     """
     now = now or timezone.now()
     occurred_at = occurred_at or now
-    if timezone.is_naive(occurred_at):
-        raise ValidationError({"occurred_at": ["Must include a UTC offset, e.g. 2026-03-01T09:30:00+01:00."]})
-    if occurred_at > now:
-        raise ValidationError({"occurred_at": ["May not be in the future."]})
-    moved = (
-        Customer.objects.filter(pk=customer.pk)
-        .filter(Q(last_activity_at__isnull=True) | Q(last_activity_at__lt=occurred_at))
-        .update(last_activity_at=occurred_at)
-    )
+    if errors := _visit_time_errors(occurred_at, now):
+        raise ValidationError({"occurred_at": errors})
+    moved = record_visits(business=customer.business, visits=[(customer, occurred_at)], now=now)
     customer.refresh_from_db(fields=["last_activity_at"])
     logger.info(
         "customer activity recorded",

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from django.db import connection, transaction
 
 from autoengagement.models import AutoEngagementConfig
+from engagement_site.db import bulk_insert_rows
 from engagement_site.secure_ids import IdKind, make_ids
 from notifications.models import NotificationLog
 from wallet.models import AppleDeviceRegistration, Business, Customer, WalletPass
@@ -102,3 +103,95 @@ def count_queries() -> Iterator[list[int]]:
 
     with connection.execute_wrapper(wrapper):
         yield counter
+
+
+STATS_CHANNELS = ("wallet", "email")
+
+
+def build_stats_dataset(*, tag: str, rows: int, customers: int, days: int, now: dt.datetime) -> Business:
+    """One business with `rows` re-engagement log rows (two channels per re-engagement) spread evenly over the
+    `days` days before `now`: the worst case for one business's stats (every row is its own).
+
+    A fifth of the re-engagements are holdout; of the rest the wallet row is sent 85%, failed 5%, skipped 10%
+    (60% of the sent ones delivered) and the email row sent 75%, failed 5%, skipped 20%; 30% of the reached and
+    10% of the held-out customers came back (reactivated_at on both rows)."""
+    rng = random.Random(tag)
+    business = Business.objects.create(name="Bench stats", email=bench_email(tag, 0), password="!", timezone="UTC")
+    config = AutoEngagementConfig.objects.create(business=business, channels=list(STATS_CHANNELS), holdout_percent=20)
+    customer_pks: list[int] = []
+    for start in range(0, customers, BATCH):
+        size = min(BATCH, customers - start)
+        created = Customer.objects.bulk_create(
+            Customer(customer_id=customer_id, business=business, created_at=now - dt.timedelta(days=days + 400))
+            for customer_id in make_ids(IdKind.CUSTOMER, size)
+        )
+        customer_pks.extend(customer.pk for customer in created)
+    events = rows // len(STATS_CHANNELS)
+    first_day = (now - dt.timedelta(days=days)).replace(hour=9, minute=0, second=0, microsecond=0)
+    fields = (
+        "notification_id",
+        "business_id",
+        "customer_id",
+        "config_id",
+        "type",
+        "channel",
+        "status",
+        "header",
+        "body",
+        "error",
+        "provider_message_id",
+        "run_date",
+        "created_at",
+        "sent_at",
+        "delivered_at",
+        "reactivated_at",
+    )
+    batch: list[tuple] = []
+    ids = iter(())
+    for event in range(events):
+        if event % BATCH == 0:
+            ids = iter(make_ids(IdKind.NOTIFICATION, BATCH * len(STATS_CHANNELS)))
+        created_at = first_day + dt.timedelta(days=event * days // events)
+        customer_pk = customer_pks[event % len(customer_pks)]
+        held = rng.random() < 0.2
+        back = created_at + dt.timedelta(days=rng.uniform(0.5, 13)) if rng.random() < (0.1 if held else 0.3) else None
+        for channel in STATS_CHANNELS:
+            if held:
+                status = "holdout"
+            else:
+                draw = rng.random()
+                sent_share = 0.85 if channel == "wallet" else 0.75
+                status = "sent" if draw < sent_share else ("failed" if draw < sent_share + 0.05 else "skipped")
+            sent = status == "sent"
+            delivered = (
+                created_at + dt.timedelta(minutes=3) if sent and channel == "wallet" and rng.random() < 0.6 else None
+            )
+            batch.append(
+                (
+                    next(ids),
+                    business.pk,
+                    customer_pk,
+                    config.pk,
+                    NotificationLog.Type.AUTO_REENGAGEMENT.value,
+                    channel,
+                    status,
+                    "" if held else "We miss you",
+                    "" if held else "Come back this week.",
+                    "",
+                    "",
+                    created_at.date(),
+                    created_at,
+                    created_at if sent else None,
+                    delivered,
+                    back,
+                )
+            )
+        if len(batch) >= 20 * BATCH:
+            bulk_insert_rows(NotificationLog, fields, batch)
+            batch = []
+    bulk_insert_rows(NotificationLog, fields, batch)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"VACUUM ANALYZE {NotificationLog._meta.db_table}")
+    logger.info("bench stats dataset built", extra={"business_id": business.business_id, "rows": rows})
+    return business

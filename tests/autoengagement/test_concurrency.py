@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 
 from autoengagement.models import AutoEngagementConfig
+from autoengagement.services.audience import in_holdout
 from notifications.models import NotificationLog
 from tests.factories import AutoEngagementConfigFactory, CustomerFactory
 
@@ -64,3 +65,44 @@ def test_four_processes_over_fifty_businesses_run_each_once_and_send_each_channe
     assert len(sent) == businesses * per_business * 2
     assert set(sent.values()) == {1}
     assert not NotificationLog.objects.exclude(status="sent").exists()
+
+
+def test_two_concurrent_runs_assign_holdout_groups_as_one_run_would():
+    businesses, per_business = 20, 10
+    expected: dict[str, bool] = {}
+    for _ in range(businesses):
+        config = AutoEngagementConfigFactory(channels=["email"], holdout_percent=30)
+        for member in CustomerFactory.create_batch(
+            per_business,
+            business=config.business,
+            created_at=NOW - dt.timedelta(days=300),
+            last_activity_at=NOW - dt.timedelta(days=30),
+        ):
+            expected[member.customer_id] = in_holdout(
+                config_id=config.config_id,
+                customer_id=member.customer_id,
+                spell_start=member.last_activity_at,
+                holdout_percent=30,
+            )
+    assert 0 < sum(expected.values()) < len(expected)
+
+    def assigned() -> dict[str, bool]:
+        rows = NotificationLog.objects.values_list("customer__customer_id", "status")
+        return {customer_id: status == "holdout" for customer_id, status in rows}
+
+    processes = [start_command() for _ in range(2)]
+    totals = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+        totals.append(json.loads(stdout.strip().splitlines()[-1])["total_holdout"])
+    assert assigned() == expected
+    assert sum(totals) == sum(expected.values())
+
+    # The same customers, run again from scratch by one process: the same groups.
+    NotificationLog.objects.all().delete()
+    AutoEngagementConfig.objects.update(last_run_local_date=None, last_run_status=None)
+    single = start_command()
+    _, stderr = single.communicate(timeout=120)
+    assert single.returncode == 0, stderr
+    assert assigned() == expected

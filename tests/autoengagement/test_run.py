@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from autoengagement.models import AutoEngagementConfig
-from autoengagement.services.audience import iter_audience_chunks
+from autoengagement.services.audience import in_holdout, iter_audience_chunks
 from autoengagement.services.delivery import ACTIVE_AGAIN, INTERRUPTED, RunContext, deliver_chunk
 from autoengagement.services.run import BackendPool, claim_config, run_due_configs
 from notifications.backends import record
@@ -131,6 +131,124 @@ def test_holdout_members_get_holdout_rows_and_nothing_sent():
     held_ids = {m.customer_id for m in members if m.pk in held}
     assert not [m for m in record.outbox if m.message.customer_id in held_ids]
     assert summary["notified"] == len(members) - len(held)
+
+
+ALL_CHANNELS = ["wallet", "email", "sms", "push"]
+
+
+def reachable_everywhere(config, count):
+    return [inactive(config, push_token=f"token-{config.pk}-{index}") for index in range(count)]
+
+
+def groups(config) -> dict[str, str]:
+    """customer_id -> "holdout" or "reached", asserting every row of a customer says the same."""
+    statuses: dict[str, set[str]] = {}
+    for customer_id, status in NotificationLog.objects.filter(config=config).values_list(
+        "customer__customer_id", "status"
+    ):
+        statuses.setdefault(customer_id, set()).add(status)
+    assert all(s == {"holdout"} or "holdout" not in s for s in statuses.values())
+    return {c: "holdout" if s == {"holdout"} else "reached" for c, s in statuses.items()}
+
+
+def expected_groups(config, members) -> dict[str, str]:
+    return {
+        m.customer_id: "holdout"
+        if in_holdout(
+            config_id=config.config_id,
+            customer_id=m.customer_id,
+            spell_start=m.last_activity_at,
+            holdout_percent=config.holdout_percent,
+        )
+        else "reached"
+        for m in members
+    }
+
+
+def test_nothing_is_sent_to_a_holdout_customer_on_any_channel():
+    config = make_config(holdout_percent=30, channels=ALL_CHANNELS)
+    members = reachable_everywhere(config, 40)
+    summary = run()
+    assigned = groups(config)
+    held = {c for c, group in assigned.items() if group == "holdout"}
+    reached = {c for c, group in assigned.items() if group == "reached"}
+    assert held and reached and len(assigned) == len(members)
+    assert (summary["total_holdout"], summary["total_notified"]) == (len(held), len(reached))
+    for channel in ALL_CHANNELS:
+        recipients = {m.message.customer_id for m in record.outbox if m.channel == channel}
+        assert recipients == reached, channel
+    assert NotificationLog.objects.filter(status=Status.HOLDOUT).count() == 4 * len(held)
+    assert not NotificationLog.objects.filter(status=Status.HOLDOUT, sent_at__isnull=False).exists()
+    assert set(NotificationLog.objects.filter(status=Status.HOLDOUT).values_list("header", "body")) == {("", "")}
+
+
+def test_holdout_groups_are_the_same_on_reruns_business_reruns_and_the_next_day():
+    config = make_config(holdout_percent=30)
+    members = reachable_everywhere(config, 40)
+    run()
+    first = groups(config)
+    assert first == expected_groups(config, members)
+    assert "holdout" in first.values() and "reached" in first.values()
+    # A --business rerun the same day writes nothing new: the groups stand.
+    assert run("--business", config.business.business_id, now=NOW + dt.timedelta(hours=2))["total_holdout"] == 0
+    assert groups(config) == first
+    # Even with the rows gone, a --business rerun and the next day's run assign the same groups in the same spell.
+    for again in (
+        lambda: run("--business", config.business.business_id, now=NOW + dt.timedelta(hours=3)),
+        lambda: run(now=NOW + DAY),
+    ):
+        NotificationLog.objects.all().delete()
+        summary = again()
+        assert groups(config) == first
+        assert summary["total_holdout"] == list(first.values()).count("holdout")
+
+
+def test_a_holdout_member_is_not_picked_again_in_that_spell():
+    config = make_config(holdout_percent=50)
+    reachable_everywhere(config, 20)
+    run()
+    rows = NotificationLog.objects.count()
+    for day in (1, 7, 30):
+        assert run(now=NOW + day * DAY)["total_holdout"] == 0
+    assert NotificationLog.objects.count() == rows
+
+
+def test_with_several_reminders_a_holdout_member_stays_held_out_for_each_of_them():
+    # The holdout row counts as the spell's re-engagement, exactly like a sent one: with max_reminders 3 the
+    # control group gets its (silent) reminders at the same times as the reached group, keeping them comparable.
+    config = make_config(holdout_percent=50, max_reminders=3, inactivity_days=7)
+    members = reachable_everywhere(config, 20)
+    run()
+    held = {c for c, group in groups(config).items() if group == "holdout"}
+    for day in (7, 14, 30):
+        run(now=NOW + day * DAY)
+    for member in members:
+        rows = NotificationLog.objects.filter(customer=member)
+        if member.customer_id in held:
+            assert set(rows.values_list("status", flat=True)) == {"holdout"}
+        else:
+            assert "holdout" not in set(rows.values_list("status", flat=True))
+
+
+def test_text_summary_reports_reached_and_holdout_per_business_and_in_total():
+    config = make_config(holdout_percent=50)
+    reachable_everywhere(config, 20)
+    out = io.StringIO()
+    call_command("run_auto_engagement", "--now", NOW.isoformat(), stdout=out)
+    held = NotificationLog.objects.filter(status=Status.HOLDOUT).values("customer").distinct().count()
+    assert 0 < held < 20
+    text = out.getvalue()
+    assert f"notified={20 - held} holdout={held} " in text
+    assert f"{20 - held} customer(s) notified" in text and f"{held} in holdout" in text
+
+
+def test_holdout_percent_zero_holds_nobody_out():
+    config = make_config(holdout_percent=0)
+    members = reachable_everywhere(config, 30)
+    summary = run()
+    assert summary["total_holdout"] == 0
+    assert summary["total_notified"] == len(members)
+    assert not NotificationLog.objects.filter(status=Status.HOLDOUT).exists()
 
 
 def test_dry_run_writes_and_sends_nothing():

@@ -16,6 +16,7 @@ OPERATIONS = {
     ("/api/auto-engagement/config", "get"): {"200", "401", "403", "404"},
     ("/api/auto-engagement/config", "delete"): {"204", "401", "403", "404"},
     ("/api/auto-engagement/history", "get"): {"200", "400", "401", "403"},
+    ("/api/auto-engagement/stats", "get"): {"200", "400", "401", "403"},
     ("/api/customers", "get"): {"200", "400", "401", "403"},
     ("/api/customers", "post"): {"201", "400", "401", "403"},
     ("/api/customers/{customer_id}", "patch"): {"200", "400", "401", "403", "404"},
@@ -87,3 +88,11 @@ def test_the_command_can_print_the_schema():
     out = io.StringIO()
     call_command("spectacular", "--format", "openapi-json", stdout=out)
     assert '"openapi": "3.0.3"' in out.getvalue()
+
+
+def test_the_stats_operation_documents_its_dates_and_its_result(schema):
+    operation = schema["paths"]["/api/auto-engagement/stats"]["get"]
+    assert {p["name"] for p in operation["parameters"] if p["in"] == "query"} == {"date_from", "date_to"}
+    ref = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    properties = schema["components"]["schemas"][ref]["properties"]
+    assert {"channels", "reached", "holdout", "reactivated", "reactivation_rate", "uplift", "daily"} <= set(properties)

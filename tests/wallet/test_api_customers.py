@@ -333,17 +333,22 @@ def test_activity_for_an_unknown_customer_is_a_404(api):
     assert api.post(f"{URL}/not-even-an-id/activity").status_code == 404
 
 
-def test_recording_activity_is_one_update_that_never_moves_back(business):
+def test_recording_activity_locks_the_customer_and_never_moves_back(business):
     customer = CustomerFactory(business=business, last_activity_at=NOW)
     with CaptureQueriesContext(connection) as queries:
         customer_record_activity(customer=customer, occurred_at=NOW - dt.timedelta(hours=1), now=NOW)
+    # An older visit: the locked read sees it changes nothing, so nothing is written.
+    assert not [query["sql"] for query in queries if query["sql"].startswith("UPDATE")]
+    assert customer.last_activity_at == NOW
+    with CaptureQueriesContext(connection) as queries:
+        customer_record_activity(
+            customer=customer, occurred_at=NOW + dt.timedelta(hours=1), now=NOW + dt.timedelta(hours=2)
+        )
     updates = [query["sql"] for query in queries if query["sql"].startswith("UPDATE")]
     assert len(updates) == 1
     assert "last_activity_at" in updates[0]
-    assert customer.last_activity_at == NOW
-    customer_record_activity(
-        customer=customer, occurred_at=NOW + dt.timedelta(hours=1), now=NOW + dt.timedelta(hours=2)
-    )
+    if connection.vendor == "postgresql":
+        assert any("FOR UPDATE" in query["sql"] for query in queries)
     assert _state(customer)["last_activity_at"] == NOW + dt.timedelta(hours=1)
 
 

@@ -1,0 +1,58 @@
+import json
+from dataclasses import asdict
+
+from django.core.management.base import BaseCommand
+
+from autoengagement.api import StatsQuerySerializer, StatsSerializer
+from autoengagement.stats import engagement_stats
+from engagement_site.commands import usage_error
+from wallet.models import Business
+
+
+class Command(BaseCommand):
+    help = (
+        "Print the results JSON of GET /api/auto-engagement/stats for one business (or, without --business, all "
+        "businesses with days in UTC): a one-line summary, or with --format json the API's JSON."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--business", metavar="BUSINESS_ID", help="Default: every business.")
+        parser.add_argument("--date-from", help="First local date, YYYY-MM-DD (default: 30 days before date-to).")
+        parser.add_argument("--date-to", help="Last local date, YYYY-MM-DD (default: today).")
+        parser.add_argument("--format", choices=["text", "json"], default="text")
+
+    def handle(self, *args, **options):
+        query = StatsQuerySerializer(
+            data={
+                key: options[name]
+                for key, name in (("date_from", "date_from"), ("date_to", "date_to"))
+                if options[name]
+            }
+        )
+        if not query.is_valid():
+            raise usage_error("; ".join(f"--{f.replace('_', '-')}: {' '.join(m)}" for f, m in query.errors.items()))
+        business = None
+        if options["business"]:
+            business = Business.objects.filter(business_id=options["business"]).first()
+            if business is None:
+                raise usage_error(f"--business: unknown business {options['business']}")
+        result = engagement_stats(business=business, **query.validated_data)
+        if options["format"] == "json":
+            self.stdout.write(json.dumps(StatsSerializer(asdict(result)).data))
+            return
+        rates = result.reactivation_rate
+        summary = (
+            f"{result.date_from} to {result.date_to} ({result.timezone}): {result.reached} reached, "
+            f"{result.reactivated['reached']} came back ({_percent(rates['reached'])}); {result.holdout} held out, "
+            f"{result.reactivated['holdout']} came back ({_percent(rates['holdout'])}); uplift "
+        )
+        if result.uplift is None:
+            summary += "n/a (a group is empty)"
+        else:
+            u = result.uplift
+            summary += f"{u.estimate * 100:+.1f} points, 95% CI {u.ci95_low * 100:+.1f} to {u.ci95_high * 100:+.1f}"
+        self.stdout.write(summary)
+
+
+def _percent(rate: float | None) -> str:
+    return "n/a" if rate is None else f"{rate * 100:.1f}%"

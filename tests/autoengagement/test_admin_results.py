@@ -1,0 +1,115 @@
+"""The admin results pages through Django's test client: links, numbers, charts, permissions, bad dates."""
+
+import datetime as dt
+
+import pytest
+from django.contrib.auth.models import User
+from django.urls import reverse
+
+from autoengagement.charts import daily_chart_svg, uplift_chart_svg
+from autoengagement.stats import DailyPoint, Uplift
+from tests.autoengagement.test_api_stats import WINDOW, build_dataset
+from tests.factories import AutoEngagementConfigFactory, BusinessFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def config():
+    business = BusinessFactory(timezone="Europe/Paris")
+    build_dataset(business)
+    return business.auto_engagement_config
+
+
+def test_the_change_page_links_to_the_results_page(admin_client, config):
+    url = reverse("admin:autoengagement_autoengagementconfig_results", args=[config.pk])
+    page = admin_client.get(reverse("admin:autoengagement_autoengagementconfig_change", args=[config.pk]))
+    assert f'href="{url}"' in page.content.decode()
+    listing = admin_client.get(reverse("admin:autoengagement_autoengagementconfig_changelist"))
+    assert f'href="{reverse("admin:autoengagement_autoengagementconfig_results_all")}"' in listing.content.decode()
+
+
+def test_the_config_results_page_shows_the_api_numbers_and_draws_them(admin_client, config):
+    response = admin_client.get(reverse("admin:autoengagement_autoengagementconfig_results", args=[config.pk]), WINDOW)
+    assert response.status_code == 200
+    html = response.content.decode()
+    result = response.context["stats"]
+    assert (result.reached, result.holdout, result.reactivated) == (70, 80, {"reached": 56, "holdout": 48})
+    assert '<div class="value" id="figure-uplift">0.2000</div>' in html
+    assert "95% CI 0.0524 to 0.3339" in html
+    assert html.count('class="point point-sent"') == 3
+    assert 'data-date="2026-03-02" data-value="70"' in html
+    assert 'id="uplift-chart"' in html and 'class="interval"' in html
+    assert "<script" not in html.split('id="content-main"')[1]  # charts are plain SVG
+
+
+def test_the_all_businesses_page_adds_every_business_up(admin_client, config):
+    build_dataset(BusinessFactory(timezone="Europe/Paris"))
+    response = admin_client.get(
+        reverse("admin:autoengagement_autoengagementconfig_results_all"),
+        {"date_from": "2026-03-01", "date_to": "2026-03-05"},
+    )
+    assert response.status_code == 200
+    result = response.context["stats"]
+    assert (result.timezone, result.reached, result.holdout) == (
+        "UTC",
+        2 * 72,
+        160,
+    )  # the 2 edge rows of each fall on these UTC days
+
+
+def test_a_bad_date_shows_the_error_and_the_default_window(admin_client, config):
+    response = admin_client.get(
+        reverse("admin:autoengagement_autoengagementconfig_results", args=[config.pk]), {"date_from": "nope"}
+    )
+    assert response.status_code == 200
+    assert "date_from" in response.context["errors"]
+    assert len(response.context["stats"].daily) == 30
+
+
+def test_results_pages_need_staff_with_view_permission(client, config):
+    url = reverse("admin:autoengagement_autoengagementconfig_results", args=[config.pk])
+    assert client.get(url).status_code == 302  # to the login page
+    User.objects.create_user("clerk", password="pw-123456789", is_staff=True)
+    client.login(username="clerk", password="pw-123456789")
+    assert client.get(url).status_code == 403
+    assert client.get(reverse("admin:autoengagement_autoengagementconfig_results_all")).status_code == 403
+
+
+def test_an_unknown_config_is_a_404(admin_client):
+    AutoEngagementConfigFactory()
+    assert admin_client.get("/admin/autoengagement/autoengagementconfig/999999/results/").status_code == 404
+
+
+def test_charts_draw_one_point_per_day_and_series_and_say_when_there_is_no_uplift():
+    days = [DailyPoint(dt.date(2026, 3, 1) + dt.timedelta(days=i), sent=i, failed=1, reactivated=0) for i in range(5)]
+    svg = daily_chart_svg(days)
+    assert svg.count("<circle") == 15
+    assert svg.startswith('<svg id="daily-chart"') and svg.endswith("</svg>")
+    assert "No uplift yet" in uplift_chart_svg(None)
+    assert 'class="estimate"' in uplift_chart_svg(Uplift(0.1, -0.05, 0.25))
+    assert daily_chart_svg([]).count("<circle") == 0
+
+
+def _change_form_data(admin_client, config) -> tuple[str, dict]:
+    url = reverse("admin:autoengagement_autoengagementconfig_change", args=[config.pk])
+    form = admin_client.get(url).context["adminform"].form
+    data = {}
+    for name in form.fields:
+        value = form[name].value()
+        if value is None:
+            continue
+        data[name] = value
+    return url, data
+
+
+def test_staff_set_holdout_percent_and_attribution_days_in_admin_within_their_ranges(admin_client, config):
+    url, data = _change_form_data(admin_client, config)
+    response = admin_client.post(url, {**data, "holdout_percent": 51, "attribution_days": 91})
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert set(errors) == {"holdout_percent", "attribution_days"}
+    response = admin_client.post(url, {**data, "holdout_percent": 25, "attribution_days": 30})
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    config.refresh_from_db()
+    assert (config.holdout_percent, config.attribution_days) == (25, 30)

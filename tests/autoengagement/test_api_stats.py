@@ -1,0 +1,238 @@
+"""GET /api/auto-engagement/stats on a hand-built dataset: every number, the interval, dates, isolation, queries."""
+
+import datetime as dt
+import zoneinfo
+
+import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from autoengagement.stats import engagement_stats, newcombe_interval, wilson_interval
+from notifications.models import NotificationLog
+from tests.factories import AutoEngagementConfigFactory, BusinessFactory, CustomerFactory
+from wallet.models import Customer
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/auto-engagement/stats"
+ZONE = "Europe/Paris"  # UTC+1 in early March 2026
+DAY_1 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)  # 09:00 in Paris on 2026-03-02
+DAY_2 = DAY_1 + dt.timedelta(days=1)
+WINDOW = {"date_from": "2026-03-02", "date_to": "2026-03-04"}
+S = NotificationLog.Status
+
+
+def _utc(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=dt.UTC)
+
+
+def _customers(business, count: int) -> list[Customer]:
+    return Customer.objects.bulk_create(
+        CustomerFactory.build(business=business, created_at=_utc(2025, 1, 1)) for _ in range(count)
+    )
+
+
+def _row(config, customer, channel, status, created_at, **fields) -> NotificationLog:
+    return NotificationLog(
+        business=config.business,
+        config=config,
+        customer=customer,
+        channel=channel,
+        status=status,
+        created_at=created_at,
+        run_date=created_at.astimezone(zoneinfo.ZoneInfo(ZONE)).date(),  # the local date of the run, as runs write
+        **fields,
+    )
+
+
+def build_dataset(business) -> None:
+    """Newcombe's worked example as customers: 56 of 70 reached and 48 of 80 held out came back.
+
+    Reached: 40 on day 1, 30 on day 2, each with a wallet row sent (25 of them delivered) and an email row (failed
+    for the first 10, sent for the others); the first 56 came back. Holdout: 80 on day 1, a holdout row per
+    channel; the first 48 came back. Plus a customer with only skipped rows, a failed row 30 minutes after local
+    midnight (inside), sent rows just before the first and after the last local day (outside).
+    """
+    config = AutoEngagementConfigFactory(business=business, channels=["wallet", "email"], holdout_percent=50)
+    reached = _customers(business, 70)
+    held = _customers(business, 80)
+    extra = _customers(business, 4)
+    rows = []
+    for index, customer in enumerate(reached):
+        at = DAY_1 if index < 40 else DAY_2
+        back = at + dt.timedelta(days=3) if index < 56 else None
+        delivered = at + dt.timedelta(minutes=5) if index < 25 else None
+        rows.append(
+            _row(config, customer, "wallet", S.SENT, at, sent_at=at, reactivated_at=back, delivered_at=delivered)
+        )
+        email = S.FAILED if index < 10 else S.SENT
+        rows.append(_row(config, customer, "email", email, at, reactivated_at=back))
+    for index, customer in enumerate(held):
+        back = DAY_1 + dt.timedelta(days=2) if index < 48 else None
+        rows += [
+            _row(config, customer, channel, S.HOLDOUT, DAY_1, reactivated_at=back) for channel in ("wallet", "email")
+        ]
+    skipped_only, failed_early, before, after = extra
+    rows += [
+        _row(config, skipped_only, c, S.SKIPPED, _utc(2026, 3, 4, 8), error="no address") for c in ("wallet", "email")
+    ]
+    rows.append(_row(config, failed_early, "wallet", S.FAILED, _utc(2026, 3, 1, 23, 30)))  # 00:30 local, 2 March
+    rows.append(_row(config, before, "wallet", S.SENT, _utc(2026, 3, 1, 22, 59), reactivated_at=DAY_1))  # 1 March
+    rows.append(_row(config, after, "wallet", S.SENT, _utc(2026, 3, 4, 23, 0), reactivated_at=DAY_2))  # 5 March
+    NotificationLog.objects.bulk_create(rows)
+
+
+@pytest.fixture
+def dataset(business):
+    business.timezone = ZONE
+    business.save()
+    build_dataset(business)
+    return business
+
+
+def test_every_number_on_the_hand_built_dataset(api, dataset):
+    response = api.get(URL, WINDOW)
+    assert response.status_code == 200
+    assert response.json() == {
+        "date_from": "2026-03-02",
+        "date_to": "2026-03-04",
+        "timezone": ZONE,
+        "channels": {
+            "wallet": {"sent": 70, "failed": 1, "skipped": 1, "holdout": 80},
+            "email": {"sent": 60, "failed": 10, "skipped": 1, "holdout": 80},
+        },
+        "delivered": {"wallet": 25},
+        "reached": 70,
+        "holdout": 80,
+        "reactivated": {"reached": 56, "holdout": 48},
+        "reactivation_rate": {"reached": 0.8, "holdout": 0.6},
+        # Newcombe (1998), Statistics in Medicine 17:873-890, Table II, example (a): 56/70 - 48/80, method 10
+        # (hybrid score) gives 0.0524 to 0.3339.
+        "uplift": {"estimate": 0.2, "ci95_low": 0.0524, "ci95_high": 0.3339},
+        "daily": [
+            {"date": "2026-03-02", "sent": 70, "failed": 11, "reactivated": 40},
+            {"date": "2026-03-03", "sent": 60, "failed": 0, "reactivated": 16},
+            {"date": "2026-03-04", "sent": 0, "failed": 0, "reactivated": 0},
+        ],
+    }
+
+
+def test_newcombe_method_10_matches_the_published_worked_example():
+    # Newcombe R.G. (1998) "Interval estimation for the difference between independent proportions: comparison of
+    # eleven methods", Statistics in Medicine 17:873-890, Table II. Example (a) 56/70 - 48/80: 0.0524 to 0.3339
+    # (the value the design brief quotes, and what this computes). Example (b) 9/10 - 3/10: 0.1705 to 0.8090 is the
+    # value as I recall it from the same table, and what this computes; not re-checked against the printed paper.
+    first = newcombe_interval(successes_1=56, trials_1=70, successes_2=48, trials_2=80)
+    assert (round(first.ci95_low, 4), round(first.ci95_high, 4)) == (0.0524, 0.3339)
+    assert first.estimate == pytest.approx(0.2)
+    second = newcombe_interval(successes_1=9, trials_1=10, successes_2=3, trials_2=10)
+    assert (round(second.ci95_low, 4), round(second.ci95_high, 4)) == (0.1705, 0.8090)
+    # Two empty successes give an interval symmetric about zero, inside -1..1.
+    none = newcombe_interval(successes_1=0, trials_1=10, successes_2=0, trials_2=10)
+    assert none.ci95_low == pytest.approx(-none.ci95_high) and -1 < none.ci95_low < 0
+
+
+def test_wilson_interval_edges():
+    # 0 of 10: the lower end is exactly 0 and the upper end is z^2 / (n + z^2).
+    interval = wilson_interval(successes=0, trials=10)
+    assert interval.low == 0
+    assert interval.high == pytest.approx(1.959963984540054**2 / (10 + 1.959963984540054**2))
+    with pytest.raises(ValueError):
+        wilson_interval(successes=1, trials=0)
+
+
+def test_uplift_is_null_while_a_group_is_empty(api, business):
+    config = AutoEngagementConfigFactory(business=business)
+    (customer,) = _customers(business, 1)
+    NotificationLog.objects.bulk_create([_row(config, customer, "wallet", S.SENT, DAY_1, reactivated_at=DAY_2)])
+    body = api.get(URL, WINDOW).json()
+    assert (body["reached"], body["holdout"]) == (1, 0)
+    assert body["reactivation_rate"] == {"reached": 1.0, "holdout": None}
+    assert body["uplift"] is None
+
+
+def test_an_empty_business_has_zeroes_nulls_and_a_full_daily_series(api):
+    body = api.get(URL, WINDOW).json()
+    assert (body["channels"], body["delivered"], body["reached"], body["holdout"]) == ({}, {}, 0, 0)
+    assert body["reactivation_rate"] == {"reached": None, "holdout": None}
+    assert body["uplift"] is None
+    assert [point["date"] for point in body["daily"]] == ["2026-03-02", "2026-03-03", "2026-03-04"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"date_from": "2026-13-01"},
+        {"date_to": "yesterday"},
+        {"date_from": "2026-03-01T00:00:00"},
+        {"date_from": "2026-03-05", "date_to": "2026-03-04"},
+        {"date_from": "2025-01-01", "date_to": "2026-01-02"},  # 367 days: 366 is the most
+    ],
+)
+def test_bad_dates_are_a_400(api, params):
+    response = api.get(URL, params)
+    assert response.status_code == 400
+    assert set(response.json()) <= {"date_from", "date_to"}
+
+
+def test_the_longest_range_is_accepted(api):
+    response = api.get(URL, {"date_from": "2025-01-01", "date_to": "2026-01-01"})
+    assert response.status_code == 200
+    assert len(response.json()["daily"]) == 366
+
+
+@time_machine.travel(dt.datetime(2026, 3, 10, 23, 30, tzinfo=dt.UTC), tick=False)
+def test_the_default_window_is_the_last_30_local_days(api, business):
+    business.timezone = ZONE
+    business.save()
+    body = api.get(URL).json()
+    assert (body["date_from"], body["date_to"]) == ("2026-02-10", "2026-03-11")  # already 11 March in Paris
+    assert len(body["daily"]) == 30
+    only_to = api.get(URL, {"date_to": "2026-03-04"}).json()
+    assert (only_to["date_from"], only_to["date_to"]) == ("2026-02-03", "2026-03-04")
+    only_from = api.get(URL, {"date_from": "2026-03-01"}).json()
+    assert (only_from["date_from"], only_from["date_to"]) == ("2026-03-01", "2026-03-11")
+
+
+def test_another_business_data_is_never_counted(api, other_api, dataset, other_business):
+    build_dataset(BusinessFactory())  # a third business with the same rows
+    mine = api.get(URL, WINDOW).json()
+    assert (mine["reached"], mine["holdout"]) == (70, 80)
+    theirs = other_api.get(URL, WINDOW).json()
+    assert (theirs["channels"], theirs["reached"], theirs["holdout"], theirs["uplift"]) == ({}, 0, 0, None)
+    assert all(point["sent"] == 0 for point in theirs["daily"])
+
+
+def test_authentication_is_required(client):
+    assert client.get(URL).status_code == 401
+
+
+def _stats_queries(business) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        engagement_stats(business=business, date_from=dt.date(2026, 3, 2), date_to=dt.date(2026, 3, 4))
+    return len(queries)
+
+
+def test_the_query_count_is_fixed_while_rows_grow(api, dataset):
+    assert _stats_queries(dataset) == 3
+    with CaptureQueriesContext(connection) as small:
+        assert api.get(URL, WINDOW).status_code == 200
+    config = dataset.auto_engagement_config
+    more = _customers(dataset, 300)
+    NotificationLog.objects.bulk_create(
+        _row(
+            config,
+            customer,
+            "wallet",
+            S.SENT,
+            DAY_2 + dt.timedelta(hours=1),
+            reactivated_at=DAY_2 + dt.timedelta(days=1),
+        )
+        for customer in more
+    )
+    assert _stats_queries(dataset) == 3
+    with CaptureQueriesContext(connection) as large:
+        body = api.get(URL, WINDOW).json()
+    assert body["reached"] == 370
+    assert len(large) == len(small)
