@@ -161,7 +161,7 @@ def test_command(config, time_machine):
     assert not NotificationLog.objects.exists()
 
 
-@pytest.mark.parametrize("value", ["0", "-3", "ten"])
+@pytest.mark.parametrize("value", ["0", "-3", "ten", "36501", "99999999999"])
 def test_command_rejects_a_bad_age(value):
     with pytest.raises(CommandError, match="older-than"):
         call_command("prune_notification_logs", "--older-than", value)

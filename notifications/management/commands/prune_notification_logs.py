@@ -6,14 +6,16 @@ from django.utils import timezone
 
 from notifications.retention import DEFAULT_BATCH_SIZE, STATS_WINDOW_DAYS, prune_notification_logs
 
+MAX_VALUE = 36_500  # a hundred years of days; beyond it dates overflow
+
 
 def positive_int(value: str) -> int:
     try:
         number = int(value)
     except ValueError:
         number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a positive whole number")
+    if not 1 <= number <= MAX_VALUE:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number from 1 to {MAX_VALUE}")
     return number
 
 
