@@ -1,6 +1,7 @@
 """Building blocks shared by the apps' APIs: strict JSON fields, strict input serializers, pagination and
 the error shapes the OpenAPI schema documents."""
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -60,7 +61,11 @@ class AwareDateTimeField(serializers.Field):
     default_error_messages = {
         "invalid": "Must be an ISO 8601 date and time, e.g. 2026-03-01T09:30:00+01:00.",
         "naive": "Must include a UTC offset (Z or +01:00), e.g. 2026-03-01T09:30:00+01:00.",
+        "offset": "The UTC offset must be between -12:00 and +14:00.",
     }
+    # The offsets real time zones use. Wider ones (Python takes up to 24 hours) are typos, and PostgreSQL refuses
+    # anything past 15:59 with an error.
+    MIN_OFFSET, MAX_OFFSET = dt.timedelta(hours=-12), dt.timedelta(hours=14)
 
     def to_internal_value(self, data: Any) -> Any:
         try:
@@ -71,7 +76,13 @@ class AwareDateTimeField(serializers.Field):
             self.fail("invalid")
         if timezone.is_naive(parsed):
             self.fail("naive")
-        return parsed
+        if not self.MIN_OFFSET <= parsed.utcoffset() <= self.MAX_OFFSET:
+            self.fail("offset")
+        try:
+            # Stored and compared in UTC whatever offset the client used.
+            return parsed.astimezone(dt.UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before the first instant Python can represent
+            self.fail("invalid")
 
     def to_representation(self, value: Any) -> str:
         return value.isoformat()

@@ -20,6 +20,34 @@ if not SECRET_KEY:
     SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+
+
+def _env_or_default(cast, name: str, default):
+    """An empty value (as `.env.example` leaves them) means the default, never "off"."""
+    return cast(name, default=default) if env.str(name, default="") else default
+
+
+# HTTPS (README "Running in production"). With DEBUG off the defaults are the secure ones, so `manage.py check
+# --deploy` passes once ALLOWED_HOSTS and SECRET_KEY are real; each can still be turned off from the environment
+# (e.g. SECURE_SSL_REDIRECT=false when the proxy already redirects).
+SECURE_SSL_REDIRECT = _env_or_default(env.bool, "SECURE_SSL_REDIRECT", not DEBUG)
+# Paths answered over plain HTTP too (regexes without the leading slash), e.g. a load balancer's health check.
+SECURE_REDIRECT_EXEMPT = env.list("SECURE_REDIRECT_EXEMPT", default=[])
+SECURE_HSTS_SECONDS = _env_or_default(env.int, "SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_or_default(env.bool, "SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+# Preloading is a promise to browsers that is slow to undo: opt in deliberately.
+SECURE_HSTS_PRELOAD = _env_or_default(env.bool, "SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = _env_or_default(env.bool, "SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = _env_or_default(env.bool, "CSRF_COOKIE_SECURE", not DEBUG)
+# Behind a TLS-terminating proxy: "HTTP_X_FORWARDED_PROTO,https" trusts that header (only if the proxy always
+# sets it, overwriting what clients send). Off by default.
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header:
+    if len(_proxy_ssl_header) != 2:
+        raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER must be 'HEADER,value', e.g. HTTP_X_FORWARDED_PROTO,https.")
+    SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header[0], _proxy_ssl_header[1])
+# Origins (scheme://host) whose form posts are accepted, e.g. https://engage.example.com for the admin.
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 USE_TZ = env.bool("USE_TZ", default=True)
 TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"

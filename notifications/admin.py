@@ -1,7 +1,23 @@
 from django.contrib import admin
 
 from engagement_site.admin_mixins import ReadOnlyAdminMixin
+from notifications.consent import PROVIDER_REVOKED
 from notifications.models import NotificationLog
+
+
+class ConsentAnswerFilter(admin.SimpleListFilter):
+    """Rows where the provider answered that the customer said no (STOP, dead push token, pass removed)."""
+
+    title = "provider answer"
+    parameter_name = "provider_answer"
+
+    def lookups(self, request, model_admin):
+        return [("consent_revoked", "Consent revoked")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "consent_revoked":
+            return queryset.filter(error__startswith=PROVIDER_REVOKED)
+        return queryset
 
 
 @admin.register(NotificationLog)
@@ -12,12 +28,13 @@ class NotificationLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "customer",
         "channel",
         "status",
+        "short_error",
         "run_date",
         "created_at",
         "sent_at",
         "delivered_at",
     )
-    list_filter = ("status", "channel", "type", "run_date")
+    list_filter = ("status", "channel", ConsentAnswerFilter, "type", "run_date")
     search_fields = (
         "notification_id",
         "customer__customer_id",
@@ -28,3 +45,7 @@ class NotificationLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("business", "customer")
     date_hierarchy = "created_at"
     show_full_result_count = False
+
+    @admin.display(description="error / reason", ordering="error")
+    def short_error(self, log: NotificationLog) -> str:
+        return log.error if len(log.error) <= 80 else log.error[:79] + "…"

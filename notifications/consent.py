@@ -18,6 +18,9 @@ OPTED_OUT = "opted out"
 NO_ADDRESS = "no address"
 # Not consent but reach: the daily run records it itself when a customer has no wallet pass at all.
 NO_PASS = "no pass"
+# Starts the `error` of a log row whose provider answered that the customer said no (Twilio 21610, FCM UNREGISTERED /
+# INVALID_ARGUMENT on the token, APNs 410): an answer about consent, not a fault; admin filters on it.
+PROVIDER_REVOKED = "consent revoked by the provider"
 
 ADDRESS_FIELDS = {Channel.EMAIL: "email", Channel.SMS: "phone", Channel.PUSH: "push_token"}
 OPT_OUT_FIELDS = {Channel.EMAIL: "email_opt_out", Channel.SMS: "sms_opt_out", Channel.PUSH: "push_opt_out"}

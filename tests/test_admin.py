@@ -72,3 +72,37 @@ def test_business_created_in_admin_gets_a_hashed_password(admin_client):
     business = Business.objects.get(email="shop@example.com")
     assert business.password != "a-secret-pass"
     assert business.check_password("a-secret-pass")
+
+
+def _config_form(config, **changes):
+    data = {
+        "business": config.business_id,
+        "enabled": "on",
+        "inactivity_days": config.inactivity_days,
+        "max_reminders": config.max_reminders,
+        "max_inactivity_days": "" if config.max_inactivity_days is None else config.max_inactivity_days,
+        "message_template": '{"header": "We miss you", "body": "Come back"}',
+        "channels": '["wallet"]',
+        "run_time": config.run_time,
+        "timezone": config.timezone,
+        "holdout_percent": config.holdout_percent,
+        "attribution_days": config.attribution_days,
+    }
+    return {**data, **changes}
+
+
+def test_staff_set_max_inactivity_days_in_admin_within_its_bounds(admin_client):
+    config = AutoEngagementConfigFactory(inactivity_days=7)
+    url = reverse("admin:autoengagement_autoengagementconfig_change", args=[config.pk])
+    response = admin_client.post(url, _config_form(config, max_inactivity_days=7))
+    assert response.status_code == 200
+    assert "max_inactivity_days" in response.context["adminform"].form.errors
+    config.refresh_from_db()
+    assert config.max_inactivity_days is None
+
+    assert admin_client.post(url, _config_form(config, max_inactivity_days=8)).status_code == 302
+    config.refresh_from_db()
+    assert config.max_inactivity_days == 8
+    assert admin_client.post(url, _config_form(config, max_inactivity_days="")).status_code == 302
+    config.refresh_from_db()
+    assert config.max_inactivity_days is None

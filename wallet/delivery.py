@@ -51,6 +51,7 @@ class _Attempt:
     detail: str = ""
     provider_id: str = ""
     retryable: bool = False
+    unregistered: bool = False  # APNs 410: the device removed the pass; its registration is deleted
 
 
 def combine_attempts(*, log_id: int, attempts: Sequence[_Attempt]) -> Result:
@@ -62,7 +63,15 @@ def combine_attempts(*, log_id: int, attempts: Sequence[_Attempt]) -> Result:
     failed = [a for a in attempts if a.status == "failed"]
     if failed:
         error = "; ".join(dict.fromkeys(a.detail for a in failed))
-        return Result(log_id=log_id, status="failed", error=error, retryable=any(a.retryable for a in failed))
+        # Every device said the pass is gone: the customer's answer, not a fault (nothing to retry).
+        revoked = all(a.unregistered for a in failed)
+        return Result(
+            log_id=log_id,
+            status="failed",
+            error=error,
+            retryable=any(a.retryable for a in failed) and not revoked,
+            revoked=revoked,
+        )
     reasons = "; ".join(dict.fromkeys(a.detail for a in attempts)) or NO_PASS
     return Result(log_id=log_id, status="skipped", error=reasons)
 
@@ -264,4 +273,4 @@ class WalletBackend(ChannelBackend):
 def _apple_attempt(outcome: PushOutcome) -> _Attempt:
     if outcome.ok:
         return _Attempt("sent", provider_id=f"apns:{outcome.apns_id}" if outcome.apns_id else "apns")
-    return _Attempt("failed", outcome.error, retryable=outcome.retryable)
+    return _Attempt("failed", outcome.error, retryable=outcome.retryable, unregistered=outcome.unregistered)

@@ -107,8 +107,9 @@ def authentication_token_matches(*, wallet_pass: WalletPass, token: str) -> bool
 def message_value(*, header: str, body: str, current: str, run_date: str) -> str:
     """The new `message` field value: the text, made to differ from the current value so Apple shows it again."""
     text = " — ".join(part for part in (header.strip(), body.strip()) if part)
-    if text == current and run_date:
-        return f"{text} ({run_date})"
+    if text == current:
+        # Longer than the current value, so different from it, whatever the text; the date says which message it is.
+        return f"{text} ({run_date})" if run_date else f"{text} (again)"
     return text
 
 

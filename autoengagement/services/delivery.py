@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 ACTIVE_AGAIN = "active again"
 INTERRUPTED = "interrupted: a previous run stopped before recording the outcome; not re-sent to avoid a duplicate"
 NO_RESULT = "the channel backend returned no result for this message"
+CONSENT_REVOKED = consent.PROVIDER_REVOKED
 FIRST_NAME_FALLBACK = "there"
 
 Status = NotificationLog.Status
@@ -227,9 +228,8 @@ def deliver_chunk(
         for pk in customer_of:
             result = by_log.get(pk) or Result(log_id=pk, status="failed", error=NO_RESULT)
             sent = result.status == Status.SENT
-            outcomes.append(
-                (pk, result.status, result.error, result.provider_message_id, context.now if sent else None)
-            )
+            error = f"{CONSENT_REVOKED}: {result.error}" if result.revoked and not sent else result.error
+            outcomes.append((pk, result.status, error, result.provider_message_id, context.now if sent else None))
             if sent:
                 notified_customers.add(customer_of[pk])
                 tally.sent += 1

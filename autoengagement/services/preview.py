@@ -12,8 +12,11 @@ from autoengagement.services.scheduling import local_today
 from autoengagement.templating import render
 from notifications import consent
 from notifications.channels import Channel
-from notifications.text_limits import LOCK_SCREEN_CHARACTERS, is_gsm7, sms_segments
+from notifications.sms import sms_size
 from wallet.models import Customer, WalletPass
+
+# About what a lock screen (a wallet pass change message, a push notification) shows before cutting the text off.
+LOCK_SCREEN_CHARACTERS = 90
 
 
 @dataclass(frozen=True)
@@ -45,14 +48,16 @@ def text_warnings(*, channels: list[str], header: str, body: str) -> list[dict[s
                 }
             )
         if channel == Channel.SMS:
-            text = f"{header}\n{body}"
-            segments = sms_segments(text)
-            if segments > 1:
-                limit = "160 GSM-7 characters" if is_gsm7(text) else "70 characters (it has non-GSM characters)"
+            # The text exactly as the SMS backend sends it: header, a newline, then the body.
+            size = sms_size(f"{header}\n{body}")
+            if size.segments > 1:
+                limit = (
+                    "160 GSM-7 characters" if size.encoding == "GSM-7" else "70 characters (it has non-GSM characters)"
+                )
                 warnings.append(
                     {
                         "channel": channel,
-                        "message": f"Header and body need {segments} SMS segments; one segment holds {limit}.",
+                        "message": f"Header and body need {size.segments} SMS segments; one segment holds {limit}.",
                     }
                 )
     return warnings

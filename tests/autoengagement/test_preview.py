@@ -7,7 +7,6 @@ from django.urls import reverse
 
 from autoengagement.services.preview import config_preview, text_warnings
 from notifications.models import NotificationLog
-from notifications.text_limits import sms_segments
 from tests.factories import AutoEngagementConfigFactory, BusinessFactory, CustomerFactory, WalletPassFactory
 
 pytestmark = pytest.mark.django_db
@@ -66,17 +65,6 @@ def test_text_warnings_per_channel():
     assert text_warnings(channels=["sms"], header="h", body="x" * 158) == []  # 'h' + newline + 158 = 160
     assert "2 SMS segments" in text_warnings(channels=["sms"], header="h", body="x" * 159)[0]["message"]
     assert "non-GSM" in text_warnings(channels=["sms"], header="h", body="é" + "ж" * 70)[0]["message"]
-
-
-def test_sms_segments():
-    assert sms_segments("a" * 160) == 1
-    assert sms_segments("a" * 161) == 2
-    assert sms_segments("a" * 306) == 2
-    assert sms_segments("a" * 307) == 3
-    assert sms_segments("€" * 80) == 1  # extension characters take two septets
-    assert sms_segments("€" * 81) == 2
-    assert sms_segments("ж" * 70) == 1
-    assert sms_segments("ж" * 71) == 2
 
 
 def test_admin_preview_and_run_now_actions(admin_client):

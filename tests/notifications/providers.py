@@ -1,7 +1,8 @@
 """Every live channel backend pointed at local fakes: a real SMTP server, Twilio and FCM at the transport.
 
 Use the `live_channels` fixture (import it into a test module) to run anything that sends email, SMS and
-push — the backends themselves or the daily run — fully offline, then read what each provider received.
+push — the backends themselves or the daily run — fully offline, then read what each provider received (every
+request, refused ones included). `refusals` scripts a provider's answer for one phone number or push token.
 """
 
 import functools
@@ -27,6 +28,8 @@ class LiveChannels:
     inbox: Inbox
     sms: list[dict[str, str]] = field(default_factory=list)
     pushes: list[dict] = field(default_factory=list)
+    # Scripted refusals: recipient (phone number or push token) -> (HTTP status, JSON body) the provider answers.
+    refusals: dict[str, tuple[int, dict]] = field(default_factory=dict)
 
 
 @functools.cache
@@ -58,11 +61,17 @@ def live_channels(settings, tmp_path):
         def twilio(request):
             form = {key: values[0] for key, values in parse_qs(request.body).items()}
             channels.sms.append(form)
+            if form["To"] in channels.refusals:
+                status, body = channels.refusals[form["To"]]
+                return status, {}, json.dumps(body)
             return 201, {}, json.dumps({"sid": f"SM{len(channels.sms):032d}", "status": "queued"})
 
         def fcm(request):
             payload = json.loads(request.body)
             channels.pushes.append(payload)
+            if payload["message"]["token"] in channels.refusals:
+                status, body = channels.refusals[payload["message"]["token"]]
+                return status, {}, json.dumps(body)
             return 200, {}, json.dumps({"name": f"projects/fake-project/messages/{len(channels.pushes)}"})
 
         mock.add_callback(responses.POST, TWILIO_URL, callback=twilio)

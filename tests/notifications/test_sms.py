@@ -1,4 +1,6 @@
-from notifications.sms import sms_size, sms_text
+from notifications.sms import GSM7_BASIC, sms_size, sms_text
+
+GSM7_BASIC_SAMPLE = "".join(sorted(GSM7_BASIC))
 
 
 def test_gsm7_text_counts_septets():
@@ -11,7 +13,14 @@ def test_gsm7_text_counts_septets():
 
 def test_extension_characters_take_two_septets():
     assert sms_size("€" * 80).units == 160
+    assert sms_size("€" * 80).segments == 1
     assert sms_size("€" * 81).segments == 2
+    assert sms_size("a" * 159 + "€").segments == 2  # 161 septets
+
+
+def test_every_gsm7_basic_character_stays_gsm7():
+    assert sms_size(GSM7_BASIC_SAMPLE).encoding == "GSM-7"
+    assert sms_size("ā").encoding == "UCS-2"
 
 
 def test_one_character_outside_gsm7_switches_to_ucs2():
@@ -20,6 +29,12 @@ def test_one_character_outside_gsm7_switches_to_ucs2():
     assert size.segments == 1
     assert sms_size("☕" + "a" * 70).segments == 2
     assert sms_size("😀").units == 2
+    assert sms_size("ж" * 70).segments == 1
+    assert sms_size("ж" * 71).segments == 2
+    assert sms_size("ж" * 134).segments == 2
+    assert sms_size("ж" * 135).segments == 3
+    assert sms_size("😀" * 35).segments == 1  # each emoji is two UTF-16 units
+    assert sms_size("😀" * 36).segments == 2
 
 
 def test_header_and_body_on_two_lines_when_they_fit():

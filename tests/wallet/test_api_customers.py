@@ -320,6 +320,42 @@ def test_activity_rejects_future_naive_or_malformed_times(api, business, occurre
     assert _state(customer)["last_activity_at"] is None
 
 
+# Found by the schema fuzzer (tests/engagement_site/test_api_fuzz.py): an offset PostgreSQL cannot store was a 500.
+@pytest.mark.parametrize(
+    ("occurred_at", "message"),
+    [
+        ("0046-07-08T13:46:04.36-19:15", "The UTC offset must be between -12:00 and +14:00."),
+        ("2026-02-01T10:00:00+16:00", "The UTC offset must be between -12:00 and +14:00."),
+        ("2026-02-01T10:00:00-12:01", "The UTC offset must be between -12:00 and +14:00."),
+        ("0001-01-01T00:00:00+01:00", "Must be an ISO 8601 date and time, e.g. 2026-03-01T09:30:00+01:00."),
+    ],
+)
+def test_activity_rejects_offsets_no_time_zone_uses(api, business, occurred_at, message):
+    customer = CustomerFactory(business=business, last_activity_at=None)
+    with time_machine.travel(NOW, tick=False):
+        response = api.post(_activity(customer), {"occurred_at": occurred_at}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"occurred_at": [message]}
+    assert _state(customer)["last_activity_at"] is None
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "expected"),
+    [
+        ("2026-02-01T23:00:00+14:00", dt.datetime(2026, 2, 1, 9, 0, tzinfo=dt.UTC)),
+        ("2026-01-31T21:00:00-12:00", dt.datetime(2026, 2, 1, 9, 0, tzinfo=dt.UTC)),
+        ("2026-02-01T14:45:00+05:45", dt.datetime(2026, 2, 1, 9, 0, tzinfo=dt.UTC)),
+        ("0046-07-08T13:46:04-10:00", dt.datetime(46, 7, 8, 23, 46, 4, tzinfo=dt.UTC)),
+    ],
+)
+def test_activity_accepts_every_real_offset_and_stores_utc(api, business, occurred_at, expected):
+    customer = CustomerFactory(business=business, last_activity_at=None)
+    with time_machine.travel(NOW, tick=False):
+        response = api.post(_activity(customer), {"occurred_at": occurred_at}, format="json")
+    assert response.status_code == 200
+    assert _state(customer)["last_activity_at"] == expected
+
+
 def test_activity_rejects_unknown_fields(api, business):
     customer = CustomerFactory(business=business)
     response = api.post(_activity(customer), {"when": "2026-03-01T10:00:00Z"}, format="json")

@@ -148,6 +148,14 @@ def test_same_text_again_still_changes_the_value_with_the_run_date():
     assert "2026-11-26" in again
 
 
+@pytest.mark.parametrize("run_date", ["2026-11-26", ""])
+def test_the_value_always_changes_whatever_the_current_value(run_date):
+    for current in ("", "Hi — Come back", "Hi — Come back (2026-11-26)", "Hi — Come back (again)"):
+        value = passes.message_value(header="Hi", body="Come back", current=current, run_date=run_date)
+        assert value != current
+        assert value.startswith("Hi — Come back")
+
+
 def test_missing_settings_are_named(settings):
     settings.APPLE_PASS_TYPE_ID = ""
     settings.APPLE_PASS_CERT_FILE = ""

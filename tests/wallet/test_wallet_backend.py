@@ -16,7 +16,8 @@ from notifications.models import NotificationLog
 from tests.factories import AppleDeviceRegistrationFactory, CustomerFactory, NotificationLogFactory, WalletPassFactory
 from tests.wallet.certs import PASS_TYPE_ID
 from tests.wallet.conftest import GOOGLE_API_BASE, GOOGLE_ISSUER_ID, GOOGLE_TOKEN_URI, issued_apple_pass
-from wallet.delivery import WalletBackend
+from wallet.apns import PushOutcome
+from wallet.delivery import WalletBackend, _apple_attempt, _Attempt, combine_attempts
 from wallet.models import AppleDeviceRegistration, WalletPass
 
 pytestmark = pytest.mark.django_db
@@ -222,3 +223,15 @@ def test_a_registered_device_then_fetches_the_updated_signed_pass(live, client, 
     assert verified.returncode == 0, verified.stderr
     log.refresh_from_db()
     assert log.delivered_at is not None
+
+
+def test_a_pass_gone_from_every_device_is_a_consent_answer_but_not_when_anything_else_failed():
+    gone = _apple_attempt(PushOutcome(token="a", ok=False, unregistered=True, error="APNs 410 Unregistered"))
+    busy = _apple_attempt(PushOutcome(token="b", ok=False, error="APNs 429 TooManyRequests", retryable=True))
+    result = combine_attempts(log_id=1, attempts=[gone, gone])
+    assert (result.status, result.revoked, result.retryable) == ("failed", True, False)
+    result = combine_attempts(log_id=1, attempts=[gone, busy])
+    assert (result.status, result.revoked, result.retryable) == ("failed", False, True)
+    result = combine_attempts(log_id=1, attempts=[gone, _Attempt("failed", "Google 404", retryable=False)])
+    assert result.revoked is False
+    assert combine_attempts(log_id=1, attempts=[gone, _Attempt("sent", provider_id="x")]).status == "sent"

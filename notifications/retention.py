@@ -1,0 +1,98 @@
+"""Retention for the notification log: old rows deleted in bounded batches, the rows that still matter kept.
+
+The log grows by one row per customer and channel on every run. Most old rows are history nobody reads, but some
+are load-bearing, so a row is deleted only when all of these hold:
+
+- it is older than the retention period: `--older-than DAYS`, raised to at least `STATS_WINDOW_DAYS` (the
+  longest attribution window a config may have, 90 days, plus the stats endpoint's default 30-day range), so the
+  results a business reads are never computed from a half-pruned log;
+- it is not `pending` (a run may still be about to record what happened to it);
+- the once-per-spell rule no longer needs it: the audience leaves out a customer who already has a row of this
+  config written since the start of the current inactivity spell (`coalesce(last_activity_at, created_at)`);
+  deleting such a row would message that customer again. Rows from before the current spell, and rows whose
+  config was deleted, no longer count for anyone.
+
+Deleting walks the primary key in windows of `batch_size` ids, one short transaction and one DELETE per window,
+so the database never holds a huge transaction, locks or undo log, and replicas keep up.
+"""
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import F, Max, Min, Q, QuerySet
+from django.db.models.functions import Coalesce
+
+from autoengagement.validation import ATTRIBUTION_DAYS_RANGE
+from notifications.models import NotificationLog
+
+logger = logging.getLogger(__name__)
+
+# The stats endpoint's default range when no dates are given.
+STATS_DEFAULT_RANGE_DAYS = 30
+# Rows this recent are kept whatever --older-than says: a reached customer's visits count for up to the longest
+# attribution window after the message, and the default stats range looks that far back again.
+STATS_WINDOW_DAYS = ATTRIBUTION_DAYS_RANGE[1] + STATS_DEFAULT_RANGE_DAYS
+DEFAULT_BATCH_SIZE = 5000
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    cutoff: dt.datetime
+    retention_days: int
+    deleted: int
+    batches: int
+    dry_run: bool
+
+
+def effective_retention_days(*, older_than_days: int) -> int:
+    return max(older_than_days, STATS_WINDOW_DAYS)
+
+
+def prunable_logs(*, cutoff: dt.datetime) -> QuerySet[NotificationLog]:
+    """Rows older than `cutoff` that neither a pending delivery nor the once-per-spell rule needs."""
+    current_spell_start = Coalesce(F("customer__last_activity_at"), F("customer__created_at"))
+    still_counts = Q(config__isnull=False) & Q(created_at__gte=current_spell_start)
+    return (
+        NotificationLog.objects.filter(created_at__lt=cutoff)
+        .exclude(status=NotificationLog.Status.PENDING)
+        .exclude(still_counts)
+    )
+
+
+def prune_notification_logs(
+    *,
+    older_than_days: int,
+    now: dt.datetime,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    dry_run: bool = False,
+) -> PruneResult:
+    """Delete prunable rows window by window (`batch_size` primary keys each); with `dry_run`, only count them.
+
+    Costs one query for the id range plus one DELETE per window, whatever the table's size.
+    """
+    if older_than_days < 1:
+        raise ValueError("older_than_days must be at least 1")
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    retention_days = effective_retention_days(older_than_days=older_than_days)
+    cutoff = now - dt.timedelta(days=retention_days)
+    candidates = prunable_logs(cutoff=cutoff)
+    log_context = {"cutoff": cutoff.isoformat(), "retention_days": retention_days, "dry_run": dry_run}
+    if dry_run:
+        count = candidates.count()
+        logger.info("notification logs that would be pruned", extra={**log_context, "count": count})
+        return PruneResult(cutoff, retention_days, count, 0, True)
+
+    bounds = candidates.aggregate(low=Min("pk"), high=Max("pk"))
+    deleted = batches = 0
+    if bounds["low"] is not None:
+        for start in range(bounds["low"], bounds["high"] + 1, batch_size):
+            with transaction.atomic():
+                # Re-evaluated per window: a visit recorded meanwhile protects its customer's rows again.
+                count, _ = candidates.filter(pk__gte=start, pk__lt=start + batch_size).delete()
+            deleted += count
+            batches += 1
+    logger.info("notification logs pruned", extra={**log_context, "deleted": deleted, "batches": batches})
+    return PruneResult(cutoff, retention_days, deleted, batches, False)
