@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.utils import timezone
 
@@ -43,15 +43,21 @@ class Command(BaseCommand):
         parser.add_argument("--channels", default="wallet", help="Comma-separated, e.g. wallet,email.")
         parser.add_argument("--keep", action="store_true", help="Keep the synthetic data afterwards.")
         parser.add_argument(
+            "--workers",
+            type=int,
+            default=1,
+            help="Run processes at once, each taking its share of the businesses (like CronJob parallelism).",
+        )
+        parser.add_argument(
             "--measure-run",
             metavar="TAG",
-            # internal: the timed child process
             help="(internal) run the businesses of an existing dataset and print JSON figures",
         )
+        parser.add_argument("--worker", type=int, default=0, help="(internal) which share --measure-run takes")
 
     def handle(self, *args, **options):
         if options["measure_run"]:
-            self.stdout.write(json.dumps(self._measure(options["measure_run"])))
+            self.stdout.write(json.dumps(self._measure(options["measure_run"], options["worker"], options["workers"])))
             return
         channels = [c.strip() for c in options["channels"].split(",") if c.strip()]
         if not channels or any(c not in Channel.values for c in channels):
@@ -60,6 +66,8 @@ class Command(BaseCommand):
             raise usage_error("--businesses and --customers must be at least 1")
         if not 0 <= options["inactive_share"] <= 1:
             raise usage_error("--inactive-share must be between 0 and 1")
+        if not 1 <= options["workers"] <= 32:
+            raise usage_error("--workers must be between 1 and 32")
 
         tag = uuid.uuid4().hex[:8]
         built = time.perf_counter()
@@ -73,17 +81,7 @@ class Command(BaseCommand):
         )
         build_seconds = time.perf_counter() - built
         try:
-            # The timed run is a production process: with DEBUG on, Django would keep every SQL statement.
-            env = {**os.environ, "DEBUG": "false", "SECRET_KEY": settings.SECRET_KEY}
-            child = subprocess.run(
-                [sys.executable, "manage.py", "bench_auto_engagement", "--measure-run", tag],
-                cwd=settings.BASE_DIR,
-                capture_output=True,
-                text=True,
-                check=True,
-                env=env,
-            )
-            figures = json.loads(child.stdout.strip().splitlines()[-1])
+            figures = _run_workers(tag=tag, workers=options["workers"])
         finally:
             if not options["keep"]:
                 delete_dataset(tag=tag)
@@ -94,29 +92,64 @@ class Command(BaseCommand):
             build_seconds=round(build_seconds, 1),
         )
         self.stdout.write(
-            f"database={figures['database']} businesses={figures['businesses']} customers={figures['customers']} "
+            f"database={figures['database']} workers={figures['workers']} businesses={figures['businesses']} "
+            f"customers={figures['customers']} "
             f"channels={','.join(channels)} notifications={figures['notifications']} seconds={figures['seconds']} "
             f"notifications_per_second={figures['notifications_per_second']} sql_queries={figures['sql_queries']} "
             f"peak_rss_mb={figures['peak_rss_mb']}"
         )
         self.stdout.write(json.dumps(figures))
 
-    def _measure(self, tag: str) -> dict[str, object]:
-        business_ids = bench_business_ids(tag)
+    def _measure(self, tag: str, worker: int, workers: int) -> dict[str, object]:
+        business_ids = bench_business_ids(tag)[worker::workers]
         now = timezone.now() + dt.timedelta(seconds=1)
+        started_at = time.time()
         started = time.perf_counter()
         with count_queries() as queries:
             summary = run_due_configs(now=now, business_ids=business_ids)
         seconds = time.perf_counter() - started
         totals = summary.as_dict()
-        notifications = totals["notifications_sent"] + totals["notifications_failed"] + totals["notifications_skipped"]
         return {
             "businesses": len(business_ids),
-            "notifications": notifications,
+            "notifications": totals["notifications_sent"]
+            + totals["notifications_failed"]
+            + totals["notifications_skipped"],
             "customers_notified": totals["total_notified"],
-            "seconds": round(seconds, 2),
-            "notifications_per_second": round(notifications / seconds) if seconds else None,
+            "started_at": started_at,
+            "finished_at": started_at + seconds,
             "sql_queries": queries[0],
             "peak_rss_mb": round(peak_rss_kib() / 1024, 1),
-            "chunk_size": settings.AUTO_ENGAGEMENT_CHUNK_SIZE,
         }
+
+
+def _run_workers(*, tag: str, workers: int) -> dict[str, object]:
+    """Time the run in fresh production processes (DEBUG off: Django would otherwise keep every statement),
+    from the first worker's start to the last one's end."""
+    env = {**os.environ, "DEBUG": "false", "SECRET_KEY": settings.SECRET_KEY}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "bench_auto_engagement", "--measure-run", tag, "--worker", str(worker),
+             "--workers", str(workers)],
+            cwd=settings.BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        for worker in range(workers)
+    ]  # fmt: skip
+    reports = []
+    for process in processes:
+        stdout, stderr = process.communicate()
+        if process.returncode != 0:
+            raise CommandError(f"a benchmark worker failed: {stderr.strip()[-2000:]}")
+        reports.append(json.loads(stdout.strip().splitlines()[-1]))
+    seconds = max(r["finished_at"] for r in reports) - min(r["started_at"] for r in reports)
+    notifications = sum(r["notifications"] for r in reports)
+    return {
+        "businesses": sum(r["businesses"] for r in reports),
+        "workers": workers,
+        "notifications": notifications,
+        "customers_notified": sum(r["customers_notified"] for r in reports),
+        "seconds": round(seconds, 2),
+        "notifications_per_second": round(notifications / seconds) if seconds else None,
+        "sql_queries": sum(r["sql_queries"] for r in reports),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in reports),
+        "chunk_size": settings.AUTO_ENGAGEMENT_CHUNK_SIZE,
+    }

@@ -1,0 +1,37 @@
+"""The benchmark command builds its data, runs it in worker processes, reports counts and cleans up."""
+
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+
+from notifications.models import NotificationLog
+from tests.autoengagement.test_concurrency import database_url
+from wallet.models import Business, Customer
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def test_bench_runs_every_business_once_across_workers_and_deletes_its_data(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", database_url())
+    out = io.StringIO()
+    call_command(
+        "bench_auto_engagement",
+        "--businesses",
+        "3",
+        "--customers",
+        "40",
+        "--inactive-share",
+        "0.5",
+        "--workers",
+        "2",
+        stdout=out,
+    )
+    figures = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert (figures["businesses"], figures["workers"], figures["customers"]) == (3, 2, 120)
+    assert 0 < figures["notifications"] == figures["customers_notified"] < 120
+    assert figures["sql_queries"] > 0 and figures["peak_rss_mb"] > 0
+    assert not Business.objects.exists()
+    assert not Customer.objects.exists()
+    assert not NotificationLog.objects.exists()
