@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import google.auth.exceptions
@@ -23,9 +23,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from google.oauth2 import service_account
 
-from notifications.backends.base import ChannelBackend, Message, Result
+from notifications.backends.base import Message, Result
 from notifications.backends.http import (
     BatchError,
+    HttpChannelBackend,
     HttpDelivery,
     HttpOptions,
     RateLimiter,
@@ -67,7 +68,7 @@ def _read_key_file(path: str) -> dict[str, Any]:
     return info
 
 
-class FcmPushBackend(ChannelBackend):
+class FcmPushBackend(HttpChannelBackend):
     def __init__(
         self,
         channel: str = "push",
@@ -118,20 +119,6 @@ class FcmPushBackend(ChannelBackend):
         )
         self.session = make_session(concurrency=self.options.concurrency)
         self._token_request = _TokenRequest(self.session, self.options.timeout)
-
-    def close(self) -> None:
-        if self.session is not None:
-            self.session.close()
-            self.session = None
-
-    def send_batch(self, messages: Sequence[Message]) -> list[Result]:
-        if self.session is not None:
-            return self.delivery.deliver(messages, send=self._send, classify=self._classify)
-        self.open()
-        try:
-            return self.delivery.deliver(messages, send=self._send, classify=self._classify)
-        finally:
-            self.close()
 
     def _access_token(self, *, stale: str | None = None) -> str:
         """The current token, refreshed when it nears expiry or when FCM just rejected `stale`.

@@ -25,7 +25,7 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
-from notifications.backends.base import Message, Result
+from notifications.backends.base import ChannelBackend, Message, Result
 
 logger = logging.getLogger(__name__)
 
@@ -276,3 +276,32 @@ class HttpDelivery:
         return Result(
             log_id=message.log_id, status="failed", error=f"{error} (after {attempts} {suffix})", retryable=True
         )
+
+
+class HttpChannelBackend(ChannelBackend):
+    """A backend over one pooled requests session: `open()` sets `session` and `delivery`; subclasses give
+    `_send` (one request) and `_classify` (its response as a Result). A batch sent without open() opens and
+    closes around itself, like Django's email backends."""
+
+    session: requests.Session | None = None
+    delivery: HttpDelivery
+
+    def _send(self, message: Message) -> requests.Response:
+        raise NotImplementedError
+
+    def _classify(self, message: Message, response: requests.Response) -> Result:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    def send_batch(self, messages: Sequence[Message]) -> list[Result]:
+        if self.session is not None:
+            return self.delivery.deliver(messages, send=self._send, classify=self._classify)
+        self.open()
+        try:
+            return self.delivery.deliver(messages, send=self._send, classify=self._classify)
+        finally:
+            self.close()

@@ -8,16 +8,17 @@ is opted out of SMS), other 4xx codes are permanent, 429 and 5xx are retried.
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from notifications.backends.base import ChannelBackend, Message, Result
+from notifications.backends.base import Message, Result
 from notifications.backends.http import (
     BatchError,
+    HttpChannelBackend,
     HttpDelivery,
     HttpOptions,
     RateLimiter,
@@ -46,7 +47,7 @@ def mask_phone(phone: str) -> str:
     return phone[:3] + "…" + phone[-2:] if len(phone) > 6 else "…"
 
 
-class TwilioSmsBackend(ChannelBackend):
+class TwilioSmsBackend(HttpChannelBackend):
     def __init__(
         self,
         channel: str = "sms",
@@ -95,20 +96,6 @@ class TwilioSmsBackend(ChannelBackend):
         self.session = make_session(
             concurrency=self.options.concurrency, auth=(self.account_sid, settings.TWILIO_AUTH_TOKEN)
         )
-
-    def close(self) -> None:
-        if self.session is not None:
-            self.session.close()
-            self.session = None
-
-    def send_batch(self, messages: Sequence[Message]) -> list[Result]:
-        if self.session is not None:
-            return self.delivery.deliver(messages, send=self._send, classify=self._classify)
-        self.open()
-        try:
-            return self.delivery.deliver(messages, send=self._send, classify=self._classify)
-        finally:
-            self.close()
 
     def _send(self, message: Message) -> requests.Response:
         data = {
