@@ -12,7 +12,6 @@ the run clears the customer's push_token and never tries it again.
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,12 +26,7 @@ from notifications.backends.base import Message, Result
 from notifications.backends.http import (
     BatchError,
     HttpChannelBackend,
-    HttpDelivery,
-    HttpOptions,
-    RateLimiter,
-    make_session,
     raise_for_transient_status,
-    shared_rate_limiter,
 )
 
 logger = logging.getLogger(__name__)
@@ -76,11 +70,8 @@ class FcmPushBackend(HttpChannelBackend):
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        self.channel = channel
-        self._clock = clock
-        self._sleep = sleep
+        super().__init__(channel, clock=clock, sleep=sleep)
         self._token_lock = threading.Lock()
-        self.session: requests.Session | None = None
 
     @staticmethod
     def configuration_errors() -> list[str]:
@@ -107,17 +98,7 @@ class FcmPushBackend(HttpChannelBackend):
             raise ImproperlyConfigured(f"FCM_CREDENTIALS: unusable service-account key ({exc}).") from exc
         project = settings.FCM_PROJECT_ID or info["project_id"]
         self.url = f"{settings.FCM_API_BASE.rstrip('/')}/v1/projects/{project}/messages:send"
-        self.options = HttpOptions.from_settings()
-        rate = float(settings.FCM_RATE_LIMIT)
-        limiter = (
-            RateLimiter(rate=rate, clock=self._clock, sleep=self._sleep or time.sleep)
-            if self._clock
-            else shared_rate_limiter(provider=PROVIDER, rate=rate)
-        )
-        self.delivery = HttpDelivery(
-            provider=PROVIDER, options=self.options, limiter=limiter, sleep=self._sleep or time.sleep
-        )
-        self.session = make_session(concurrency=self.options.concurrency)
+        self._start(provider=PROVIDER, rate=float(settings.FCM_RATE_LIMIT))
         self._token_request = _TokenRequest(self.session, self.options.timeout)
 
     def _access_token(self, *, stale: str | None = None) -> str:

@@ -286,6 +286,31 @@ class HttpChannelBackend(ChannelBackend):
     session: requests.Session | None = None
     delivery: HttpDelivery
 
+    def __init__(
+        self,
+        channel: str,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.channel = channel
+        self._clock = clock
+        self._sleep = sleep
+        self.session = None
+
+    def _start(self, *, provider: str, rate: float, auth: tuple[str, str] | None = None) -> None:
+        """Options, rate limiter, retrying delivery and pooled session for a provider. Tests inject a fake clock
+        (and get a limiter of their own); otherwise every backend of the provider in this process shares one."""
+        self.options = HttpOptions.from_settings()
+        sleep = self._sleep or time.sleep
+        limiter = (
+            RateLimiter(rate=rate, clock=self._clock, sleep=sleep)
+            if self._clock
+            else shared_rate_limiter(provider=provider, rate=rate)
+        )
+        self.delivery = HttpDelivery(provider=provider, options=self.options, limiter=limiter, sleep=sleep)
+        self.session = make_session(concurrency=self.options.concurrency, auth=auth)
+
     def _send(self, message: Message) -> requests.Response:
         raise NotImplementedError
 

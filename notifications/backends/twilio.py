@@ -7,7 +7,6 @@ is opted out of SMS), other 4xx codes are permanent, 429 and 5xx are retried.
 """
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,12 +18,7 @@ from notifications.backends.base import Message, Result
 from notifications.backends.http import (
     BatchError,
     HttpChannelBackend,
-    HttpDelivery,
-    HttpOptions,
-    RateLimiter,
-    make_session,
     raise_for_transient_status,
-    shared_rate_limiter,
 )
 from notifications.sms import sms_text
 
@@ -55,10 +49,7 @@ class TwilioSmsBackend(HttpChannelBackend):
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        self.channel = channel
-        self._clock = clock
-        self._sleep = sleep
-        self.session: requests.Session | None = None
+        super().__init__(channel, clock=clock, sleep=sleep)
 
     @staticmethod
     def configuration_errors() -> list[str]:
@@ -75,7 +66,6 @@ class TwilioSmsBackend(HttpChannelBackend):
             return
         if errors := self.configuration_errors():
             raise ImproperlyConfigured("SMS_CHANNEL=twilio: " + " ".join(errors))
-        self.options = HttpOptions.from_settings()
         self.account_sid = settings.TWILIO_ACCOUNT_SID
         self.url = f"{settings.TWILIO_API_BASE.rstrip('/')}/2010-04-01/Accounts/{self.account_sid}/Messages.json"
         self.sender = (
@@ -84,17 +74,10 @@ class TwilioSmsBackend(HttpChannelBackend):
             else {"From": settings.TWILIO_FROM_NUMBER}
         )
         self.max_segments = settings.SMS_MAX_SEGMENTS
-        rate = float(settings.TWILIO_RATE_LIMIT)
-        limiter = (
-            RateLimiter(rate=rate, clock=self._clock, sleep=self._sleep or time.sleep)
-            if self._clock
-            else shared_rate_limiter(provider=PROVIDER, rate=rate)
-        )
-        self.delivery = HttpDelivery(
-            provider=PROVIDER, options=self.options, limiter=limiter, sleep=self._sleep or time.sleep
-        )
-        self.session = make_session(
-            concurrency=self.options.concurrency, auth=(self.account_sid, settings.TWILIO_AUTH_TOKEN)
+        self._start(
+            provider=PROVIDER,
+            rate=float(settings.TWILIO_RATE_LIMIT),
+            auth=(self.account_sid, settings.TWILIO_AUTH_TOKEN),
         )
 
     def _send(self, message: Message) -> requests.Response:
