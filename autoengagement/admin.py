@@ -10,9 +10,11 @@ from django.utils.safestring import mark_safe
 
 from autoengagement import charts, stats
 from autoengagement.api import StatsQuerySerializer
-from autoengagement.models import AutoEngagementConfig
+from autoengagement.models import AutoEngagementConfig, ResultsCohort, ResultsDay, ResultsOutcome
+from autoengagement.services import results
 from autoengagement.services.preview import config_preview
 from autoengagement.services.run import run_due_configs
+from engagement_site.admin_mixins import ReadOnlyAdminMixin
 
 STATUSES = ("sent", "failed", "skipped", "holdout", "pending")
 
@@ -170,3 +172,36 @@ class AutoEngagementConfigAdmin(admin.ModelAdmin):
             "uplift_chart": mark_safe(charts.uplift_chart_svg(result.uplift)),
         }
         return TemplateResponse(request, "admin/autoengagement/autoengagementconfig/results.html", context)
+
+
+class ResultsOutcomeInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = ResultsOutcome
+    fields = ("channel", "status", "rows", "delivered")
+    extra = 0
+
+
+class ResultsCohortInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = ResultsCohort
+    fields = ("measure", "previous_date", "customers")
+    extra = 0
+
+
+@admin.register(ResultsDay)
+class ResultsDayAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The stats summary, one row per business and run date: written by the run and refreshed from the log."""
+
+    list_display = ("business", "run_date", "stale", "refreshed_at")
+    list_filter = ("stale", "run_date")
+    search_fields = ("business__business_id", "business__name")
+    list_select_related = ("business",)
+    inlines = (ResultsOutcomeInline, ResultsCohortInline)
+    actions = ("refresh",)
+    show_full_result_count = False
+
+    @admin.action(description="Refresh the selected days from the log", permissions=["view"])
+    def refresh(self, request: HttpRequest, queryset) -> None:
+        by_business: dict[int, list] = {}
+        for business_pk, run_date in queryset.values_list("business_id", "run_date"):
+            by_business.setdefault(business_pk, []).append(run_date)
+        days = sum(results.refresh_days(business_id=pk, run_dates=dates) for pk, dates in by_business.items())
+        self.message_user(request, f"{days} day(s) refreshed.", messages.SUCCESS)

@@ -12,6 +12,8 @@ from autoengagement import validation
 from engagement_site import secure_ids
 from engagement_site.db import prefix_check
 from engagement_site.secure_ids import IdKind
+from notifications.channels import Channel
+from notifications.models import NotificationLog
 
 DEFAULT_MESSAGE_TEMPLATE = {
     "header": "We miss you, {first_name}!",
@@ -198,3 +200,85 @@ class AutoEngagementConfig(models.Model):
         )
         self.refresh_from_db()
         return bool(updated)
+
+
+class ResultsDay(models.Model):
+    """One business's results for one run date, summarised so the stats read a few rows per day instead of the
+    log (autoengagement/services/results.py). Every (business, run date) with log rows has one; a `stale` day is
+    counted from the log until it is refreshed."""
+
+    business = models.ForeignKey("wallet.Business", on_delete=models.CASCADE, related_name="+", db_index=False)
+    run_date = models.DateField(help_text="The business's local date of the run.")
+    stale = models.BooleanField(default=True, help_text="Its log rows changed since the summary was computed.")
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "results day"
+        constraints = [models.UniqueConstraint(fields=["business", "run_date"], name="results_day_unique")]
+        indexes = [models.Index(fields=["run_date"], name="results_day_run_date_idx")]  # all businesses' results
+
+    def __str__(self) -> str:
+        return f"{self.business_id} {self.run_date}"
+
+
+class ResultsOutcome(models.Model):
+    """Log rows of a results day per channel and status (and how many wallet rows were delivered)."""
+
+    day = models.ForeignKey(ResultsDay, on_delete=models.CASCADE, related_name="outcomes", db_index=False)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    status = models.CharField(max_length=10, choices=NotificationLog.Status.choices)
+    rows = models.PositiveIntegerField()
+    delivered = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "channel", "status"], name="results_outcome_unique"),
+            models.CheckConstraint(condition=Q(channel__in=Channel.values), name="results_outcome_channel_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=NotificationLog.Status.values), name="results_outcome_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(rows__gte=1, delivered__gte=0, delivered__lte=models.F("rows")),
+                name="results_outcome_counts_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.status}: {self.rows}"
+
+
+class CohortMeasure(models.TextChoices):
+    REACHED = "reached", "Reached (at least one channel sent)"
+    HOLDOUT = "holdout", "Held out"
+    REACHED_BACK = "reached_back", "Reached and came back"
+    HOLDOUT_BACK = "holdout_back", "Held out and came back"
+
+
+class ResultsCohort(models.Model):
+    """Distinct customers of a results day in one measure, by the date of their previous day in that measure.
+
+    A window counts a customer once, on the first of its days they appear on: those whose previous date is
+    before the window (or who have none). Summing these rows over any range of days is therefore exact, though
+    distinct counts do not add up day by day."""
+
+    day = models.ForeignKey(ResultsDay, on_delete=models.CASCADE, related_name="cohorts")
+    measure = models.CharField(max_length=12, choices=CohortMeasure.choices)
+    previous_date = models.DateField(null=True, blank=True, help_text="The customer's previous day in this measure.")
+    customers = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "measure", "previous_date"],
+                condition=Q(previous_date__isnull=False),
+                name="results_cohort_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["day", "measure"], condition=Q(previous_date__isnull=True), name="results_cohort_first_unique"
+            ),
+            models.CheckConstraint(condition=Q(measure__in=CohortMeasure.values), name="results_cohort_measure_valid"),
+            models.CheckConstraint(condition=Q(customers__gte=1), name="results_cohort_customers_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.measure} after {self.previous_date or 'none'}: {self.customers}"

@@ -1,8 +1,10 @@
 """Results of auto re-engagement (DESIGN.md, "Results"): did it bring customers back?
 
-One read used by the stats API and the admin results pages. It runs three aggregate queries over the window's
-log rows whatever their number (per day, channel and status; distinct customers per group; reactivated per
-day) and never reads raw activity: visits were credited to their re-engagement (`reactivated_at`) when recorded.
+One read used by the stats API and the admin results pages. It reads the window's summarised days
+(autoengagement/services/results.py: rows per channel and status, customer cohorts per measure) in three small
+queries, and counts the days whose log changed since their summary from the log itself in two more, so the
+numbers are exact whatever the time and the cost does not grow with the log. Raw activity is never read: visits
+were credited to their re-engagement (`reactivated_at`) when recorded.
 
 The uplift is the reached group's reactivation rate minus the holdout group's, with a 95% interval for a
 difference of two independent proportions by Newcombe's hybrid score method (method 10 in Newcombe R.G. 1998,
@@ -15,12 +17,14 @@ import logging
 import math
 import zoneinfo
 from dataclasses import dataclass, field
+from itertools import chain
 
-from django.db.models import Count, Q
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from autoengagement import validation
-from autoengagement.selectors import local_dates_to_utc
+from autoengagement.models import CohortMeasure, ResultsCohort, ResultsDay, ResultsOutcome
+from autoengagement.services import results
 from notifications.channels import Channel
 from notifications.models import NotificationLog
 from wallet.models import Business
@@ -152,21 +156,11 @@ def engagement_stats(
     zone = zoneinfo.ZoneInfo(zone_name)
     today = (now or timezone.now()).astimezone(zone).date()
     date_from, date_to = resolve_window(date_from=date_from, date_to=date_to, today=today)
-    # A re-engagement's day is its run_date, the local date of the run: no time zone arithmetic per row. The
-    # created_at range (a day wider on each side, for any zone offset) is what the (business, type, created_at)
-    # index narrows the scan with.
-    start, end = local_dates_to_utc(
-        date_from=_shift(date_from, -1), date_to=_shift(date_to, 1), timezone_name=zone_name
-    )
-    rows = NotificationLog.objects.filter(
-        type=NotificationLog.Type.AUTO_REENGAGEMENT, run_date__gte=date_from, run_date__lte=date_to
-    )
+    days = ResultsDay.objects.filter(run_date__gte=date_from, run_date__lte=date_to)
     if business is not None:
-        rows = rows.filter(business=business)
-    if start is not None:
-        rows = rows.filter(created_at__gte=start)
-    if end is not None:
-        rows = rows.filter(created_at__lt=end)
+        days = days.filter(business=business)
+    fresh = days.filter(stale=False)
+    stale_spans = results.spans_of(days.filter(stale=True).values_list("business_id", "run_date"))
 
     daily = {
         date_from + dt.timedelta(days=offset): DailyPoint(date_from + dt.timedelta(days=offset))
@@ -174,14 +168,18 @@ def engagement_stats(
     }
     channels: dict[str, dict[str, int]] = {}
     delivered: dict[str, int] = {}
-    # 1. Rows per local day, channel and status (a hash aggregate, no DISTINCT): the per-channel outcomes, the
-    #    wallet deliveries and the daily sent / failed.
-    by_day = (
-        rows.order_by()
-        .values_list("run_date", "channel", "status")
-        .annotate(n=Count("pk"), delivered=Count("delivered_at"))
+    # 1. Rows per day, channel and status: the per-channel outcomes, the wallet deliveries, the daily sent / failed.
+    outcomes = chain(
+        ResultsOutcome.objects.filter(day__in=fresh)
+        .values_list("day__run_date", "channel", "status")
+        .annotate(rows=Sum("rows"), delivered=Sum("delivered"))
+        .order_by(),
+        (
+            (row.run_date, row.channel, row.status, row.rows, row.delivered)
+            for row in results.outcomes_from_log(stale_spans)
+        ),
     )
-    for day, channel, status, count, delivered_count in by_day:
+    for day, channel, status, count, delivered_count in outcomes:
         per_channel = channels.setdefault(channel, {})
         per_channel[status] = per_channel.get(status, 0) + count
         if channel == Channel.WALLET:
@@ -192,35 +190,37 @@ def engagement_stats(
         elif point is not None and status == Status.FAILED:
             point.failed += count
 
-    # 2. Distinct customers per group. (Measured on PostgreSQL: COUNT(DISTINCT) beat grouping by customer in a
-    #    subquery first, and one statement feeding both groupings from a single scan with GROUPING SETS gained
-    #    too little to be worth a second code path.)
-    credited = Q(reactivated_at__isnull=False)
-    groups = rows.filter(status__in=[Status.SENT, Status.HOLDOUT]).aggregate(
-        reached=Count("customer_id", distinct=True, filter=Q(status=Status.SENT)),
-        holdout=Count("customer_id", distinct=True, filter=Q(status=Status.HOLDOUT)),
-        reached_back=Count("customer_id", distinct=True, filter=Q(status=Status.SENT) & credited),
-        holdout_back=Count("customer_id", distinct=True, filter=Q(status=Status.HOLDOUT) & credited),
+    # 2. Distinct customers per measure: each customer counts on their first day of the window, i.e. in the
+    #    cohorts whose previous day is before it. The daily reactivated counts every cohort of its day.
+    first_in_window = Q(previous_date__isnull=True) | Q(previous_date__lt=date_from)
+    cohorts = chain(
+        ResultsCohort.objects.filter(day__in=fresh)
+        .values_list("day__run_date", "measure")
+        .annotate(first=Sum("customers", filter=first_in_window, default=0), every=Sum("customers"))
+        .order_by(),
+        (
+            (
+                row.run_date,
+                row.measure,
+                row.customers if row.previous_date is None or row.previous_date < date_from else 0,
+                row.customers,
+            )
+            for row in results.cohorts_from_log(stale_spans)
+        ),
     )
+    groups = dict.fromkeys(CohortMeasure.values, 0)
+    for day, measure, first, every in cohorts:
+        groups[measure] += first
+        if measure == CohortMeasure.REACHED_BACK and day in daily:
+            daily[day].reactivated += every
 
-    # 3. The daily reactivated: reached customers of each day who came back (only the credited sent rows).
-    came_back = (
-        rows.filter(credited, status=Status.SENT)
-        .order_by()
-        .values_list("run_date")
-        .annotate(customers=Count("customer_id", distinct=True))
-    )
-    for day, customers in came_back:
-        if day in daily:
-            daily[day].reactivated = customers
-
-    reached, holdout = groups["reached"], groups["holdout"]
+    reached, holdout = groups[CohortMeasure.REACHED], groups[CohortMeasure.HOLDOUT]
     uplift = None
     if reached and holdout:
         exact = newcombe_interval(
-            successes_1=groups["reached_back"],
+            successes_1=groups[CohortMeasure.REACHED_BACK],
             trials_1=reached,
-            successes_2=groups["holdout_back"],
+            successes_2=groups[CohortMeasure.HOLDOUT_BACK],
             trials_2=holdout,
         )
         uplift = Uplift(*(round(value, DECIMALS) for value in (exact.estimate, exact.ci95_low, exact.ci95_high)))
@@ -232,10 +232,10 @@ def engagement_stats(
         delivered=delivered,
         reached=reached,
         holdout=holdout,
-        reactivated={"reached": groups["reached_back"], "holdout": groups["holdout_back"]},
+        reactivated={"reached": groups[CohortMeasure.REACHED_BACK], "holdout": groups[CohortMeasure.HOLDOUT_BACK]},
         reactivation_rate={
-            "reached": _rate(groups["reached_back"], reached),
-            "holdout": _rate(groups["holdout_back"], holdout),
+            "reached": _rate(groups[CohortMeasure.REACHED_BACK], reached),
+            "holdout": _rate(groups[CohortMeasure.HOLDOUT_BACK], holdout),
         },
         uplift=uplift,
         daily=list(daily.values()),

@@ -5,7 +5,7 @@ from django.http import HttpRequest
 class ReadOnlyAdminMixin:
     """For records written only by the system (logs): staff may look, never edit."""
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:  # obj: inlines pass the parent
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:

@@ -4,6 +4,7 @@ import factory
 from django.utils import timezone
 
 from autoengagement.models import AutoEngagementConfig
+from autoengagement.services import results
 from notifications.models import NotificationLog
 from wallet.models import AppleDeviceRegistration, Business, BusinessSession, Customer, WalletPass
 from wallet.tokens import hash_token
@@ -78,3 +79,11 @@ class NotificationLogFactory(factory.django.DjangoModelFactory):
     channel = "wallet"
     status = NotificationLog.Status.SENT
     run_date = factory.LazyFunction(lambda: timezone.now().date())
+
+
+def save_logs(rows: list[NotificationLog]) -> list[NotificationLog]:
+    """Write hand-built log rows the way the project's writers do: the rows, then their results days marked stale
+    (so the stats count them from the log until the days are refreshed)."""
+    saved = NotificationLog.objects.bulk_create(rows)
+    results.mark_stale((row.business_id, row.run_date) for row in saved)
+    return saved

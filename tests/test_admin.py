@@ -2,6 +2,8 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
+from autoengagement.models import ResultsDay, ResultsOutcome
+from autoengagement.services import results
 from tests.factories import (
     AppleDeviceRegistrationFactory,
     AutoEngagementConfigFactory,
@@ -25,6 +27,8 @@ def populated():
     BusinessSessionFactory(business=log.business)
     AppleDeviceRegistrationFactory()
     GoogleWalletMessage.objects.create(wallet_pass=WalletPassFactory(platform="google"), message_id="m1", notified=True)
+    results.mark_stale([(log.business_id, log.run_date)])
+    results.refresh_stale_days()
     return log
 
 
@@ -49,7 +53,27 @@ def test_every_domain_model_is_registered():
         "wallet.GoogleWalletMessage",
         "notifications.NotificationLog",
         "autoengagement.AutoEngagementConfig",
+        "autoengagement.ResultsDay",
     }
+
+
+def test_staff_refresh_a_stale_results_day_and_see_its_summary(admin_client, populated):
+    day = ResultsDay.objects.get()
+    ResultsOutcome.objects.all().delete()
+    ResultsDay.objects.update(stale=True)
+    response = admin_client.post(
+        reverse("admin:autoengagement_resultsday_changelist"),
+        {"action": "refresh", "_selected_action": [day.pk]},
+        follow=True,
+    )
+    assert "1 day(s) refreshed." in response.content.decode()
+    day.refresh_from_db()
+    assert day.stale is False
+    outcome = ResultsOutcome.objects.get(day=day)
+    assert (outcome.channel, outcome.status, outcome.rows) == ("wallet", "sent", 1)
+    page = admin_client.get(reverse("admin:autoengagement_resultsday_change", args=[day.pk])).content.decode()
+    assert "reached" in page and "wallet" in page
+    assert admin_client.get(reverse("admin:autoengagement_resultsday_add")).status_code == 403
 
 
 def test_notification_log_is_read_only(admin_client, populated):

@@ -17,13 +17,13 @@ import re
 from functools import lru_cache
 
 from django.conf import settings
-from django.db.models import Subquery
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.http import http_date, parse_http_date_safe
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from autoengagement.services import results
 from notifications.channels import Channel
 from notifications.models import NotificationLog
 from wallet import passes
@@ -197,10 +197,14 @@ def record_delivery(*, wallet_pass: WalletPass) -> int:
             created_at__lte=wallet_pass.updated_at,
         )
         .order_by("-created_at", "-pk")
-        .values("pk")[:1]
+        .values_list("pk", "business_id", "run_date")[:1]
     )
-    marked = NotificationLog.objects.filter(pk__in=Subquery(newest)).update(delivered_at=timezone.now())
+    if not newest:
+        return 0
+    pk, business_pk, run_date = newest[0]
+    marked = NotificationLog.objects.filter(pk=pk, delivered_at__isnull=True).update(delivered_at=timezone.now())
     if marked:
+        results.mark_stale([(business_pk, run_date)])
         logger.info("wallet message delivered", extra={"pass_id": wallet_pass.pass_id})
     return marked
 

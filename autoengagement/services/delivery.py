@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from autoengagement.models import AutoEngagementConfig
+from autoengagement.services import results
 from autoengagement.services.audience import in_holdout
 from autoengagement.templating import render
 from engagement_site.db import bulk_insert_rows, bulk_update_rows
@@ -258,6 +259,10 @@ def fail_interrupted(*, config: AutoEngagementConfig) -> int:
     Called when claiming a config whose last run never finished, before its local date moves on: every claim
     cleans up after the previous one, so only that run's date can hold pending rows. (No index on status: an
     indexed status would stop PostgreSQL from updating rows in place, and recovery is rare.)"""
-    return NotificationLog.objects.filter(
+    failed = NotificationLog.objects.filter(
         config_id=config.pk, run_date=config.last_run_local_date, status=Status.PENDING
     ).update(status=Status.FAILED, error=INTERRUPTED)
+    if config.last_run_local_date is not None:
+        # Whatever the crash left, its day's summary may be behind: count it from the log until refreshed.
+        results.mark_stale([(config.business_id, config.last_run_local_date)])
+    return failed

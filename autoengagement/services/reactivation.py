@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from autoengagement.services import results
 from autoengagement.validation import ATTRIBUTION_DAYS_RANGE
 from engagement_site.db import bulk_update_rows
 from notifications.models import NotificationLog
@@ -39,8 +40,9 @@ class Visit:
 def attribute_visits(*, visits: Sequence[Visit]) -> int:
     """Credit each visit to its spell's latest re-engagement, if within attribution_days; returns rows credited.
 
-    Two queries whatever the number of visits: one read of the candidate rows (this batch's customers, not yet
-    credited, created in the longest possible window before the visits), one bulk UPDATE. The caller holds the
+    Three queries whatever the number of visits: one read of the candidate rows (this batch's customers, not yet
+    credited, created in the longest possible window before the visits), one bulk UPDATE, and one marking the
+    credited rows' days stale for the stats summary (autoengagement.services.results). The caller holds the
     customers' rows locked, so `previous_activity_at` is the truth.
     """
     if not visits:
@@ -55,10 +57,12 @@ def attribute_visits(*, visits: Sequence[Visit]) -> int:
         reactivated_at__isnull=True,
         created_at__gte=earliest,
         created_at__lte=latest,
-    ).values_list("pk", "customer_id", "config_id", "created_at", "config__attribution_days")
+    ).values_list("pk", "customer_id", "config_id", "created_at", "config__attribution_days", "business_id", "run_date")
     by_customer: dict[int, list[tuple[int, int, dt.datetime, int]]] = defaultdict(list)
-    for pk, customer_pk, config_pk, created_at, attribution_days in candidates:
+    day_of: dict[int, results.DayKey] = {}
+    for pk, customer_pk, config_pk, created_at, attribution_days, business_pk, run_date in candidates:
         by_customer[customer_pk].append((pk, config_pk, created_at, attribution_days))
+        day_of[pk] = (business_pk, run_date)
 
     credited: list[tuple[int, dt.datetime]] = []
     for visit in visits:
@@ -81,6 +85,7 @@ def attribute_visits(*, visits: Sequence[Visit]) -> int:
         credited.extend((row[0], visit.occurred_at) for row in chosen)
         by_customer[visit.customer_pk] = [row for row in rows if row not in chosen]
     bulk_update_rows(NotificationLog, ["reactivated_at"], credited)
+    results.mark_stale(day_of[pk] for pk, _ in credited)
     if credited:
         logger.info("visits credited to re-engagements", extra={"visits": len(visits), "rows": len(credited)})
     return len(credited)

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from autoengagement.models import AutoEngagementConfig
+from autoengagement.services import results
 from autoengagement.services.audience import iter_audience_chunks
 from autoengagement.services.delivery import ChunkTally, RunContext, deliver_chunk, fail_interrupted, plan_chunk
 from autoengagement.services.scheduling import Due, schedule_for
@@ -228,9 +229,13 @@ def run_config(
     )
     context = _context(config, now, claim.local_date)
     log_context = {"business_id": outcome.business_id, "config_id": outcome.config_id}
+    results_day = (config.business_id, claim.local_date)
     try:
         for members in iter_audience_chunks(config=config, now=now, chunk_size=settings.AUTO_ENGAGEMENT_CHUNK_SIZE):
-            outcome.add(deliver_chunk(context, members, backends))
+            try:
+                outcome.add(deliver_chunk(context, members, backends))
+            finally:
+                results.mark_stale([results_day])
             renew_lease(config=config)
             if progress:
                 progress(outcome, outcome.audience)
@@ -242,6 +247,7 @@ def run_config(
             config.mark_as_failed(outcome.error)
         return outcome
     config.mark_as_completed(outcome.notified)
+    _refresh_results_day(results_day, log_context)
     logger.info(
         "business run completed",
         extra={
@@ -255,6 +261,23 @@ def run_config(
         },
     )
     return outcome
+
+
+def _refresh_results_day(day: results.DayKey, log_context: dict[str, object]) -> None:
+    """Summarise the run's day for the stats. A failure costs only speed (the stats count a stale day from the
+    log), so it is logged and never turns a delivered run into a failed one."""
+    try:
+        results.refresh_days(business_id=day[0], run_dates=[day[1]])
+    except Exception:
+        logger.exception("results refresh failed; the stats count this day from the log", extra=log_context)
+
+
+def _refresh_stale_results() -> None:
+    """Summarise the days visits and deliveries changed since the last invocation (failures as above)."""
+    try:
+        results.refresh_stale_days()
+    except Exception:
+        logger.exception("results refresh failed; the stats count the stale days from the log")
 
 
 def preview_config_run(*, config: AutoEngagementConfig, now: dt.datetime, local_date: dt.date) -> BusinessOutcome:
@@ -319,6 +342,8 @@ def run_due_configs(
                     progress(outcome, outcome.audience)
     finally:
         backends.close()
+    if not dry_run:
+        _refresh_stale_results()
     totals = summary.as_dict()
     totals.pop("businesses")
     logger.info("run finished", extra=totals)

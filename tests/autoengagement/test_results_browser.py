@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from notifications.models import NotificationLog
-from tests.factories import AutoEngagementConfigFactory, CustomerFactory
+from tests.factories import AutoEngagementConfigFactory, CustomerFactory, save_logs
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -75,7 +75,7 @@ def _results_data(first_day: dt.date = FIRST_DAY):
                     reactivated_at=back,
                 )
             )
-    NotificationLog.objects.bulk_create(rows)
+    save_logs(rows)
     return config
 
 

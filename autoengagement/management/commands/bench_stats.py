@@ -10,6 +10,8 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from autoengagement.models import ResultsDay
+from autoengagement.services import results
 from autoengagement.services.benchmark import build_stats_dataset, count_queries, delete_dataset
 from engagement_site.commands import usage_error
 from notifications.models import NotificationLog
@@ -19,8 +21,9 @@ from wallet.services import session_create
 class Command(BaseCommand):
     help = (
         "Benchmark GET /api/auto-engagement/stats: build one business with N log rows over D days in the "
-        "configured database, time requests through the real view (authentication included) for the default "
-        "30-day window and the whole range, print median milliseconds and SQL queries, delete the data."
+        "configured database, summarise its days, time requests through the real view (authentication included) "
+        "for the default 30-day window and the whole range, then for the 30 days with the last 14 stale and with "
+        "every day stale (counted from the log); print median milliseconds and SQL queries, delete the data."
     )
 
     def add_arguments(self, parser):
@@ -43,6 +46,9 @@ class Command(BaseCommand):
                 tag=tag, rows=options["rows"], customers=options["customers"], days=options["days"], now=now
             )
             build_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            summarised_days = results.rebuild_results(business_ids=[business.pk])
+            summary_seconds = time.perf_counter() - started
             _, token = session_create(business=business)
             client = APIClient(
                 HTTP_HOST=(settings.ALLOWED_HOSTS or ["localhost"])[0].lstrip(".").replace("*", "localhost")
@@ -62,10 +68,20 @@ class Command(BaseCommand):
                 "database": connection.vendor,
                 "rows": NotificationLog.objects.filter(business=business).count(),
                 "build_seconds": round(build_seconds, 1),
+                "summary_seconds": round(summary_seconds, 1),
+                "summarised_days": summarised_days,
                 "requests": options["requests"],
             }
             for name, params in windows.items():
                 figures[name] = self._measure(client, params, options["requests"])
+            # The 30 days again with the last 14 stale, as visits within the default attribution window leave them
+            # between two run_auto_engagement invocations, then with every day stale (the summary never refreshed).
+            recent = ResultsDay.objects.filter(business=business, run_date__gt=today - dt.timedelta(days=14))
+            recent.update(stale=True)
+            figures["last_30_days_14_stale"] = self._measure(client, windows["last_30_days"], options["requests"])
+            ResultsDay.objects.filter(business=business).update(stale=True)
+            figures["last_30_days_from_log"] = self._measure(client, windows["last_30_days"], options["requests"])
+            windows = {**windows, "last_30_days_14_stale": {}, "last_30_days_from_log": {}}
         finally:
             if not options["keep"]:
                 delete_dataset(tag=tag)

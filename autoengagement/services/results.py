@@ -1,0 +1,287 @@
+"""Results summarised per business and run date, so the stats read a few rows per day, not the log.
+
+A re-engagement day's log rows change in a few known places: the run writes and updates them, crash recovery
+fails the ones left pending, a visit credits them, a device fetching a pass marks one delivered. Each of those
+marks the (business, run date) day stale after its change, in the same transaction or later; a refresh locks
+the day, recomputes it from the log and clears the mark. The stats take fresh days from the summary and count
+stale days from the log, so they are exact at every moment, and fast once the days are refreshed (the run
+refreshes its own day when a business is done and sweeps the stale ones at the end of every invocation).
+
+Distinct customers do not add up day by day: a customer reached on two days of a window is one customer. Each
+day's cohorts therefore keep their customers by the date of their previous day in the same measure, and a window
+counts only those whose previous day falls before it (or who have none): each customer once, on their first day.
+"""
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from autoengagement.models import CohortMeasure, ResultsCohort, ResultsDay, ResultsOutcome
+from notifications.models import NotificationLog
+
+logger = logging.getLogger(__name__)
+
+Status = NotificationLog.Status
+AUTO = NotificationLog.Type.AUTO_REENGAGEMENT
+
+DayKey = tuple[int, dt.date]  # (business pk, run date)
+
+# Days refreshed together: bounds the size of one refresh's statements and how long it holds the days' locks.
+REFRESH_BATCH_DAYS = 366
+
+# A log row of local run date D was written between D 00:00 at UTC+14 and D+1 00:00 at UTC-12, so within
+# [D-1 00:00 UTC, D+2 00:00 UTC) whatever the business's zone was then: the range the history index narrows.
+_BEFORE = dt.timedelta(days=1)
+_AFTER = dt.timedelta(days=2)
+
+# A group's rows, and the measures its customers count in (all of them / those whose re-engagement was credited).
+_GROUPS = {
+    Status.SENT: (CohortMeasure.REACHED, CohortMeasure.REACHED_BACK),
+    Status.HOLDOUT: (CohortMeasure.HOLDOUT, CohortMeasure.HOLDOUT_BACK),
+}
+
+
+@dataclass(frozen=True)
+class DaySpan:
+    """Consecutive run dates of one business."""
+
+    business_id: int
+    first: dt.date
+    last: dt.date
+
+
+@dataclass(frozen=True)
+class OutcomeCount:
+    business_id: int
+    run_date: dt.date
+    channel: str
+    status: str
+    rows: int
+    delivered: int
+
+
+@dataclass(frozen=True)
+class CohortCount:
+    business_id: int
+    run_date: dt.date
+    measure: str
+    previous_date: dt.date | None
+    customers: int
+
+
+def spans_of(days: Iterable[DayKey]) -> list[DaySpan]:
+    """Days grouped into runs of consecutive dates per business (one range condition each)."""
+    spans: list[DaySpan] = []
+    for business_id, run_date in sorted(set(days)):
+        last = spans[-1] if spans else None
+        if last and last.business_id == business_id and run_date - last.last == dt.timedelta(days=1):
+            spans[-1] = DaySpan(business_id, last.first, run_date)
+        else:
+            spans.append(DaySpan(business_id, run_date, run_date))
+    return spans
+
+
+def _midnight_utc(day: dt.date, shift: dt.timedelta) -> dt.datetime:
+    midnight = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    try:
+        return midnight + shift
+    except OverflowError:  # the first or last dates Python holds
+        return midnight
+
+
+def _span_bounds(span: DaySpan) -> tuple[dt.datetime, dt.datetime]:
+    return _midnight_utc(span.first, -_BEFORE), _midnight_utc(span.last, _AFTER)
+
+
+def _log_rows(spans: Sequence[DaySpan]) -> QuerySet[NotificationLog]:
+    condition = Q()
+    for span in spans:
+        start, end = _span_bounds(span)
+        condition |= Q(
+            business_id=span.business_id,
+            run_date__gte=span.first,
+            run_date__lte=span.last,
+            created_at__gte=start,
+            created_at__lt=end,
+        )
+    return NotificationLog.objects.filter(condition, type=AUTO)
+
+
+def outcomes_from_log(spans: Sequence[DaySpan]) -> list[OutcomeCount]:
+    """Rows per business, day, channel and status, from the log (one aggregate query)."""
+    if not spans:
+        return []
+    rows = (
+        _log_rows(spans)
+        .order_by()
+        .values_list("business_id", "run_date", "channel", "status")
+        .annotate(rows=Count("pk"), delivered=Count("delivered_at"))
+    )
+    return [OutcomeCount(*row) for row in rows]
+
+
+def _as_date(value: dt.date | str | None) -> dt.date | None:
+    """A date read by raw SQL (SQLite hands back text)."""
+    if value is None or isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(value)
+
+
+def cohorts_from_log(spans: Sequence[DaySpan]) -> list[CohortCount]:
+    """Each day's reached and held-out customers, and those of them credited with a visit, counted by the date of
+    their previous day in the same measure (one query; the previous days are looked up per customer and day
+    through the log's customer index)."""
+    if not spans:
+        return []
+    table = connection.ops.quote_name(NotificationLog._meta.db_table)
+    adapt_date = connection.ops.adapt_datefield_value
+    adapt_datetime = connection.ops.adapt_datetimefield_value
+    span_conditions, span_params = [], []
+    for span in spans:
+        start, end = _span_bounds(span)
+        span_conditions.append(
+            "(l.business_id = %s AND l.run_date >= %s AND l.run_date <= %s AND l.created_at >= %s "
+            "AND l.created_at < %s)"
+        )
+        span_params += [span.business_id, adapt_date(span.first), adapt_date(span.last)]
+        span_params += [adapt_datetime(start), adapt_datetime(end)]
+    earlier = (
+        f"SELECT MAX(e.run_date) FROM {table} e WHERE e.customer_id = l.customer_id "
+        "AND e.business_id = l.business_id AND e.type = %s AND e.status = l.status AND e.run_date < l.run_date"
+    )
+    sql = f"""
+        SELECT business_id, run_date, status, previous, credited, previous_credited, COUNT(*)
+        FROM (
+            SELECT l.business_id AS business_id, l.run_date AS run_date, l.status AS status,
+                MAX(CASE WHEN l.reactivated_at IS NULL THEN 0 ELSE 1 END) AS credited,
+                ({earlier}) AS previous,
+                CASE WHEN MAX(CASE WHEN l.reactivated_at IS NULL THEN 0 ELSE 1 END) = 1
+                    THEN ({earlier} AND e.reactivated_at IS NOT NULL) END AS previous_credited
+            FROM {table} l
+            WHERE l.type = %s AND l.status IN (%s, %s) AND ({" OR ".join(span_conditions)})
+            GROUP BY l.business_id, l.customer_id, l.run_date, l.status
+        ) per_customer
+        GROUP BY business_id, run_date, status, previous, credited, previous_credited
+    """
+    params = [AUTO, AUTO, AUTO, Status.SENT, Status.HOLDOUT, *span_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        fetched = cursor.fetchall()
+    counts: dict[tuple[int, dt.date, str, dt.date | None], int] = defaultdict(int)
+    for business_id, run_date, status, previous, credited, previous_credited, customers in fetched:
+        day = _as_date(run_date)
+        everyone, came_back = _GROUPS[status]
+        counts[business_id, day, everyone, _as_date(previous)] += customers
+        if credited:
+            counts[business_id, day, came_back, _as_date(previous_credited)] += customers
+    return [CohortCount(*key, customers) for key, customers in counts.items()]
+
+
+def mark_stale(days: Iterable[DayKey]) -> None:
+    """Say these days' log rows changed: the stats count them from the log until they are refreshed.
+
+    Call it after the change (or in its transaction): a refresh running at the same time then either sees the
+    change or leaves the mark for the next one."""
+    keys = sorted(set(days))
+    if not keys:
+        return
+    ResultsDay.objects.bulk_create(
+        [ResultsDay(business_id=business_id, run_date=run_date, stale=True) for business_id, run_date in keys],
+        update_conflicts=True,
+        unique_fields=["business", "run_date"],
+        update_fields=["stale"],
+        batch_size=1000,
+    )
+
+
+def refresh_days(*, business_id: int, run_dates: Iterable[dt.date]) -> int:
+    """Recompute these days of one business from the log and mark them fresh; returns the days refreshed (a day
+    another transaction holds is skipped and stays stale)."""
+    dates = sorted(set(run_dates))
+    return sum(
+        _refresh_batch(business_id, dates[start : start + REFRESH_BATCH_DAYS])
+        for start in range(0, len(dates), REFRESH_BATCH_DAYS)
+    )
+
+
+@transaction.atomic
+def _refresh_batch(business_id: int, dates: Sequence[dt.date]) -> int:
+    known = set(
+        ResultsDay.objects.filter(business_id=business_id, run_date__in=dates).values_list("run_date", flat=True)
+    )
+    # Only the missing days are inserted: an insert meeting a row that a transaction in flight has marked would
+    # wait for it, which is what skipping locked days below avoids.
+    ResultsDay.objects.bulk_create(
+        [ResultsDay(business_id=business_id, run_date=run_date) for run_date in dates if run_date not in known],
+        ignore_conflicts=True,
+    )
+    # Locked in date order: a visit marking one of these days waits until this transaction commits, then marks it
+    # again. A day locked by another refresh or by a change in flight is left to that one or to the next sweep.
+    day_pks = dict(
+        ResultsDay.objects.select_for_update(skip_locked=True)
+        .filter(business_id=business_id, run_date__in=dates)
+        .order_by("run_date")
+        .values_list("run_date", "pk")
+    )
+    spans = spans_of((business_id, run_date) for run_date in day_pks)
+    outcomes = outcomes_from_log(spans)
+    cohorts = cohorts_from_log(spans)
+    ResultsOutcome.objects.filter(day_id__in=day_pks.values()).delete()
+    ResultsCohort.objects.filter(day_id__in=day_pks.values()).delete()
+    ResultsOutcome.objects.bulk_create(
+        ResultsOutcome(
+            day_id=day_pks[row.run_date], channel=row.channel, status=row.status, rows=row.rows, delivered=row.delivered
+        )
+        for row in outcomes
+    )
+    ResultsCohort.objects.bulk_create(
+        ResultsCohort(
+            day_id=day_pks[row.run_date], measure=row.measure, previous_date=row.previous_date, customers=row.customers
+        )
+        for row in cohorts
+    )
+    ResultsDay.objects.filter(pk__in=day_pks.values()).update(stale=False, refreshed_at=timezone.now())
+    return len(day_pks)
+
+
+def refresh_stale_days(*, business_ids: Iterable[int] | None = None) -> int:
+    """Refresh every stale day (of these businesses); returns the days refreshed."""
+    stale = ResultsDay.objects.filter(stale=True)
+    if business_ids is not None:
+        stale = stale.filter(business_id__in=list(business_ids))
+    by_business: dict[int, list[dt.date]] = defaultdict(list)
+    for business_id, run_date in stale.order_by("business_id", "run_date").values_list("business_id", "run_date"):
+        by_business[business_id].append(run_date)
+    refreshed = sum(refresh_days(business_id=pk, run_dates=dates) for pk, dates in by_business.items())
+    if refreshed:
+        logger.info("results days refreshed", extra={"businesses": len(by_business), "days": refreshed})
+    return refreshed
+
+
+def rebuild_results(
+    *, business_ids: Iterable[int] | None = None, date_from: dt.date | None = None, date_to: dt.date | None = None
+) -> int:
+    """Summarise again every day with log rows (or a summary) in the range, e.g. after rows were written or
+    deleted outside the run; returns the days refreshed."""
+    logs = NotificationLog.objects.filter(type=AUTO)
+    days = ResultsDay.objects.all()
+    if business_ids is not None:
+        business_ids = list(business_ids)
+        logs = logs.filter(business_id__in=business_ids)
+        days = days.filter(business_id__in=business_ids)
+    if date_from is not None:
+        logs, days = logs.filter(run_date__gte=date_from), days.filter(run_date__gte=date_from)
+    if date_to is not None:
+        logs, days = logs.filter(run_date__lte=date_to), days.filter(run_date__lte=date_to)
+    keys = set(logs.order_by().values_list("business_id", "run_date").distinct())
+    keys |= set(days.values_list("business_id", "run_date"))
+    by_business: dict[int, list[dt.date]] = defaultdict(list)
+    for business_id, run_date in keys:
+        by_business[business_id].append(run_date)
+    return sum(refresh_days(business_id=pk, run_dates=dates) for pk, dates in by_business.items())

@@ -1,0 +1,366 @@
+"""The results summary (autoengagement/services/results.py): the stats are the same numbers whether a day is
+counted from the log or from its summary, and every writer of log rows leaves its day marked for refreshing."""
+
+import datetime as dt
+import importlib
+import io
+import random
+import threading
+import zoneinfo
+from collections import defaultdict
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from autoengagement.models import AutoEngagementConfig, CohortMeasure, ResultsCohort, ResultsDay
+from autoengagement.services import results
+from autoengagement.services.delivery import fail_interrupted
+from autoengagement.services.run import run_due_configs
+from autoengagement.stats import engagement_stats
+from notifications.models import NotificationLog
+from tests.factories import (
+    AutoEngagementConfigFactory,
+    BusinessFactory,
+    CustomerFactory,
+    WalletPassFactory,
+    save_logs,
+)
+from wallet.apple_web_service import record_delivery
+from wallet.models import Customer
+from wallet.services import customer_record_activity
+
+pytestmark = pytest.mark.django_db
+
+S = NotificationLog.Status
+ZONE = "America/New_York"
+FIRST_DAY = dt.date(2026, 2, 20)
+DAYS = 40
+
+
+def _random_logs(business, rng: random.Random, *, customers: int = 40) -> None:
+    """Re-engagements on random days: customers reached or held out several times, some credited, some not."""
+    config = AutoEngagementConfig.objects.filter(business=business).first() or AutoEngagementConfigFactory(
+        business=business, channels=["wallet", "email"], holdout_percent=30
+    )
+    people = Customer.objects.bulk_create(CustomerFactory.build(business=business) for _ in range(customers))
+    zone = zoneinfo.ZoneInfo(business.timezone)
+    rows = []
+    for offset in range(DAYS):
+        run_date = FIRST_DAY + dt.timedelta(days=offset)
+        created_at = dt.datetime.combine(run_date, dt.time(9), tzinfo=zone)
+        for customer in people:
+            if rng.random() > 0.15:
+                continue
+            held = rng.random() < 0.3
+            back = created_at + dt.timedelta(days=rng.uniform(0.1, 10)) if rng.random() < 0.4 else None
+            for channel in ("wallet", "email"):
+                status = S.HOLDOUT if held else rng.choice([S.SENT, S.SENT, S.FAILED, S.SKIPPED])
+                delivered = created_at + dt.timedelta(minutes=2) if status == S.SENT and rng.random() < 0.5 else None
+                rows.append(
+                    NotificationLog(
+                        business=business,
+                        config=config,
+                        customer=customer,
+                        channel=channel,
+                        status=status,
+                        run_date=run_date,
+                        created_at=created_at,
+                        delivered_at=delivered if channel == "wallet" else None,
+                        reactivated_at=back if status in (S.SENT, S.HOLDOUT) else None,
+                    )
+                )
+    save_logs(rows)
+
+
+def _reference(business, date_from: dt.date, date_to: dt.date) -> dict:
+    """The stats computed the obvious way, in Python, from every log row of the window."""
+    rows = NotificationLog.objects.filter(run_date__gte=date_from, run_date__lte=date_to)
+    if business is not None:
+        rows = rows.filter(business=business)
+    channels: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    groups: dict[str, set] = defaultdict(set)
+    daily: dict[dt.date, list] = {
+        date_from + dt.timedelta(days=n): [0, 0, set()] for n in range((date_to - date_from).days + 1)
+    }
+    delivered = 0
+    for row in rows:
+        channels[row.channel][row.status] += 1
+        delivered += row.channel == "wallet" and row.delivered_at is not None
+        person = (row.business_id, row.customer_id)
+        if row.status == S.SENT:
+            groups["reached"].add(person)
+            daily[row.run_date][0] += 1
+            if row.reactivated_at:
+                groups["reached_back"].add(person)
+                daily[row.run_date][2].add(person)
+        elif row.status == S.FAILED:
+            daily[row.run_date][1] += 1
+        elif row.status == S.HOLDOUT:
+            groups["holdout"].add(person)
+            if row.reactivated_at:
+                groups["holdout_back"].add(person)
+    return {
+        "channels": {channel: dict(statuses) for channel, statuses in channels.items()},
+        "delivered": {"wallet": delivered} if channels.get("wallet") else {},
+        "groups": {measure: len(groups[measure]) for measure in CohortMeasure.values},
+        "daily": [(day, sent, failed, len(back)) for day, (sent, failed, back) in daily.items()],
+    }
+
+
+def _computed(business, date_from: dt.date, date_to: dt.date) -> dict:
+    result = engagement_stats(business=business, date_from=date_from, date_to=date_to)
+    return {
+        "channels": result.channels,
+        "delivered": result.delivered,
+        "groups": {
+            "reached": result.reached,
+            "holdout": result.holdout,
+            "reached_back": result.reactivated["reached"],
+            "holdout_back": result.reactivated["holdout"],
+        },
+        "daily": [(point.date, point.sent, point.failed, point.reactivated) for point in result.daily],
+    }
+
+
+WINDOWS = [
+    (FIRST_DAY, FIRST_DAY + dt.timedelta(days=DAYS - 1)),  # everything
+    (FIRST_DAY + dt.timedelta(days=5), FIRST_DAY + dt.timedelta(days=20)),  # customers seen before it, and again
+    (FIRST_DAY + dt.timedelta(days=30), FIRST_DAY + dt.timedelta(days=30)),  # one day
+    (FIRST_DAY - dt.timedelta(days=10), FIRST_DAY + dt.timedelta(days=3)),  # starts before any data
+    (FIRST_DAY + dt.timedelta(days=35), FIRST_DAY + dt.timedelta(days=60)),  # ends after it
+]
+
+
+@pytest.mark.parametrize("summarised", ["none", "every day", "some days"])
+def test_the_stats_match_a_reference_computed_from_every_row(summarised):
+    rng = random.Random(f"results-{summarised}")
+    first, second = BusinessFactory(timezone=ZONE), BusinessFactory(timezone="Asia/Kolkata")
+    _random_logs(first, rng)
+    _random_logs(second, rng)
+    if summarised == "every day":
+        results.refresh_stale_days()
+    elif summarised == "some days":
+        for business in (first, second):
+            dates = [FIRST_DAY + dt.timedelta(days=n) for n in range(DAYS) if rng.random() < 0.5]
+            results.refresh_days(business_id=business.pk, run_dates=dates)
+        assert ResultsDay.objects.filter(stale=True).exists() and ResultsDay.objects.filter(stale=False).exists()
+    # Customers reached on several days of a window exist, so distinct counts cannot simply add up.
+    assert ResultsCohort.objects.exclude(previous_date=None).exists() or summarised != "every day"
+    for date_from, date_to in WINDOWS:
+        for business in (first, second, None):
+            assert _computed(business, date_from, date_to) == _reference(business, date_from, date_to), (
+                business,
+                date_from,
+                date_to,
+            )
+
+
+def test_a_customer_reached_on_two_days_of_a_window_counts_once(business):
+    config = AutoEngagementConfigFactory(business=business)
+    customer = CustomerFactory(business=business)
+    save_logs(
+        [
+            NotificationLog(
+                business=business,
+                config=config,
+                customer=customer,
+                channel="wallet",
+                status=S.SENT,
+                run_date=day,
+                created_at=dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC),
+                reactivated_at=dt.datetime.combine(day, dt.time(18), tzinfo=dt.UTC),
+            )
+            for day in (dt.date(2026, 3, 1), dt.date(2026, 3, 10), dt.date(2026, 3, 20))
+        ]
+    )
+    results.refresh_stale_days()
+    cohorts = {
+        (run_date, previous)
+        for run_date, previous in ResultsCohort.objects.filter(measure=CohortMeasure.REACHED).values_list(
+            "day__run_date", "previous_date"
+        )
+    }
+    assert cohorts == {
+        (dt.date(2026, 3, 1), None),
+        (dt.date(2026, 3, 10), dt.date(2026, 3, 1)),
+        (dt.date(2026, 3, 20), dt.date(2026, 3, 10)),
+    }
+    windows = [(dt.date(2026, 3, 1), dt.date(2026, 3, 31)), (dt.date(2026, 3, 5), dt.date(2026, 3, 25))]
+    for date_from, date_to in windows:
+        result = engagement_stats(business=business, date_from=date_from, date_to=date_to)
+        assert (result.reached, result.reactivated["reached"]) == (1, 1)
+        assert sum(point.reactivated for point in result.daily) == (3 if date_from.day == 1 else 2)
+
+
+def _day(business, run_date: dt.date) -> ResultsDay:
+    return ResultsDay.objects.get(business=business, run_date=run_date)
+
+
+NOW = dt.datetime(2026, 3, 10, 14, 0, tzinfo=dt.UTC)  # 09:00 in New York
+
+
+def test_a_run_leaves_its_day_summarised_and_a_visit_marks_it_stale_until_the_next_invocation():
+    business = BusinessFactory(timezone=ZONE)
+    AutoEngagementConfigFactory(business=business, channels=["email"], run_time="09:00", timezone=ZONE)
+    inactive = Customer.objects.bulk_create(
+        CustomerFactory.build(business=business, created_at=NOW - dt.timedelta(days=30)) for _ in range(5)
+    )
+    summary = run_due_configs(now=NOW)
+    assert summary.outcomes[0].sent == 5
+    run_date = dt.date(2026, 3, 10)
+    assert _day(business, run_date).stale is False
+    assert engagement_stats(business=business, date_from=run_date, date_to=run_date, now=NOW).reached == 5
+
+    next_day = NOW + dt.timedelta(days=1)
+    customer_record_activity(customer=inactive[0], occurred_at=next_day, now=next_day)
+    assert _day(business, run_date).stale is True
+    counted_from_log = engagement_stats(business=business, date_from=run_date, date_to=run_date)
+    assert counted_from_log.reactivated == {"reached": 1, "holdout": 0}
+
+    run_due_configs(now=NOW + dt.timedelta(days=1, hours=-5))  # an invocation before the next send time
+    assert _day(business, run_date).stale is False
+    assert engagement_stats(business=business, date_from=run_date, date_to=run_date) == counted_from_log
+
+
+def test_crash_recovery_and_delivery_receipts_mark_their_day_stale(business):
+    customer = CustomerFactory(business=business)
+    wallet_pass = WalletPassFactory(customer=customer, platform="apple", message_text="We miss you")
+    sent_at = wallet_pass.updated_at - dt.timedelta(seconds=1)
+    run_date = sent_at.date()  # the business is in UTC
+    config = AutoEngagementConfigFactory(business=business, last_run_local_date=run_date)
+    save_logs(
+        [
+            NotificationLog(
+                business=business,
+                config=config,
+                customer=customer,
+                channel="wallet",
+                status=S.PENDING,
+                run_date=run_date,
+                created_at=sent_at,
+            )
+        ]
+    )
+    results.refresh_stale_days()
+    assert record_delivery(wallet_pass=wallet_pass) == 1
+    assert _day(business, run_date).stale is True
+
+    results.refresh_stale_days()
+    assert fail_interrupted(config=config) == 1
+    assert _day(business, run_date).stale is True
+    result = engagement_stats(business=business, date_from=run_date, date_to=run_date)
+    assert result.channels == {"wallet": {"failed": 1}} and result.delivered == {"wallet": 1}
+    results.refresh_stale_days()
+    assert engagement_stats(business=business, date_from=run_date, date_to=run_date) == result
+
+
+def test_a_refresh_takes_a_fixed_number_of_queries_whatever_the_rows(business):
+    rng = random.Random("queries")
+    _random_logs(business, rng, customers=10)
+    dates = [FIRST_DAY + dt.timedelta(days=n) for n in range(DAYS)]
+    with CaptureQueriesContext(connection) as small:
+        results.refresh_days(business_id=business.pk, run_dates=dates)
+    _random_logs(business, rng, customers=60)
+    with CaptureQueriesContext(connection) as large:
+        results.refresh_days(business_id=business.pk, run_dates=dates)
+
+    def log_reads(queries) -> int:
+        return sum(NotificationLog._meta.db_table in query["sql"] for query in queries.captured_queries)
+
+    def others(queries) -> int:  # SQLite splits a bulk INSERT of the summary rows into batches of 999 values
+        return sum(not query["sql"].startswith("INSERT") for query in queries.captured_queries)
+
+    assert log_reads(small) == log_reads(large) == 2  # the outcomes and the cohorts, for all 40 days at once
+    assert others(small) == others(large)
+
+
+def test_the_migration_marks_the_days_of_existing_logs(business):
+    rng = random.Random("migration")
+    _random_logs(business, rng, customers=5)
+    ResultsDay.objects.all().delete()
+    migration = importlib.import_module("autoengagement.migrations.0003_results_days_of_existing_logs")
+    with connection.cursor() as cursor:
+        cursor.execute(migration.MARK_EXISTING_DAYS)
+    expected = set(NotificationLog.objects.values_list("business_id", "run_date").distinct())
+    assert set(ResultsDay.objects.filter(stale=True).values_list("business_id", "run_date")) == expected
+
+
+def test_the_rebuild_command_summarises_days_written_outside_the_run(business):
+    rng = random.Random("rebuild")
+    _random_logs(business, rng, customers=10)
+    NotificationLog.objects.filter(run_date=FIRST_DAY).delete()  # a day whose rows went away
+    ResultsDay.objects.update(stale=False)  # as if the summary were of another time
+    before = engagement_stats(business=business, date_from=FIRST_DAY, date_to=FIRST_DAY + dt.timedelta(days=DAYS))
+    out = io.StringIO()
+    call_command("refresh_engagement_results", "--business", business.business_id, "--all", stdout=out)
+    # Every day with rows, and the day whose rows went away (now summarised as empty).
+    assert out.getvalue() == f"{ResultsDay.objects.count()} results days refreshed\n"
+    assert not ResultsDay.objects.get(run_date=FIRST_DAY).outcomes.exists()
+    assert not ResultsDay.objects.filter(stale=True).exists()
+    after = _computed(business, FIRST_DAY, FIRST_DAY + dt.timedelta(days=DAYS))
+    assert after == _reference(business, FIRST_DAY, FIRST_DAY + dt.timedelta(days=DAYS))
+    assert after["groups"]["reached"] != before.reached or after["channels"] != before.channels
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--business", "biz_00000000000000000000"], "--business"),
+        (["--date-from", "2026-13-01", "--all"], "--date-from"),
+        (["--date-from", "2026-03-02", "--date-to", "2026-03-01", "--all"], "--date-to"),
+        (["--date-from", "2026-03-02"], "--all"),
+    ],
+)
+def test_the_rebuild_command_names_the_bad_argument(arguments, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("refresh_engagement_results", *arguments)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks between connections need PostgreSQL")
+def test_a_day_held_by_a_visit_in_flight_stays_stale_until_the_next_sweep():
+    business = BusinessFactory()
+    config = AutoEngagementConfigFactory(business=business)
+    customer = CustomerFactory(business=business)
+    run_date = dt.date(2026, 3, 10)
+    (row,) = save_logs(
+        [
+            NotificationLog(
+                business=business,
+                config=config,
+                customer=customer,
+                channel="wallet",
+                status=S.SENT,
+                run_date=run_date,
+                created_at=dt.datetime(2026, 3, 10, 9, tzinfo=dt.UTC),
+            )
+        ]
+    )
+    marked, release = threading.Event(), threading.Event()
+
+    def visit_in_flight() -> None:
+        try:
+            with transaction.atomic():
+                NotificationLog.objects.filter(pk=row.pk).update(reactivated_at=dt.datetime(2026, 3, 12, tzinfo=dt.UTC))
+                results.mark_stale([(business.pk, run_date)])
+                marked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    visitor = threading.Thread(target=visit_in_flight)
+    visitor.start()
+    try:
+        assert marked.wait(10)
+        assert results.refresh_stale_days() == 0  # skipped, not waited for
+        assert _day(business, run_date).stale is True
+    finally:
+        release.set()
+        visitor.join(10)
+    assert results.refresh_stale_days() == 1
+    result = engagement_stats(business=business, date_from=run_date, date_to=run_date)
+    assert (result.reached, result.reactivated["reached"]) == (1, 1)
+    assert _day(business, run_date).stale is False
