@@ -17,6 +17,7 @@ import re
 from functools import lru_cache
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.http import http_date, parse_http_date_safe
@@ -197,14 +198,16 @@ def record_delivery(*, wallet_pass: WalletPass) -> int:
             created_at__lte=wallet_pass.updated_at,
         )
         .order_by("-created_at", "-pk")
-        .values_list("pk", "business_id", "run_date")[:1]
+        .values_list("pk", "business_id", "run_date", "status")[:1]
     )
     if not newest:
         return 0
-    pk, business_pk, run_date = newest[0]
-    marked = NotificationLog.objects.filter(pk=pk, delivered_at__isnull=True).update(delivered_at=timezone.now())
+    pk, business_pk, run_date, status = newest[0]
+    with transaction.atomic():  # the row and its day's results summary change together
+        marked = NotificationLog.objects.filter(pk=pk, delivered_at__isnull=True).update(delivered_at=timezone.now())
+        if marked:
+            results.count_delivery(business_id=business_pk, run_date=run_date, status=status)
     if marked:
-        results.mark_stale([(business_pk, run_date)])
         logger.info("wallet message delivered", extra={"pass_id": wallet_pass.pass_id})
     return marked
 

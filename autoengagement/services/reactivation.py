@@ -40,10 +40,11 @@ class Visit:
 def attribute_visits(*, visits: Sequence[Visit]) -> int:
     """Credit each visit to its spell's latest re-engagement, if within attribution_days; returns rows credited.
 
-    Three queries whatever the number of visits: one read of the candidate rows (this batch's customers, not yet
-    credited, created in the longest possible window before the visits), one bulk UPDATE, and one marking the
-    credited rows' days stale for the stats summary (autoengagement.services.results). The caller holds the
-    customers' rows locked, so `previous_activity_at` is the truth.
+    A fixed number of queries whatever the number of visits: one read of the candidate rows (this batch's
+    customers, not yet credited, created in the longest possible window before the visits), the results
+    summary's count of the credits (autoengagement.services.results.count_credits), one bulk UPDATE. The caller
+    holds the customers' rows locked, so `previous_activity_at` is the truth, and a transaction open, so the
+    summary and the log change together.
     """
     if not visits:
         return 0
@@ -57,12 +58,14 @@ def attribute_visits(*, visits: Sequence[Visit]) -> int:
         reactivated_at__isnull=True,
         created_at__gte=earliest,
         created_at__lte=latest,
-    ).values_list("pk", "customer_id", "config_id", "created_at", "config__attribution_days", "business_id", "run_date")
+    ).values_list(
+        "pk", "customer_id", "config_id", "created_at", "config__attribution_days", "business_id", "run_date", "status"
+    )
     by_customer: dict[int, list[tuple[int, int, dt.datetime, int]]] = defaultdict(list)
-    day_of: dict[int, results.DayKey] = {}
-    for pk, customer_pk, config_pk, created_at, attribution_days, business_pk, run_date in candidates:
+    reengagement_of: dict[int, tuple[int, dt.date, int, str]] = {}
+    for pk, customer_pk, config_pk, created_at, attribution_days, business_pk, run_date, status in candidates:
         by_customer[customer_pk].append((pk, config_pk, created_at, attribution_days))
-        day_of[pk] = (business_pk, run_date)
+        reengagement_of[pk] = (business_pk, run_date, customer_pk, status)
 
     credited: list[tuple[int, dt.datetime]] = []
     for visit in visits:
@@ -84,8 +87,12 @@ def attribute_visits(*, visits: Sequence[Visit]) -> int:
         chosen = [row for row in in_spell if row[1] == config_pk and row[2] == latest_at]
         credited.extend((row[0], visit.occurred_at) for row in chosen)
         by_customer[visit.customer_pk] = [row for row in rows if row not in chosen]
+    statuses: dict[results.Reengagement, set[str]] = defaultdict(set)
+    for pk, _ in credited:
+        business_pk, run_date, customer_pk, status = reengagement_of[pk]
+        statuses[results.Reengagement(business_pk, run_date, customer_pk)].add(status)
+    results.count_credits(statuses)
     bulk_update_rows(NotificationLog, ["reactivated_at"], credited)
-    results.mark_stale(day_of[pk] for pk, _ in credited)
     if credited:
         logger.info("visits credited to re-engagements", extra={"visits": len(visits), "rows": len(credited)})
     return len(credited)

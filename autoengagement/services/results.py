@@ -1,11 +1,17 @@
 """Results summarised per business and run date, so the stats read a few rows per day, not the log.
 
-A re-engagement day's log rows change in a few known places: the run writes and updates them, crash recovery
-fails the ones left pending, a visit credits them, a device fetching a pass marks one delivered. Each of those
-marks the (business, run date) day stale after its change, in the same transaction or later; a refresh locks
-the day, recomputes it from the log and clears the mark. The stats take fresh days from the summary and count
-stale days from the log, so they are exact at every moment, and fast once the days are refreshed (the run
-refreshes its own day when a business is done and sweeps the stale ones at the end of every invocation).
+Every writer of re-engagement log rows keeps its day's summary exact, in the same transaction, holding the day's
+row lock:
+- the run marks its day stale when it claims the config, and refreshes it (recomputes it from the log) when the
+  business is done; no refresh touches a day while its config is running, so the day stays stale, and is counted
+  from the log, for as long as rows may be pending, a crash included (recovery marks it stale again);
+- a visit credited to a re-engagement adds that customer to the day's "came back" cohort (`count_credits`);
+- a device fetching an updated pass adds one delivery to the day's wallet outcome (`count_delivery`);
+- rows written any other way (an import, a test) mark their days stale (`mark_stale`).
+The stats take fresh days from the summary and count stale days from the log, so they are exact at every
+moment, and fast as soon as the run has refreshed its day. A refresh skips a day another transaction holds: that
+transaction's own change keeps the summary exact, or its mark leaves the day stale for the next refresh, which
+every run_auto_engagement invocation ends with.
 
 Distinct customers do not add up day by day: a customer reached on two days of a window is one customer. Each
 day's cohorts therefore keep their customers by the date of their previous day in the same measure, and a window
@@ -15,14 +21,17 @@ counts only those whose previous day falls before it (or who have none): each cu
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.db import connection, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
-from autoengagement.models import CohortMeasure, ResultsCohort, ResultsDay, ResultsOutcome
+from autoengagement.models import AutoEngagementConfig, CohortMeasure, ResultsCohort, ResultsDay, ResultsOutcome
+from engagement_site.db import bulk_update_rows
+from notifications.channels import Channel
 from notifications.models import NotificationLog
 
 logger = logging.getLogger(__name__)
@@ -31,6 +40,15 @@ Status = NotificationLog.Status
 AUTO = NotificationLog.Type.AUTO_REENGAGEMENT
 
 DayKey = tuple[int, dt.date]  # (business pk, run date)
+
+
+class Reengagement(NamedTuple):
+    """One customer's re-engagement: their log rows of one run date."""
+
+    business_id: int
+    run_date: dt.date
+    customer_id: int
+
 
 # Days refreshed together: bounds the size of one refresh's statements and how long it holds the days' locks.
 REFRESH_BATCH_DAYS = 366
@@ -200,6 +218,101 @@ def mark_stale(days: Iterable[DayKey]) -> None:
     )
 
 
+def _lock_days(keys: Collection[DayKey]) -> dict[DayKey, ResultsDay]:
+    """Lock these days' rows (in a fixed order, so two writers never deadlock); missing days are not created."""
+    if not keys:
+        return {}
+    rows = (
+        ResultsDay.objects.select_for_update()
+        .filter(business_id__in={key[0] for key in keys}, run_date__in={key[1] for key in keys})
+        .order_by("business_id", "run_date")
+    )
+    return {(day.business_id, day.run_date): day for day in rows if (day.business_id, day.run_date) in keys}
+
+
+@transaction.atomic
+def count_credits(credits: Mapping[Reengagement, Collection[str]]) -> None:
+    """Add re-engagements about to be credited with a visit to their days' "came back" cohorts; `credits` maps
+    each to the statuses of its rows. Call it in the transaction that credits them, before their UPDATE.
+
+    A re-engagement with a row still pending belongs to a run in flight, whose day is stale anyway; a day that is
+    stale or has no summary is left to its refresh, which will read the credit from the log."""
+    mark_stale((r.business_id, r.run_date) for r, statuses in credits.items() if Status.PENDING in statuses)
+    groups = {
+        reengagement: Status.SENT if Status.SENT in statuses else Status.HOLDOUT
+        for reengagement, statuses in credits.items()
+        if Status.PENDING not in statuses and (Status.SENT in statuses or Status.HOLDOUT in statuses)
+    }
+    if not groups:
+        return
+    # Each customer's credited days so far, per group (the batch's rows are not credited yet).
+    credited_days: dict[tuple[int, int, str], set[dt.date]] = defaultdict(set)
+    earlier = (
+        NotificationLog.objects.filter(
+            customer_id__in={r.customer_id for r in groups},
+            type=AUTO,
+            status__in=list(_GROUPS),
+            reactivated_at__isnull=False,
+        )
+        .order_by()
+        .values_list("business_id", "customer_id", "status", "run_date")
+        .distinct()
+    )
+    for business_id, customer_id, status, run_date in earlier:
+        credited_days[business_id, customer_id, status].add(run_date)
+
+    increments: dict[tuple[DayKey, str, dt.date | None], int] = defaultdict(int)
+    recount: set[DayKey] = set()
+    for reengagement, status in sorted(groups.items(), key=lambda item: item[0].run_date):
+        days = credited_days[reengagement.business_id, reengagement.customer_id, status]
+        if reengagement.run_date in days:
+            continue  # the customer already counts on that day (another config's re-engagement)
+        # A later credited day (only rows written out of order make one) would get a new previous day: recount it.
+        recount.update((reengagement.business_id, day) for day in days if day > reengagement.run_date)
+        previous = max((day for day in days if day < reengagement.run_date), default=None)
+        key = (reengagement.business_id, reengagement.run_date)
+        increments[key, _GROUPS[status][1], previous] += 1
+        days.add(reengagement.run_date)
+
+    touched = {key for key, _, _ in increments} | recount
+    locked = _lock_days(touched)
+    mark_stale((touched - set(locked)) | recount)
+    fresh = {key: day.pk for key, day in locked.items() if not day.stale and key not in recount}
+    cohorts = {
+        (row.day_id, row.measure, row.previous_date): row
+        for row in ResultsCohort.objects.filter(
+            day_id__in=fresh.values(), measure__in=[measure for _, measure in _GROUPS.values()]
+        )
+    }
+    grown: list[tuple[int, int]] = []
+    new: list[ResultsCohort] = []
+    for (key, measure, previous), customers in increments.items():
+        if key not in fresh:
+            continue
+        existing = cohorts.get((fresh[key], measure, previous))
+        if existing is None:
+            new.append(ResultsCohort(day_id=fresh[key], measure=measure, previous_date=previous, customers=customers))
+        else:
+            grown.append((existing.pk, existing.customers + customers))
+    bulk_update_rows(ResultsCohort, ["customers"], grown)
+    ResultsCohort.objects.bulk_create(new)
+
+
+@transaction.atomic
+def count_delivery(*, business_id: int, run_date: dt.date, status: str) -> None:
+    """Add a wallet row (of this status) just marked delivered to its day's outcomes, in the same transaction."""
+    day = _lock_days({(business_id, run_date)}).get((business_id, run_date))
+    if day is not None and day.stale:
+        return
+    counted = day is not None and (
+        ResultsOutcome.objects.filter(day=day, channel=Channel.WALLET, status=status).update(
+            delivered=F("delivered") + 1
+        )
+    )
+    if not counted:  # no summary yet, or one that does not know the row: count the day from the log
+        mark_stale([(business_id, run_date)])
+
+
 def refresh_days(*, business_id: int, run_dates: Iterable[dt.date]) -> int:
     """Recompute these days of one business from the log and mark them fresh; returns the days refreshed (a day
     another transaction holds is skipped and stays stale)."""
@@ -229,6 +342,14 @@ def _refresh_batch(business_id: int, dates: Sequence[dt.date]) -> int:
         .order_by("run_date")
         .values_list("run_date", "pk")
     )
+    # A day whose run is in progress (or crashed) may still have pending rows: it stays stale until the run ends.
+    running = AutoEngagementConfig.objects.filter(
+        business_id=business_id,
+        last_run_status=AutoEngagementConfig.RunStatus.RUNNING,
+        last_run_local_date__in=list(day_pks),
+    ).values_list("last_run_local_date", flat=True)
+    for run_date in running:
+        day_pks.pop(run_date, None)
     spans = spans_of((business_id, run_date) for run_date in day_pks)
     outcomes = outcomes_from_log(spans)
     cohorts = cohorts_from_log(spans)

@@ -194,6 +194,8 @@ def claim_config(*, config_pk: int, now: dt.datetime, owner: str, forced: bool =
     if state != Due.DUE:
         return Claim(config, "not_due", schedule.local_date)
     config.mark_as_running(now=now, local_date=schedule.local_date, lease_expires_at=_lease_expiry(), owner=owner)
+    # The day's rows are about to change: the stats count it from the log until the run refreshes it.
+    results.mark_stale([(config.business_id, schedule.local_date)])
     return Claim(config, "claimed", schedule.local_date)
 
 
@@ -232,10 +234,7 @@ def run_config(
     results_day = (config.business_id, claim.local_date)
     try:
         for members in iter_audience_chunks(config=config, now=now, chunk_size=settings.AUTO_ENGAGEMENT_CHUNK_SIZE):
-            try:
-                outcome.add(deliver_chunk(context, members, backends))
-            finally:
-                results.mark_stale([results_day])
+            outcome.add(deliver_chunk(context, members, backends))
             renew_lease(config=config)
             if progress:
                 progress(outcome, outcome.audience)

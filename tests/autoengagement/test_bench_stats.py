@@ -22,7 +22,7 @@ def test_bench_stats_reports_latency_and_queries_and_cleans_up():
     assert 0 < figures["last_30_days"]["rows_in_window"] < 400
     assert figures["last_30_days"]["sql_queries"] == figures["whole_range"]["sql_queries"]
     assert figures["summarised_days"] == 40  # one per day the rows spread over
-    partly, from_log = figures["last_30_days_14_stale"], figures["last_30_days_from_log"]
+    partly, from_log = figures["last_30_days_one_stale"], figures["last_30_days_from_log"]
     assert partly["rows_in_window"] == from_log["rows_in_window"] == figures["last_30_days"]["rows_in_window"]
     assert partly["sql_queries"] == from_log["sql_queries"] == figures["last_30_days"]["sql_queries"] + 2
     assert figures["last_30_days"]["median_ms"] > 0

@@ -30,7 +30,7 @@ from tests.factories import (
 )
 from wallet.apple_web_service import record_delivery
 from wallet.models import Customer
-from wallet.services import customer_record_activity
+from wallet.services import customer_record_activity, record_visits
 
 pytestmark = pytest.mark.django_db
 
@@ -40,8 +40,9 @@ FIRST_DAY = dt.date(2026, 2, 20)
 DAYS = 40
 
 
-def _random_logs(business, rng: random.Random, *, customers: int = 40) -> None:
-    """Re-engagements on random days: customers reached or held out several times, some credited, some not."""
+def _random_logs(business, rng: random.Random, *, customers: int = 40, credited: bool = True) -> list[Customer]:
+    """Re-engagements on random days: customers reached or held out several times, some credited (unless not
+    `credited`), some not."""
     config = AutoEngagementConfig.objects.filter(business=business).first() or AutoEngagementConfigFactory(
         business=business, channels=["wallet", "email"], holdout_percent=30
     )
@@ -55,7 +56,7 @@ def _random_logs(business, rng: random.Random, *, customers: int = 40) -> None:
             if rng.random() > 0.15:
                 continue
             held = rng.random() < 0.3
-            back = created_at + dt.timedelta(days=rng.uniform(0.1, 10)) if rng.random() < 0.4 else None
+            back = created_at + dt.timedelta(days=rng.uniform(0.1, 10)) if credited and rng.random() < 0.4 else None
             for channel in ("wallet", "email"):
                 status = S.HOLDOUT if held else rng.choice([S.SENT, S.SENT, S.FAILED, S.SKIPPED])
                 delivered = created_at + dt.timedelta(minutes=2) if status == S.SENT and rng.random() < 0.5 else None
@@ -73,6 +74,7 @@ def _random_logs(business, rng: random.Random, *, customers: int = 40) -> None:
                     )
                 )
     save_logs(rows)
+    return people
 
 
 def _reference(business, date_from: dt.date, date_to: dt.date) -> dict:
@@ -202,7 +204,15 @@ def _day(business, run_date: dt.date) -> ResultsDay:
 NOW = dt.datetime(2026, 3, 10, 14, 0, tzinfo=dt.UTC)  # 09:00 in New York
 
 
-def test_a_run_leaves_its_day_summarised_and_a_visit_marks_it_stale_until_the_next_invocation():
+def _from_log(business, run_date: dt.date):
+    """The stats of one day counted from the log (its summary set aside), leaving the summary as it was."""
+    ResultsDay.objects.filter(business=business, run_date=run_date).update(stale=True)
+    counted = engagement_stats(business=business, date_from=run_date, date_to=run_date)
+    ResultsDay.objects.filter(business=business, run_date=run_date).update(stale=False)
+    return counted
+
+
+def test_a_run_summarises_its_day_and_a_visit_is_counted_into_it():
     business = BusinessFactory(timezone=ZONE)
     AutoEngagementConfigFactory(business=business, channels=["email"], run_time="09:00", timezone=ZONE)
     inactive = Customer.objects.bulk_create(
@@ -216,43 +226,74 @@ def test_a_run_leaves_its_day_summarised_and_a_visit_marks_it_stale_until_the_ne
 
     next_day = NOW + dt.timedelta(days=1)
     customer_record_activity(customer=inactive[0], occurred_at=next_day, now=next_day)
-    assert _day(business, run_date).stale is True
-    counted_from_log = engagement_stats(business=business, date_from=run_date, date_to=run_date)
-    assert counted_from_log.reactivated == {"reached": 1, "holdout": 0}
-
-    run_due_configs(now=NOW + dt.timedelta(days=1, hours=-5))  # an invocation before the next send time
-    assert _day(business, run_date).stale is False
-    assert engagement_stats(business=business, date_from=run_date, date_to=run_date) == counted_from_log
+    assert _day(business, run_date).stale is False  # counted into the summary, not left to a refresh
+    summarised = engagement_stats(business=business, date_from=run_date, date_to=run_date)
+    assert summarised.reactivated == {"reached": 1, "holdout": 0}
+    assert summarised == _from_log(business, run_date)
 
 
-def test_crash_recovery_and_delivery_receipts_mark_their_day_stale(business):
+def test_a_day_stays_stale_while_its_run_is_in_flight(business):
+    config = AutoEngagementConfigFactory(business=business, last_run_status="running", last_run_local_date=FIRST_DAY)
+    _random_logs(business, random.Random("running"), customers=5)
+    assert results.refresh_days(business_id=business.pk, run_dates=[FIRST_DAY, FIRST_DAY + dt.timedelta(days=1)]) == 1
+    assert _day(business, FIRST_DAY).stale is True
+    config.mark_as_failed("stopped")
+    assert results.refresh_stale_days() >= 1
+    assert _day(business, FIRST_DAY).stale is False
+
+
+def test_visits_credited_in_bulk_keep_the_summary_exact():
+    rng = random.Random("visits")
+    business = BusinessFactory(timezone=ZONE)
+    people = _random_logs(business, rng, customers=40, credited=False)
+    results.refresh_stale_days()
+    visits = []
+    for customer in people:
+        moment = dt.datetime.combine(FIRST_DAY, dt.time(12), tzinfo=dt.UTC)
+        for _ in range(rng.randrange(0, 6)):
+            moment += dt.timedelta(days=rng.uniform(0.5, 12))
+            visits.append((customer, moment))
+    rng.shuffle(visits)
+    half = len(visits) // 2
+    later = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    record_visits(business=business, visits=visits[:half], now=later)
+    record_visits(business=business, visits=visits[half:], now=later)
+    assert NotificationLog.objects.filter(reactivated_at__isnull=False).exists()
+    assert not ResultsDay.objects.filter(stale=True).exists()  # every credit was counted into the summary
+    for date_from, date_to in WINDOWS:
+        assert _computed(business, date_from, date_to) == _reference(business, date_from, date_to)
+
+
+def test_a_delivery_receipt_is_counted_into_the_summary_and_crash_recovery_marks_its_day(business):
     customer = CustomerFactory(business=business)
     wallet_pass = WalletPassFactory(customer=customer, platform="apple", message_text="We miss you")
     sent_at = wallet_pass.updated_at - dt.timedelta(seconds=1)
     run_date = sent_at.date()  # the business is in UTC
     config = AutoEngagementConfigFactory(business=business, last_run_local_date=run_date)
-    save_logs(
-        [
-            NotificationLog(
-                business=business,
-                config=config,
-                customer=customer,
-                channel="wallet",
-                status=S.PENDING,
-                run_date=run_date,
-                created_at=sent_at,
-            )
-        ]
-    )
+    rows = [
+        NotificationLog(
+            business=business,
+            config=config,
+            customer=CustomerFactory(business=business) if status == S.PENDING else customer,
+            channel="wallet",
+            status=status,
+            run_date=run_date,
+            created_at=sent_at,
+        )
+        for status in (S.SENT, S.PENDING)
+    ]
+    save_logs(rows)
     results.refresh_stale_days()
     assert record_delivery(wallet_pass=wallet_pass) == 1
-    assert _day(business, run_date).stale is True
+    assert _day(business, run_date).stale is False
+    summarised = engagement_stats(business=business, date_from=run_date, date_to=run_date)
+    assert summarised.delivered == {"wallet": 1}
+    assert summarised == _from_log(business, run_date)
 
-    results.refresh_stale_days()
     assert fail_interrupted(config=config) == 1
     assert _day(business, run_date).stale is True
     result = engagement_stats(business=business, date_from=run_date, date_to=run_date)
-    assert result.channels == {"wallet": {"failed": 1}} and result.delivered == {"wallet": 1}
+    assert result.channels == {"wallet": {"sent": 1, "failed": 1}} and result.delivered == {"wallet": 1}
     results.refresh_stale_days()
     assert engagement_stats(business=business, date_from=run_date, date_to=run_date) == result
 
@@ -321,12 +362,12 @@ def test_the_rebuild_command_names_the_bad_argument(arguments, message):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks between connections need PostgreSQL")
-def test_a_day_held_by_a_visit_in_flight_stays_stale_until_the_next_sweep():
+def test_a_refresh_skips_a_day_held_by_a_visit_in_flight_and_the_visit_keeps_it_exact():
     business = BusinessFactory()
     config = AutoEngagementConfigFactory(business=business)
     customer = CustomerFactory(business=business)
     run_date = dt.date(2026, 3, 10)
-    (row,) = save_logs(
+    save_logs(
         [
             NotificationLog(
                 business=business,
@@ -339,14 +380,18 @@ def test_a_day_held_by_a_visit_in_flight_stays_stale_until_the_next_sweep():
             )
         ]
     )
-    marked, release = threading.Event(), threading.Event()
+    assert results.refresh_stale_days() == 1
+    counted, release = threading.Event(), threading.Event()
 
     def visit_in_flight() -> None:
         try:
-            with transaction.atomic():
-                NotificationLog.objects.filter(pk=row.pk).update(reactivated_at=dt.datetime(2026, 3, 12, tzinfo=dt.UTC))
-                results.mark_stale([(business.pk, run_date)])
-                marked.set()
+            with transaction.atomic():  # e.g. a point-of-sale import still writing: the day's lock stays held
+                record_visits(
+                    business=business,
+                    visits=[(customer, dt.datetime(2026, 3, 12, tzinfo=dt.UTC))],
+                    now=dt.datetime(2026, 3, 13, tzinfo=dt.UTC),
+                )
+                counted.set()
                 release.wait(10)
         finally:
             connection.close()
@@ -354,13 +399,12 @@ def test_a_day_held_by_a_visit_in_flight_stays_stale_until_the_next_sweep():
     visitor = threading.Thread(target=visit_in_flight)
     visitor.start()
     try:
-        assert marked.wait(10)
-        assert results.refresh_stale_days() == 0  # skipped, not waited for
-        assert _day(business, run_date).stale is True
+        assert counted.wait(10)
+        assert results.refresh_days(business_id=business.pk, run_dates=[run_date]) == 0  # skipped, not waited for
     finally:
         release.set()
         visitor.join(10)
-    assert results.refresh_stale_days() == 1
     result = engagement_stats(business=business, date_from=run_date, date_to=run_date)
     assert (result.reached, result.reactivated["reached"]) == (1, 1)
     assert _day(business, run_date).stale is False
+    assert result == _from_log(business, run_date)
