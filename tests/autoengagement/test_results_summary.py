@@ -408,3 +408,22 @@ def test_a_refresh_skips_a_day_held_by_a_visit_in_flight_and_the_visit_keeps_it_
     assert (result.reached, result.reactivated["reached"]) == (1, 1)
     assert _day(business, run_date).stale is False
     assert result == _from_log(business, run_date)
+
+
+def test_a_failed_refresh_is_logged_and_never_fails_the_run(monkeypatch, caplog):
+    business = BusinessFactory(timezone=ZONE)
+    AutoEngagementConfigFactory(business=business, channels=["email"], run_time="09:00", timezone=ZONE)
+    Customer.objects.bulk_create(
+        CustomerFactory.build(business=business, created_at=NOW - dt.timedelta(days=30)) for _ in range(3)
+    )
+
+    def unavailable(**kwargs):
+        raise RuntimeError("summary tables unavailable")
+
+    monkeypatch.setattr(results, "refresh_days", unavailable)
+    summary = run_due_configs(now=NOW)
+    assert (summary.outcomes[0].status, summary.outcomes[0].sent) == ("success", 3)
+    assert "results refresh failed" in caplog.text
+    run_date = dt.date(2026, 3, 10)
+    assert _day(business, run_date).stale is True  # counted from the log meanwhile
+    assert engagement_stats(business=business, date_from=run_date, date_to=run_date).reached == 3
