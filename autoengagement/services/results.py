@@ -222,12 +222,14 @@ def _lock_days(keys: Collection[DayKey]) -> dict[DayKey, ResultsDay]:
     """Lock these days' rows (in a fixed order, so two writers never deadlock); missing days are not created."""
     if not keys:
         return {}
-    rows = (
-        ResultsDay.objects.select_for_update()
-        .filter(business_id__in={key[0] for key in keys}, run_date__in={key[1] for key in keys})
-        .order_by("business_id", "run_date")
-    )
-    return {(day.business_id, day.run_date): day for day in rows if (day.business_id, day.run_date) in keys}
+    dates_of: dict[int, set[dt.date]] = defaultdict(set)
+    for business_id, run_date in keys:
+        dates_of[business_id].add(run_date)
+    condition = Q()
+    for business_id, dates in dates_of.items():
+        condition |= Q(business_id=business_id, run_date__in=sorted(dates))
+    rows = ResultsDay.objects.select_for_update().filter(condition).order_by("business_id", "run_date")
+    return {(day.business_id, day.run_date): day for day in rows}
 
 
 @transaction.atomic
