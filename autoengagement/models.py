@@ -204,8 +204,8 @@ class AutoEngagementConfig(models.Model):
 
 class ResultsDay(models.Model):
     """One business's results for one run date, summarised so the stats read a few rows per day instead of the
-    log (autoengagement/services/results.py). Every (business, run date) with log rows has one; a `stale` day is
-    counted from the log until it is refreshed."""
+    log (autoengagement/services/results.py). The project's writers of log rows create it (others must call
+    `mark_stale`); a `stale` day is counted from the log until it is refreshed."""
 
     business = models.ForeignKey("wallet.Business", on_delete=models.CASCADE, related_name="+", db_index=False)
     run_date = models.DateField(help_text="The business's local date of the run.")

@@ -2,9 +2,9 @@
 
 One read used by the stats API and the admin results pages. It reads the window's summarised days
 (autoengagement/services/results.py: rows per channel and status, customer cohorts per measure) in three small
-queries, and counts the days whose log changed since their summary from the log itself in two more, so the
-numbers are exact whatever the time and the cost does not grow with the log. Raw activity is never read: visits
-were credited to their re-engagement (`reactivated_at`) when recorded.
+queries, and counts the stale days (a run in progress, say) from the log itself in two more: each day once, from
+one source or the other, so the numbers match the log and the cost does not grow with it. Raw activity is never
+read: visits were credited to their re-engagement (`reactivated_at`) when recorded.
 
 The uplift is the reached group's reactivation rate minus the holdout group's, with a 95% interval for a
 difference of two independent proportions by Newcombe's hybrid score method (method 10 in Newcombe R.G. 1998,
@@ -159,8 +159,11 @@ def engagement_stats(
     days = ResultsDay.objects.filter(run_date__gte=date_from, run_date__lte=date_to)
     if business is not None:
         days = days.filter(business=business)
-    fresh = days.filter(stale=False)
-    stale_spans = results.spans_of(days.filter(stale=True).values_list("business_id", "run_date"))
+    # Each day is counted once, from its summary or from the log: the days found stale here are counted from the
+    # log and left out of the summary reads, whatever refreshes or claims commit between the statements.
+    stale = list(days.filter(stale=True).values_list("pk", "business_id", "run_date"))
+    summarised = days.exclude(pk__in=[pk for pk, _, _ in stale])
+    stale_spans = results.spans_of((business_id, run_date) for _, business_id, run_date in stale)
 
     daily = {
         date_from + dt.timedelta(days=offset): DailyPoint(date_from + dt.timedelta(days=offset))
@@ -170,7 +173,7 @@ def engagement_stats(
     delivered: dict[str, int] = {}
     # 1. Rows per day, channel and status: the per-channel outcomes, the wallet deliveries, the daily sent / failed.
     outcomes = chain(
-        ResultsOutcome.objects.filter(day__in=fresh)
+        ResultsOutcome.objects.filter(day__in=summarised)
         .values_list("day__run_date", "channel", "status")
         .annotate(rows=Sum("rows"), delivered=Sum("delivered"))
         .order_by(),
@@ -194,7 +197,7 @@ def engagement_stats(
     #    cohorts whose previous day is before it. The daily reactivated counts every cohort of its day.
     first_in_window = Q(previous_date__isnull=True) | Q(previous_date__lt=date_from)
     cohorts = chain(
-        ResultsCohort.objects.filter(day__in=fresh)
+        ResultsCohort.objects.filter(day__in=summarised)
         .values_list("day__run_date", "measure")
         .annotate(first=Sum("customers", filter=first_in_window, default=0), every=Sum("customers"))
         .order_by(),

@@ -4,8 +4,10 @@ The log grows by one row per customer and channel on every run. Most old rows ar
 are load-bearing, so a row is deleted only when all of these hold:
 
 - it is older than the retention period: `--older-than DAYS`, raised to at least `STATS_WINDOW_DAYS` (the
-  longest attribution window a config may have, 90 days, plus the stats endpoint's default 30-day range), so the
-  results a business reads are never computed from a half-pruned log;
+  stats endpoint's longest range, 366 days, plus the longest attribution window a config may have, 90 days): the
+  results summary looks a customer's previous re-engagement up in the log, as far back as a stats range reaches,
+  when a day is summarised and when a visit is credited up to 90 days later, so every range the stats accept
+  stays exact;
 - it is not `pending` (a run may still be about to record what happened to it);
 - the once-per-spell rule no longer needs it: the audience leaves out a customer who already has a row of this
   config written since the start of the current inactivity spell (`coalesce(last_activity_at, created_at)`);
@@ -24,16 +26,16 @@ from django.db import transaction
 from django.db.models import F, Max, Min, Q, QuerySet
 from django.db.models.functions import Coalesce
 
+from autoengagement.stats import MAX_DAYS as STATS_MAX_DAYS
 from autoengagement.validation import ATTRIBUTION_DAYS_RANGE
 from notifications.models import NotificationLog
 
 logger = logging.getLogger(__name__)
 
-# The stats endpoint's default range when no dates are given.
-STATS_DEFAULT_RANGE_DAYS = 30
-# Rows this recent are kept whatever --older-than says: a reached customer's visits count for up to the longest
-# attribution window after the message, and the default stats range looks that far back again.
-STATS_WINDOW_DAYS = ATTRIBUTION_DAYS_RANGE[1] + STATS_DEFAULT_RANGE_DAYS
+# Rows this recent are kept whatever --older-than says: a visit is credited up to the longest attribution window
+# after its re-engagement, and counting it needs the customer's re-engagements as far back as the longest stats
+# range reaches.
+STATS_WINDOW_DAYS = STATS_MAX_DAYS + ATTRIBUTION_DAYS_RANGE[1]
 DEFAULT_BATCH_SIZE = 5000
 
 

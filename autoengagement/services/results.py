@@ -1,17 +1,20 @@
 """Results summarised per business and run date, so the stats read a few rows per day, not the log.
 
-Every writer of re-engagement log rows keeps its day's summary exact, in the same transaction, holding the day's
-row lock:
-- the run marks its day stale when it claims the config, and refreshes it (recomputes it from the log) when the
-  business is done; no refresh touches a day while its config is running, so the day stays stale, and is counted
-  from the log, for as long as rows may be pending, a crash included (recovery marks it stale again);
-- a visit credited to a re-engagement adds that customer to the day's "came back" cohort (`count_credits`);
-- a device fetching an updated pass adds one delivery to the day's wallet outcome (`count_delivery`);
-- rows written any other way (an import, a test) mark their days stale (`mark_stale`).
-The stats take fresh days from the summary and count stale days from the log, so they are exact at every
-moment, and fast as soon as the run has refreshed its day. A refresh skips a day another transaction holds: that
-transaction's own change keeps the summary exact, or its mark leaves the day stale for the next refresh, which
-every run_auto_engagement invocation ends with.
+How each writer of re-engagement log rows keeps its day's summary exact:
+- the run marks its day stale in the transaction that claims the config, and refreshes the day (recomputes it
+  from the log) when the business is done; no refresh touches a day while its config is running, so the day
+  stays stale, and is counted from the log, for as long as rows may be pending, a crash included (recovery
+  marks it again);
+- a visit credited to a re-engagement adds that customer to the day's "came back" cohort (`count_credits`), and a
+  device fetching an updated pass adds a delivery to the day's wallet outcome (`count_delivery`), each in the
+  transaction of its change, holding the day's row lock;
+- rows written any other way (an import, a manual fix, a test) must mark their days stale (`mark_stale`), or be
+  followed by `refresh_engagement_results --all`: a day with no summary row is a day with no rows.
+A refresh locks the days it recomputes, skipping any another transaction holds (that transaction keeps the day
+exact, or stale, itself), and recounts the later days, whose customers' previous day it may have changed. The
+stats count every day once, from its summary when fresh and from the log when stale, so they match the log, and
+are fast as soon as the run has refreshed its day; every run_auto_engagement invocation ends by refreshing
+whatever is stale.
 
 Distinct customers do not add up day by day: a customer reached on two days of a window is one customer. Each
 day's cohorts therefore keep their customers by the date of their previous day in the same measure, and a window
@@ -239,13 +242,15 @@ def count_credits(credits: Mapping[Reengagement, Collection[str]]) -> None:
 
     A re-engagement with a row still pending belongs to a run in flight, whose day is stale anyway; a day that is
     stale or has no summary is left to its refresh, which will read the credit from the log."""
-    mark_stale((r.business_id, r.run_date) for r, statuses in credits.items() if Status.PENDING in statuses)
+    in_flight = {(r.business_id, r.run_date) for r, statuses in credits.items() if Status.PENDING in statuses}
     groups = {
         reengagement: Status.SENT if Status.SENT in statuses else Status.HOLDOUT
         for reengagement, statuses in credits.items()
         if Status.PENDING not in statuses and (Status.SENT in statuses or Status.HOLDOUT in statuses)
     }
     if not groups:
+        _lock_days(in_flight)
+        mark_stale(in_flight)
         return
     # Each customer's credited days so far, per group (the batch's rows are not credited yet).
     credited_days: dict[tuple[int, int, str], set[dt.date]] = defaultdict(set)
@@ -276,10 +281,11 @@ def count_credits(credits: Mapping[Reengagement, Collection[str]]) -> None:
         increments[key, _GROUPS[status][1], previous] += 1
         days.add(reengagement.run_date)
 
-    touched = {key for key, _, _ in increments} | recount
+    # Every day this batch touches is locked first, in one ordered statement, so two batches never deadlock.
+    touched = {key for key, _, _ in increments} | recount | in_flight
     locked = _lock_days(touched)
-    mark_stale((touched - set(locked)) | recount)
-    fresh = {key: day.pk for key, day in locked.items() if not day.stale and key not in recount}
+    mark_stale((touched - set(locked)) | recount | in_flight)
+    fresh = {key: day.pk for key, day in locked.items() if not (day.stale or key in recount or key in in_flight)}
     cohorts = {
         (row.day_id, row.measure, row.previous_date): row
         for row in ResultsCohort.objects.filter(
@@ -315,10 +321,33 @@ def count_delivery(*, business_id: int, run_date: dt.date, status: str) -> None:
         mark_stale([(business_id, run_date)])
 
 
+def _running_dates(business_id: int, dates: Iterable[dt.date]) -> set[dt.date]:
+    """Days whose run is in progress (or crashed): they may still have pending rows, so they stay stale until the
+    run ends (or its recovery fails them)."""
+    return set(
+        AutoEngagementConfig.objects.filter(
+            business_id=business_id,
+            last_run_status=AutoEngagementConfig.RunStatus.RUNNING,
+            last_run_local_date__in=list(dates),
+        ).values_list("last_run_local_date", flat=True)
+    )
+
+
 def refresh_days(*, business_id: int, run_dates: Iterable[dt.date]) -> int:
-    """Recompute these days of one business from the log and mark them fresh; returns the days refreshed (a day
-    another transaction holds is skipped and stays stale)."""
-    dates = sorted(set(run_dates))
+    """Recompute these days of one business, and its later days, from the log and mark them fresh; returns the days
+    refreshed (a running day, or one another transaction holds, is skipped and stays as it is)."""
+    requested = set(run_dates)
+    if not requested:
+        return 0
+    # A day's cohorts point back at each customer's previous day, so rows dated before an already summarised day
+    # (a config recreated in a zone west of the old one, an import) change what that later day should say: the
+    # later days are marked stale first, in a statement of their own, and recounted in this refresh.
+    later = ResultsDay.objects.filter(business_id=business_id, run_date__gt=min(requested)).exclude(
+        run_date__in=requested
+    )
+    later.filter(stale=False).update(stale=True)
+    requested.update(later.values_list("run_date", flat=True))
+    dates = sorted(requested - _running_dates(business_id, requested))
     return sum(
         _refresh_batch(business_id, dates[start : start + REFRESH_BATCH_DAYS])
         for start in range(0, len(dates), REFRESH_BATCH_DAYS)
@@ -336,21 +365,17 @@ def _refresh_batch(business_id: int, dates: Sequence[dt.date]) -> int:
         [ResultsDay(business_id=business_id, run_date=run_date) for run_date in dates if run_date not in known],
         ignore_conflicts=True,
     )
-    # Locked in date order: a visit marking one of these days waits until this transaction commits, then marks it
-    # again. A day locked by another refresh or by a change in flight is left to that one or to the next sweep.
+    # Locked in date order: a visit crediting one of these days waits until this transaction commits, then adds
+    # its count to the fresh summary. A day locked by another refresh or by a change in flight is skipped: that
+    # transaction keeps it exact (or stale) itself.
     day_pks = dict(
         ResultsDay.objects.select_for_update(skip_locked=True)
         .filter(business_id=business_id, run_date__in=dates)
         .order_by("run_date")
         .values_list("run_date", "pk")
     )
-    # A day whose run is in progress (or crashed) may still have pending rows: it stays stale until the run ends.
-    running = AutoEngagementConfig.objects.filter(
-        business_id=business_id,
-        last_run_status=AutoEngagementConfig.RunStatus.RUNNING,
-        last_run_local_date__in=list(day_pks),
-    ).values_list("last_run_local_date", flat=True)
-    for run_date in running:
+    # Checked again under the lock: a claim that committed since makes the day its run's.
+    for run_date in _running_dates(business_id, list(day_pks)):
         day_pks.pop(run_date, None)
     spans = spans_of((business_id, run_date) for run_date in day_pks)
     outcomes = outcomes_from_log(spans)

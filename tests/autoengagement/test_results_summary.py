@@ -235,7 +235,9 @@ def test_a_run_summarises_its_day_and_a_visit_is_counted_into_it():
 def test_a_day_stays_stale_while_its_run_is_in_flight(business):
     config = AutoEngagementConfigFactory(business=business, last_run_status="running", last_run_local_date=FIRST_DAY)
     _random_logs(business, random.Random("running"), customers=5)
-    assert results.refresh_days(business_id=business.pk, run_dates=[FIRST_DAY, FIRST_DAY + dt.timedelta(days=1)]) == 1
+    results.mark_stale([(business.pk, FIRST_DAY)])  # as its claim did
+    later_days = ResultsDay.objects.filter(business=business, run_date__gt=FIRST_DAY).count()
+    assert results.refresh_days(business_id=business.pk, run_dates=[FIRST_DAY]) == later_days  # all but the first
     assert _day(business, FIRST_DAY).stale is True
     config.mark_as_failed("stopped")
     assert results.refresh_stale_days() >= 1
@@ -427,3 +429,62 @@ def test_a_failed_refresh_is_logged_and_never_fails_the_run(monkeypatch, caplog)
     run_date = dt.date(2026, 3, 10)
     assert _day(business, run_date).stale is True  # counted from the log meanwhile
     assert engagement_stats(business=business, date_from=run_date, date_to=run_date).reached == 3
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL")
+def test_visits_and_refreshes_racing_each_other_leave_the_summary_exact():
+    rng = random.Random("race")
+    business = BusinessFactory(timezone=ZONE)
+    people = _random_logs(business, rng, customers=60, credited=False)
+    results.refresh_stale_days()
+    dates = [FIRST_DAY + dt.timedelta(days=n) for n in range(DAYS)]
+    later = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    plans = []  # per visitor thread: batches of visits, each customer's visits in time order across batches
+    for share in (people[0::3], people[1::3], people[2::3]):
+        moments = {customer.pk: dt.datetime.combine(FIRST_DAY, dt.time(12), tzinfo=dt.UTC) for customer in share}
+        batches = []
+        for _ in range(8):
+            batch = []
+            for customer in rng.sample(share, 6):
+                moments[customer.pk] += dt.timedelta(days=rng.uniform(0.5, 6))
+                batch.append((customer, moments[customer.pk]))
+            batches.append(batch)
+        plans.append(batches)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def visitor(batches) -> None:
+        try:
+            for batch in batches:
+                record_visits(business=business, visits=batch, now=later)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def refresher() -> None:
+        try:
+            while not done.is_set():
+                results.refresh_days(business_id=business.pk, run_dates=dates)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=visitor, args=(batches,)) for batches in plans]
+    sweeper = threading.Thread(target=refresher)
+    sweeper.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    done.set()
+    sweeper.join(60)
+    assert not errors
+    assert NotificationLog.objects.filter(reactivated_at__isnull=False).count() > 20
+    everything = (FIRST_DAY, FIRST_DAY + dt.timedelta(days=DAYS - 1))
+    assert not ResultsDay.objects.filter(stale=True).exists()
+    assert _computed(business, *everything) == _reference(business, *everything)
+    for date_from, date_to in WINDOWS:
+        assert _computed(business, date_from, date_to) == _reference(business, date_from, date_to)

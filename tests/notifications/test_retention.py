@@ -34,9 +34,9 @@ def config():
 
 
 def test_keeps_what_the_rules_need_and_deletes_the_rest(config):
-    # Came back 300 days ago, lapsed again: the row from the previous spell (400 days ago) is history.
+    # Came back 300 days ago, lapsed again: the row from the previous spell (500 days ago) is history.
     returned = CustomerFactory(business=config.business, created_at=NOW - 900 * DAY, last_activity_at=NOW - 300 * DAY)
-    old_spell = log(config, returned, 400)
+    old_spell = log(config, returned, 500)
     # Never came back since the message 250 days ago: that row keeps them from being messaged again.
     lapsed = CustomerFactory(business=config.business, created_at=NOW - 900 * DAY, last_activity_at=NOW - 260 * DAY)
     current_spell = log(config, lapsed, 250)
@@ -68,9 +68,9 @@ def test_keeps_what_the_rules_need_and_deletes_the_rest(config):
 
 def test_older_than_longer_than_the_stats_window_is_honoured(config):
     customer = CustomerFactory(business=config.business, created_at=NOW - 900 * DAY, last_activity_at=NOW - DAY)
-    kept = log(config, customer, 199)
-    deleted = log(config, customer, 201, channel="sms")
-    result = prune_notification_logs(older_than_days=200, now=NOW)
+    kept = log(config, customer, 499)
+    deleted = log(config, customer, 501, channel="sms")
+    result = prune_notification_logs(older_than_days=500, now=NOW)
     assert result.deleted == 1
     assert NotificationLog.objects.filter(pk=kept.pk).exists()
     assert not NotificationLog.objects.filter(pk=deleted.pk).exists()
@@ -95,7 +95,7 @@ def test_stats_window_edge(config):
 def test_deletes_in_bounded_batches_with_a_fixed_number_of_queries_each(config):
     customer = CustomerFactory(business=config.business, created_at=NOW - 900 * DAY, last_activity_at=NOW - DAY)
     for n in range(10):
-        log(config, customer, 300 + n)
+        log(config, customer, 500 + n)
     keep = log(config, customer, 10)
 
     with CaptureQueriesContext(connection) as queries:
@@ -113,7 +113,7 @@ def test_deletes_in_bounded_batches_with_a_fixed_number_of_queries_each(config):
 def test_each_batch_is_its_own_transaction(config):
     customer = CustomerFactory(business=config.business, created_at=NOW - 900 * DAY, last_activity_at=NOW - DAY)
     for n in range(5):
-        log(config, customer, 300 + n)
+        log(config, customer, 500 + n)
     with CaptureQueriesContext(connection) as queries:
         prune_notification_logs(older_than_days=30, now=NOW, batch_size=2)
     # Inside the test's transaction, each batch's atomic block is a savepoint: one per batch.
@@ -123,7 +123,7 @@ def test_each_batch_is_its_own_transaction(config):
 def test_dry_run_counts_and_deletes_nothing(config):
     customer = CustomerFactory(business=config.business, created_at=NOW - 900 * DAY, last_activity_at=NOW - DAY)
     for n in range(4):
-        log(config, customer, 300 + n)
+        log(config, customer, 500 + n)
     result = prune_notification_logs(older_than_days=30, now=NOW, dry_run=True)
     assert result.deleted == 4
     assert NotificationLog.objects.count() == 4
@@ -137,7 +137,7 @@ def test_command(config, time_machine):
     time_machine.move_to(NOW, tick=False)
     customer = CustomerFactory(business=config.business, created_at=NOW - 900 * DAY, last_activity_at=NOW - DAY)
     for n in range(3):
-        log(config, customer, 300 + n)
+        log(config, customer, 500 + n)
 
     out = io.StringIO()
     call_command("prune_notification_logs", "--older-than", "30", "--dry-run", "--format", "json", stdout=out)
@@ -152,10 +152,10 @@ def test_command(config, time_machine):
     assert NotificationLog.objects.count() == 3
 
     out = io.StringIO()
-    call_command("prune_notification_logs", "--older-than", "365", "--batch-size", "2", stdout=out)
-    assert out.getvalue().startswith("0 notification log row(s) older than 365 days")
-    call_command("prune_notification_logs", "--older-than", "200", stdout=out)
-    assert "3 notification log row(s) older than 200 days (before 2025-11-13 09:00 UTC) deleted in 1 batch(es)." in (
+    call_command("prune_notification_logs", "--older-than", "600", "--batch-size", "2", stdout=out)
+    assert out.getvalue().startswith("0 notification log row(s) older than 600 days")
+    call_command("prune_notification_logs", "--older-than", "480", stdout=out)
+    assert "3 notification log row(s) older than 480 days (before 2025-02-06 09:00 UTC) deleted in 1 batch(es)." in (
         out.getvalue()
     )
     assert not NotificationLog.objects.exists()

@@ -1,0 +1,173 @@
+"""Scenarios where a results summary could disagree with the log: days written out of date order, pruning, a
+refresh committing between the stats' statements, two visit batches locking the same days."""
+
+import datetime as dt
+import threading
+import time
+
+import pytest
+from django.db import connection, transaction
+
+from autoengagement.models import ResultsDay
+from autoengagement.services import results
+from autoengagement.services.run import run_due_configs
+from autoengagement.stats import engagement_stats
+from notifications.models import NotificationLog
+from notifications.retention import prune_notification_logs
+from tests.autoengagement.test_results_summary import _computed, _reference
+from tests.factories import AutoEngagementConfigFactory, BusinessFactory, CustomerFactory, save_logs
+from wallet.models import Customer
+
+pytestmark = pytest.mark.django_db
+S = NotificationLog.Status
+
+
+def test_a_day_written_before_an_already_summarised_later_day_has_the_later_day_recounted():
+    """Config deleted and recreated in a zone west of the old one: the new run's date is earlier than the old
+    run's, for the same moment, so the later day's customers now have an earlier day."""
+    now = dt.datetime(2026, 3, 10, 20, 0, tzinfo=dt.UTC)  # 3/11 10:00 in Kiritimati, 3/10 09:00 in Pago Pago
+    business = BusinessFactory()
+    Customer.objects.bulk_create(
+        CustomerFactory.build(business=business, created_at=now - dt.timedelta(days=30)) for _ in range(5)
+    )
+    first = AutoEngagementConfigFactory(
+        business=business, channels=["email"], run_time="10:00", timezone="Pacific/Kiritimati"
+    )
+    assert run_due_configs(now=now).outcomes[0].sent == 5  # run_date 2026-03-11
+    first.delete()
+    AutoEngagementConfigFactory(business=business, channels=["email"], run_time="09:00", timezone="Pacific/Pago_Pago")
+    assert run_due_configs(now=now + dt.timedelta(minutes=1)).outcomes[0].sent == 5  # run_date 2026-03-10
+    window = (dt.date(2026, 3, 10), dt.date(2026, 3, 11))
+    assert _reference(business, *window)["groups"]["reached"] == 5
+    # The run's refresh of 3/10 recounted 3/11 with it.
+    earlier, later = (ResultsDay.objects.get(business=business, run_date=day) for day in window)
+    assert not earlier.stale and not later.stale and later.refreshed_at == earlier.refreshed_at
+    assert _computed(business, *window) == _reference(business, *window)
+
+
+def test_pruning_keeps_every_row_a_stats_range_needs_and_pruned_days_keep_their_results():
+    """A customer reached 500 and 300 days ago and today. Pruning deletes the 500-day-old row (beyond every range
+    that reaches today) and keeps the 300-day-old one (today's previous day); the summary keeps the pruned day."""
+    today = dt.date(2026, 9, 1)
+    now = dt.datetime.combine(today, dt.time(12), tzinfo=dt.UTC)
+    business = BusinessFactory()
+    config = AutoEngagementConfigFactory(business=business)
+    days = [today - dt.timedelta(days=500), today - dt.timedelta(days=300)]
+    customer = CustomerFactory(
+        business=business, created_at=now - dt.timedelta(days=900), last_activity_at=now - dt.timedelta(days=10)
+    )
+
+    def reached(day):
+        return NotificationLog(
+            business=business,
+            config=config,
+            customer=customer,
+            channel="wallet",
+            status=S.SENT,
+            run_date=day,
+            created_at=dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC),
+        )
+
+    save_logs([reached(day) for day in days])
+    results.refresh_stale_days()  # each old day's run summarised it
+    assert prune_notification_logs(older_than_days=150, now=now).deleted == 1  # only the 500-day-old row
+    save_logs([reached(today)])  # the new spell's run: its day marked, then refreshed
+    results.refresh_stale_days()
+    for window in [(today - dt.timedelta(days=365), today), (days[0], days[0] + dt.timedelta(days=365))]:
+        assert engagement_stats(business=business, date_from=window[0], date_to=window[1]).reached == 1, window
+    assert engagement_stats(business=business, date_from=days[0], date_to=days[0]).reached == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs two connections")
+def test_a_day_refreshed_between_the_stats_statements_is_counted_once(monkeypatch):
+    business = BusinessFactory()
+    config = AutoEngagementConfigFactory(business=business)
+    day = dt.date(2026, 3, 10)
+    save_logs(
+        [
+            NotificationLog(
+                business=business,
+                config=config,
+                customer=CustomerFactory(business=business),
+                channel="wallet",
+                status=S.SENT,
+                run_date=day,
+                created_at=dt.datetime(2026, 3, 10, 9, tzinfo=dt.UTC),
+            )
+            for _ in range(3)
+        ]
+    )
+    original = results.spans_of
+
+    def refresh_elsewhere():
+        try:
+            results.refresh_days(business_id=business.pk, run_dates=[day])  # e.g. the run-end refresh / sweep
+        finally:
+            connection.close()
+
+    refreshed = threading.Event()
+
+    def spans_then_concurrent_refresh(days):
+        spans = original(days)  # the stats' "which days are stale" statement has run
+        if not refreshed.is_set():  # once, from the stats' thread (the refresh itself calls spans_of too)
+            refreshed.set()
+            worker = threading.Thread(target=refresh_elsewhere)
+            worker.start()
+            worker.join()
+        return spans
+
+    monkeypatch.setattr(results, "spans_of", spans_then_concurrent_refresh)  # timing only: the real one runs
+    stats = engagement_stats(business=business, date_from=day, date_to=day)
+    assert refreshed.is_set() and ResultsDay.objects.get(business=business, run_date=day).stale is False
+    assert stats.channels == {"wallet": {"sent": 3}}, stats.channels
+    assert stats.reached == 3, stats.reached
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs two connections")
+def test_two_visit_batches_locking_the_same_days_never_deadlock(monkeypatch):
+    """One batch credits a pending re-engagement of today and a sent one of an earlier day, the other a sent one of
+    each: both lock the days they touch in one ordered statement before marking any."""
+    business = BusinessFactory()
+    earlier, today = dt.date(2026, 3, 9), dt.date(2026, 3, 10)
+    results.mark_stale([(business.pk, earlier), (business.pk, today)])
+    results.refresh_days(business_id=business.pk, run_dates=[earlier])  # earlier fresh; today stays stale
+    c = [CustomerFactory(business=business).pk for _ in range(4)]
+    R = results.Reengagement
+    original = results.mark_stale
+    first_marked, errors = threading.Event(), []
+
+    def slow_mark_stale(days):
+        original(days)
+        if threading.current_thread().name == "t1" and not first_marked.is_set():
+            first_marked.set()
+            time.sleep(1.0)  # timing only: T2 gets to its _lock_days meanwhile
+
+    monkeypatch.setattr(results, "mark_stale", slow_mark_stale)
+
+    def batch(credits):
+        try:
+            with transaction.atomic():
+                results.count_credits(credits)
+        except Exception as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    t1 = threading.Thread(
+        name="t1",
+        target=batch,
+        args=({R(business.pk, today, c[0]): {S.PENDING}, R(business.pk, earlier, c[1]): {S.SENT}},),
+    )
+    t2 = threading.Thread(
+        name="t2",
+        target=batch,
+        args=({R(business.pk, earlier, c[2]): {S.SENT}, R(business.pk, today, c[3]): {S.SENT}},),
+    )
+    t1.start()
+    assert first_marked.wait(5)
+    t2.start()
+    t1.join(20)
+    t2.join(20)
+    assert errors == [], errors
