@@ -432,4 +432,11 @@ def rebuild_results(
     by_business: dict[int, list[dt.date]] = defaultdict(list)
     for business_id, run_date in keys:
         by_business[business_id].append(run_date)
-    return sum(refresh_days(business_id=pk, run_dates=dates) for pk, dates in by_business.items())
+    refreshed = sum(refresh_days(business_id=pk, run_dates=dates) for pk, dates in by_business.items())
+    if connection.vendor == "postgresql":
+        # Tables written in one go have no statistics until autovacuum gets to them; without them the planner
+        # takes the summary for a few rows and picks plans that make the stats reads many times slower.
+        with connection.cursor() as cursor:
+            for model in (ResultsDay, ResultsOutcome, ResultsCohort):
+                cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
+    return refreshed
