@@ -19,14 +19,15 @@ import zoneinfo
 from dataclasses import dataclass, field
 from itertools import chain
 
-from django.db.models import Q, Sum
+from django.db.models import Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from autoengagement import validation
 from autoengagement.models import CohortMeasure, ResultsCohort, ResultsDay, ResultsOutcome
 from autoengagement.services import results
 from notifications.channels import Channel
-from notifications.models import NotificationLog
+from notifications.models import LogRetention, NotificationLog
 from wallet.models import Business
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ Status = NotificationLog.Status
 
 Z_95 = 1.959963984540054  # the 97.5th percentile of the standard normal distribution
 DEFAULT_DAYS = 30
-MAX_DAYS = 366
+MAX_DAYS = results.LONGEST_RANGE_DAYS
 DECIMALS = 4
 
 
@@ -161,7 +162,9 @@ def engagement_stats(
         days = days.filter(business=business)
     # Each day is counted once, from its summary or from the log: the days found stale here are counted from the
     # log and left out of the summary reads, whatever refreshes or claims commit between the statements.
-    stale = list(days.filter(stale=True).values_list("pk", "business_id", "run_date"))
+    # A stale day is counted from the log unless the log was pruned too far for that (then its summary is final).
+    final = Coalesce(Subquery(LogRetention.objects.filter(pk=1).values("summaries_final_before")), Value(dt.date.min))
+    stale = list(days.filter(stale=True, run_date__gte=final).values_list("pk", "business_id", "run_date"))
     stale_spans = results.spans_of((business_id, run_date) for _, business_id, run_date in stale)
     # A plain join from the summary rows to their day (index range on the day, then each day's rows by index):
     # a good plan whatever the planner's statistics say, even on tables just written.

@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from engagement_site.admin_mixins import ReadOnlyAdminMixin
 from notifications.consent import PROVIDER_REVOKED
-from notifications.models import NotificationLog
+from notifications.models import LogRetention, NotificationLog
 
 
 class ConsentAnswerFilter(admin.SimpleListFilter):
@@ -49,3 +49,8 @@ class NotificationLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="error / reason", ordering="error")
     def short_error(self, log: NotificationLog) -> str:
         return log.error if len(log.error) <= 80 else log.error[:79] + "…"
+
+
+@admin.register(LogRetention)
+class LogRetentionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("pruned_before", "summaries_final_before", "updated_at")

@@ -75,3 +75,21 @@ class NotificationLog(models.Model):
 
     def __str__(self) -> str:
         return self.notification_id
+
+
+class LogRetention(models.Model):
+    """How far `prune_notification_logs` has deleted (one row). The results summary of a day whose customers'
+    previous days may lie before it can no longer be recomputed from the log, so it is final from then on."""
+
+    pruned_before = models.DateTimeField(help_text="Rows created before this may have been deleted.")
+    summaries_final_before = models.DateField(
+        help_text="Results days before this date are final: refreshes and rebuilds leave them as they are."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "log retention"
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="log_retention_single_row")]
+
+    def __str__(self) -> str:
+        return f"pruned before {self.pruned_before:%Y-%m-%d}"

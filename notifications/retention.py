@@ -4,10 +4,11 @@ The log grows by one row per customer and channel on every run. Most old rows ar
 are load-bearing, so a row is deleted only when all of these hold:
 
 - it is older than the retention period: `--older-than DAYS`, raised to at least `STATS_WINDOW_DAYS` (the
-  stats endpoint's longest range, 366 days, plus the longest attribution window a config may have, 90 days): the
-  results summary looks a customer's previous re-engagement up in the log, as far back as a stats range reaches,
-  when a day is summarised and when a visit is credited up to 90 days later, so every range the stats accept
-  stays exact;
+  stats endpoint's longest range, 366 days, plus the longest attribution window a config may have, 90 days, plus
+  two days for local dates): the results summary looks a customer's previous re-engagement up in the log, as far
+  back as a stats range reaches, when a day is summarised and when a visit is credited up to 90 days later;
+  the summaries of days older than that lookback allows become final (`LogRetention`), so every range the stats
+  accept stays exact;
 - it is not `pending` (a run may still be about to record what happened to it);
 - the once-per-spell rule no longer needs it: the audience leaves out a customer who already has a row of this
   config written since the start of the current inactivity spell (`coalesce(last_activity_at, created_at)`);
@@ -26,16 +27,17 @@ from django.db import transaction
 from django.db.models import F, Max, Min, Q, QuerySet
 from django.db.models.functions import Coalesce
 
+from autoengagement.services import results
 from autoengagement.stats import MAX_DAYS as STATS_MAX_DAYS
 from autoengagement.validation import ATTRIBUTION_DAYS_RANGE
-from notifications.models import NotificationLog
+from notifications.models import LogRetention, NotificationLog
 
 logger = logging.getLogger(__name__)
 
 # Rows this recent are kept whatever --older-than says: a visit is credited up to the longest attribution window
 # after its re-engagement, and counting it needs the customer's re-engagements as far back as the longest stats
 # range reaches.
-STATS_WINDOW_DAYS = STATS_MAX_DAYS + ATTRIBUTION_DAYS_RANGE[1]
+STATS_WINDOW_DAYS = STATS_MAX_DAYS + ATTRIBUTION_DAYS_RANGE[1] + 2
 DEFAULT_BATCH_SIZE = 5000
 
 
@@ -60,6 +62,20 @@ def prunable_logs(*, cutoff: dt.datetime) -> QuerySet[NotificationLog]:
         NotificationLog.objects.filter(created_at__lt=cutoff)
         .exclude(status=NotificationLog.Status.PENDING)
         .exclude(still_counts)
+    )
+
+
+@transaction.atomic
+def _record_retention(cutoff: dt.datetime) -> None:
+    """Remember how far the log is pruned, so the results summary stops recomputing days it can no longer."""
+    current = LogRetention.objects.select_for_update().filter(pk=1).first()
+    pruned_before = max(cutoff, current.pruned_before) if current else cutoff
+    LogRetention.objects.update_or_create(
+        pk=1,
+        defaults={
+            "pruned_before": pruned_before,
+            "summaries_final_before": results.summaries_final_before(pruned_before),
+        },
     )
 
 
@@ -96,5 +112,6 @@ def prune_notification_logs(
                 count, _ = candidates.filter(pk__gte=start, pk__lt=start + batch_size).delete()
             deleted += count
             batches += 1
+    _record_retention(cutoff)
     logger.info("notification logs pruned", extra={**log_context, "deleted": deleted, "batches": batches})
     return PruneResult(cutoff, retention_days, deleted, batches, False)

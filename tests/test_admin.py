@@ -1,9 +1,11 @@
 import pytest
 from django.contrib import admin
 from django.urls import reverse
+from django.utils import timezone
 
 from autoengagement.models import ResultsDay, ResultsOutcome
 from autoengagement.services import results
+from notifications.retention import prune_notification_logs
 from tests.factories import (
     AppleDeviceRegistrationFactory,
     AutoEngagementConfigFactory,
@@ -29,6 +31,7 @@ def populated():
     GoogleWalletMessage.objects.create(wallet_pass=WalletPassFactory(platform="google"), message_id="m1", notified=True)
     results.mark_stale([(log.business_id, log.run_date)])
     results.refresh_stale_days()
+    prune_notification_logs(older_than_days=500, now=timezone.now())  # records the log's retention
     return log
 
 
@@ -52,6 +55,7 @@ def test_every_domain_model_is_registered():
         "wallet.AppleDeviceRegistration",
         "wallet.GoogleWalletMessage",
         "notifications.NotificationLog",
+        "notifications.LogRetention",
         "autoengagement.AutoEngagementConfig",
         "autoengagement.ResultsDay",
     }

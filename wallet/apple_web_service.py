@@ -203,7 +203,8 @@ def record_delivery(*, wallet_pass: WalletPass) -> int:
     if not newest:
         return 0
     pk, business_pk, run_date, status = newest[0]
-    with transaction.atomic():  # the row and its day's results summary change together
+    with transaction.atomic():  # the row and its day's results summary change together, the day locked first
+        results.lock_days({(business_pk, run_date)})
         marked = NotificationLog.objects.filter(pk=pk, delivered_at__isnull=True).update(delivered_at=timezone.now())
         if marked:
             results.count_delivery(business_id=business_pk, run_date=run_date, status=status)

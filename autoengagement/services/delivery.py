@@ -259,10 +259,10 @@ def fail_interrupted(*, config: AutoEngagementConfig) -> int:
     Called when claiming a config whose last run never finished, before its local date moves on: every claim
     cleans up after the previous one, so only that run's date can hold pending rows. (No index on status: an
     indexed status would stop PostgreSQL from updating rows in place, and recovery is rare.)"""
-    failed = NotificationLog.objects.filter(
+    if config.last_run_local_date is not None:
+        # Whatever the crash left, its day's summary may be behind: counted from the log until refreshed. Marked
+        # first, in the claim's transaction, as the lock order wants (the day, then its log rows).
+        results.mark_stale([(config.business_id, config.last_run_local_date)])
+    return NotificationLog.objects.filter(
         config_id=config.pk, run_date=config.last_run_local_date, status=Status.PENDING
     ).update(status=Status.FAILED, error=INTERRUPTED)
-    if config.last_run_local_date is not None:
-        # Whatever the crash left, its day's summary may be behind: count it from the log until refreshed.
-        results.mark_stale([(config.business_id, config.last_run_local_date)])
-    return failed

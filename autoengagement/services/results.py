@@ -1,20 +1,22 @@
 """Results summarised per business and run date, so the stats read a few rows per day, not the log.
 
 How each writer of re-engagement log rows keeps its day's summary exact:
-- the run marks its day stale in the transaction that claims the config, and refreshes the day (recomputes it
-  from the log) when the business is done; no refresh touches a day while its config is running, so the day
-  stays stale, and is counted from the log, for as long as rows may be pending, a crash included (recovery
-  marks it again);
+- the run marks its day (and any later day) stale in the transaction that claims the config, again after each
+  chunk, and refreshes the day (recomputes it from the log) when the business is done; no refresh touches a day
+  while its config is running, so the day stays stale, and is counted from the log, for as long as rows may be
+  pending, a crash included (recovery marks it again);
 - a visit credited to a re-engagement adds that customer to the day's "came back" cohort (`count_credits`), and a
   device fetching an updated pass adds a delivery to the day's wallet outcome (`count_delivery`), each in the
   transaction of its change, holding the day's row lock;
 - rows written any other way (an import, a manual fix, a test) must mark their days stale (`mark_stale`), or be
   followed by `refresh_engagement_results --all`: a day with no summary row is a day with no rows.
-A refresh locks the days it recomputes, skipping any another transaction holds (that transaction keeps the day
-exact, or stale, itself), and recounts the later days, whose customers' previous day it may have changed. The
-stats count every day once, from its summary when fresh and from the log when stale, so they match the log, and
-are fast as soon as the run has refreshed its day; every run_auto_engagement invocation ends by refreshing
-whatever is stale.
+Lock order: a transaction that changes log rows and their days' summaries locks the days first (`lock_days`, in
+(business, date) order), then the log rows, so no two writers deadlock. A refresh locks the days it recomputes,
+skipping any another transaction holds (that transaction keeps the day exact, or stale, itself), and recounts
+the later days, whose customers' previous day it may have changed. The stats count every day once, from its
+summary when fresh and from the log when stale, so they match the log, and are fast as soon as the run has
+refreshed its day; every run_auto_engagement invocation ends by refreshing whatever is stale. Once the log is
+pruned (`LogRetention`), days it can no longer recount are final: their summary is what the stats read.
 
 Distinct customers do not add up day by day: a customer reached on two days of a window is one customer. Each
 day's cohorts therefore keep their customers by the date of their previous day in the same measure, and a window
@@ -35,7 +37,7 @@ from django.utils import timezone
 from autoengagement.models import AutoEngagementConfig, CohortMeasure, ResultsCohort, ResultsDay, ResultsOutcome
 from engagement_site.db import bulk_update_rows
 from notifications.channels import Channel
-from notifications.models import NotificationLog
+from notifications.models import LogRetention, NotificationLog
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,9 @@ class Reengagement(NamedTuple):
     run_date: dt.date
     customer_id: int
 
+
+# The longest stats range: how far back a day's cohorts look for each customer's previous day.
+LONGEST_RANGE_DAYS = 366
 
 # Days refreshed together: bounds the size of one refresh's statements and how long it holds the days' locks.
 REFRESH_BATCH_DAYS = 366
@@ -204,6 +209,17 @@ def cohorts_from_log(spans: Sequence[DaySpan]) -> list[CohortCount]:
     return [CohortCount(*key, customers) for key, customers in counts.items()]
 
 
+def summaries_final_before(pruned_before: dt.datetime) -> dt.date:
+    """The first day whose customers' previous days (one stats range back, a day more for local dates) are all
+    still in a log pruned before `pruned_before`; the summaries of earlier days are final."""
+    return pruned_before.date() + dt.timedelta(days=LONGEST_RANGE_DAYS + 1)
+
+
+def final_before() -> dt.date | None:
+    """Days before this are final (the log was pruned too far to recompute them); None while nothing was pruned."""
+    return LogRetention.objects.filter(pk=1).values_list("summaries_final_before", flat=True).first()
+
+
 def mark_stale(days: Iterable[DayKey]) -> None:
     """Say these days' log rows changed: the stats count them from the log until they are refreshed.
 
@@ -221,10 +237,17 @@ def mark_stale(days: Iterable[DayKey]) -> None:
     )
 
 
-def _lock_days(keys: Collection[DayKey]) -> dict[DayKey, ResultsDay]:
-    """Lock these days' rows (in a fixed order, so two writers never deadlock); missing days are not created."""
+def lock_days(keys: Collection[DayKey]) -> dict[DayKey, ResultsDay]:
+    """Lock these days' summary rows, creating missing ones as stale, in one fixed order.
+
+    The project's lock order: a transaction that changes log rows and their days' summaries locks the days first,
+    through this function, then touches the log rows. Two such transactions therefore never deadlock."""
     if not keys:
         return {}
+    ResultsDay.objects.bulk_create(
+        [ResultsDay(business_id=business_id, run_date=run_date) for business_id, run_date in sorted(keys)],
+        ignore_conflicts=True,
+    )
     dates_of: dict[int, set[dt.date]] = defaultdict(set)
     for business_id, run_date in keys:
         dates_of[business_id].add(run_date)
@@ -233,6 +256,20 @@ def _lock_days(keys: Collection[DayKey]) -> dict[DayKey, ResultsDay]:
         condition |= Q(business_id=business_id, run_date__in=sorted(dates))
     rows = ResultsDay.objects.select_for_update().filter(condition).order_by("business_id", "run_date")
     return {(day.business_id, day.run_date): day for day in rows}
+
+
+@transaction.atomic
+def mark_stale_from(*, business_id: int, run_date: dt.date) -> None:
+    """Mark a day and the business's later days stale: a run of that day is starting, and until it is refreshed
+    the later days' cohorts may point past its customers."""
+    lock_days({(business_id, run_date)})
+    later = (
+        ResultsDay.objects.select_for_update()
+        .filter(business_id=business_id, run_date__gte=run_date)
+        .order_by("run_date")
+        .values_list("pk", flat=True)
+    )
+    ResultsDay.objects.filter(pk__in=list(later)).update(stale=True)
 
 
 @transaction.atomic
@@ -249,7 +286,7 @@ def count_credits(credits: Mapping[Reengagement, Collection[str]]) -> None:
         if Status.PENDING not in statuses and (Status.SENT in statuses or Status.HOLDOUT in statuses)
     }
     if not groups:
-        _lock_days(in_flight)
+        lock_days(in_flight)
         mark_stale(in_flight)
         return
     # Each customer's credited days so far, per group (the batch's rows are not credited yet).
@@ -283,8 +320,8 @@ def count_credits(credits: Mapping[Reengagement, Collection[str]]) -> None:
 
     # Every day this batch touches is locked first, in one ordered statement, so two batches never deadlock.
     touched = {key for key, _, _ in increments} | recount | in_flight
-    locked = _lock_days(touched)
-    mark_stale((touched - set(locked)) | recount | in_flight)
+    locked = lock_days(touched)
+    mark_stale(recount | in_flight)
     fresh = {key: day.pk for key, day in locked.items() if not (day.stale or key in recount or key in in_flight)}
     cohorts = {
         (row.day_id, row.measure, row.previous_date): row
@@ -308,16 +345,15 @@ def count_credits(credits: Mapping[Reengagement, Collection[str]]) -> None:
 
 @transaction.atomic
 def count_delivery(*, business_id: int, run_date: dt.date, status: str) -> None:
-    """Add a wallet row (of this status) just marked delivered to its day's outcomes, in the same transaction."""
-    day = _lock_days({(business_id, run_date)}).get((business_id, run_date))
-    if day is not None and day.stale:
+    """Add a wallet row (of this status) just marked delivered to its day's outcomes. Call it in the transaction
+    that marks the row, after locking its day (`lock_days`) and before touching the row."""
+    day = lock_days({(business_id, run_date)})[business_id, run_date]
+    if day.stale:
         return
-    counted = day is not None and (
-        ResultsOutcome.objects.filter(day=day, channel=Channel.WALLET, status=status).update(
-            delivered=F("delivered") + 1
-        )
+    counted = ResultsOutcome.objects.filter(day=day, channel=Channel.WALLET, status=status).update(
+        delivered=F("delivered") + 1
     )
-    if not counted:  # no summary yet, or one that does not know the row: count the day from the log
+    if not counted:  # a summary that does not know the row: count the day from the log until refreshed
         mark_stale([(business_id, run_date)])
 
 
@@ -336,17 +372,23 @@ def _running_dates(business_id: int, dates: Iterable[dt.date]) -> set[dt.date]:
 def refresh_days(*, business_id: int, run_dates: Iterable[dt.date]) -> int:
     """Recompute these days of one business, and its later days, from the log and mark them fresh; returns the days
     refreshed (a running day, or one another transaction holds, is skipped and stays as it is)."""
-    requested = set(run_dates)
+    final = final_before()
+    requested = {run_date for run_date in run_dates if final is None or run_date >= final}
     if not requested:
         return 0
     # A day's cohorts point back at each customer's previous day, so rows dated before an already summarised day
     # (a config recreated in a zone west of the old one, an import) change what that later day should say: the
     # later days are marked stale first, in a statement of their own, and recounted in this refresh.
-    later = ResultsDay.objects.filter(business_id=business_id, run_date__gt=min(requested)).exclude(
-        run_date__in=requested
-    )
-    later.filter(stale=False).update(stale=True)
-    requested.update(later.values_list("run_date", flat=True))
+    with transaction.atomic():
+        later = dict(
+            ResultsDay.objects.select_for_update()
+            .filter(business_id=business_id, run_date__gt=min(requested))
+            .exclude(run_date__in=requested)
+            .order_by("run_date")
+            .values_list("run_date", "pk")
+        )
+        ResultsDay.objects.filter(pk__in=list(later.values())).update(stale=True)
+    requested.update(later)
     dates = sorted(requested - _running_dates(business_id, requested))
     return sum(
         _refresh_batch(business_id, dates[start : start + REFRESH_BATCH_DAYS])
@@ -401,6 +443,8 @@ def _refresh_batch(business_id: int, dates: Sequence[dt.date]) -> int:
 def refresh_stale_days(*, business_ids: Iterable[int] | None = None) -> int:
     """Refresh every stale day (of these businesses); returns the days refreshed."""
     stale = ResultsDay.objects.filter(stale=True)
+    if (final := final_before()) is not None:
+        stale = stale.filter(run_date__gte=final)
     if business_ids is not None:
         stale = stale.filter(business_id__in=list(business_ids))
     by_business: dict[int, list[dt.date]] = defaultdict(list)
@@ -416,13 +460,16 @@ def rebuild_results(
     *, business_ids: Iterable[int] | None = None, date_from: dt.date | None = None, date_to: dt.date | None = None
 ) -> int:
     """Summarise again every day with log rows (or a summary) in the range, e.g. after rows were written or
-    deleted outside the run; returns the days refreshed."""
+    deleted outside the run, except the final days of a pruned log; returns the days refreshed."""
     logs = NotificationLog.objects.filter(type=AUTO)
     days = ResultsDay.objects.all()
     if business_ids is not None:
         business_ids = list(business_ids)
         logs = logs.filter(business_id__in=business_ids)
         days = days.filter(business_id__in=business_ids)
+    final = final_before()
+    if final is not None and (date_from is None or date_from < final):
+        date_from = final  # earlier days are final: their log was pruned
     if date_from is not None:
         logs, days = logs.filter(run_date__gte=date_from), days.filter(run_date__gte=date_from)
     if date_to is not None:

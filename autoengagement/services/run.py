@@ -194,8 +194,8 @@ def claim_config(*, config_pk: int, now: dt.datetime, owner: str, forced: bool =
     if state != Due.DUE:
         return Claim(config, "not_due", schedule.local_date)
     config.mark_as_running(now=now, local_date=schedule.local_date, lease_expires_at=_lease_expiry(), owner=owner)
-    # The day's rows are about to change: the stats count it from the log until the run refreshes it.
-    results.mark_stale([(config.business_id, schedule.local_date)])
+    # The day's rows are about to change: the stats count it (and any later day) from the log until refreshed.
+    results.mark_stale_from(business_id=config.business_id, run_date=schedule.local_date)
     return Claim(config, "claimed", schedule.local_date)
 
 
@@ -234,7 +234,12 @@ def run_config(
     results_day = (config.business_id, claim.local_date)
     try:
         for members in iter_audience_chunks(config=config, now=now, chunk_size=settings.AUTO_ENGAGEMENT_CHUNK_SIZE):
-            outcome.add(deliver_chunk(context, members, backends))
+            try:
+                outcome.add(deliver_chunk(context, members, backends))
+            finally:
+                # Again after the chunk's writes: a run that outlived its lease writes after the run that took
+                # over refreshed the day, and this mark is what sends the day back to the log.
+                results.mark_stale([results_day])
             renew_lease(config=config)
             if progress:
                 progress(outcome, outcome.audience)

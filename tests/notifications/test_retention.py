@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from autoengagement.services.audience import audience_queryset
-from notifications.models import NotificationLog
+from notifications.models import LogRetention, NotificationLog
 from notifications.retention import STATS_WINDOW_DAYS, prune_notification_logs
 from tests.factories import AutoEngagementConfigFactory, CustomerFactory, NotificationLogFactory
 
@@ -57,6 +57,9 @@ def test_keeps_what_the_rules_need_and_deletes_the_rest(config):
 
     assert result.retention_days == STATS_WINDOW_DAYS
     assert result.deleted == 3
+    retention = LogRetention.objects.get()
+    assert retention.pruned_before == NOW - STATS_WINDOW_DAYS * DAY
+    assert retention.summaries_final_before == (NOW - STATS_WINDOW_DAYS * DAY).date() + dt.timedelta(days=367)
     remaining = set(NotificationLog.objects.values_list("pk", flat=True))
     assert remaining == {current_spell.pk, never_seen_row.pk, recent.pk, pending.pk}
     assert {old_spell.pk, before_creation.pk, orphan.pk}.isdisjoint(remaining)
@@ -104,8 +107,14 @@ def test_deletes_in_bounded_batches_with_a_fixed_number_of_queries_each(config):
     deletes = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("DELETE")]
     assert result.deleted == 10
     assert result.batches == len(deletes) == 4  # ids in windows of 3: 3 + 3 + 3 + 1
-    # Per batch: one DELETE, plus its transaction's savepoint statements; one range query in front.
-    others = [q for q in queries if not q["sql"].lstrip().upper().startswith(("DELETE", "SAVEPOINT", "RELEASE"))]
+    # Per batch: one DELETE, plus its transaction's savepoint statements; one range query in front; the retention
+    # recorded at the end.
+    others = [
+        q
+        for q in queries
+        if not q["sql"].lstrip().upper().startswith(("DELETE", "SAVEPOINT", "RELEASE"))
+        and "notifications_logretention" not in q["sql"]
+    ]
     assert len(others) == 1
     assert list(NotificationLog.objects.values_list("pk", flat=True)) == [keep.pk]
 
@@ -116,8 +125,11 @@ def test_each_batch_is_its_own_transaction(config):
         log(config, customer, 500 + n)
     with CaptureQueriesContext(connection) as queries:
         prune_notification_logs(older_than_days=30, now=NOW, batch_size=2)
-    # Inside the test's transaction, each batch's atomic block is a savepoint: one per batch.
-    assert sum(q["sql"].startswith("SAVEPOINT") for q in queries) == 3
+    # Inside the test's transaction, each batch's atomic block is a savepoint: one per batch (and the last ones
+    # record the retention).
+    deletes = [index for index, q in enumerate(queries) if q["sql"].startswith("DELETE")]
+    assert len(deletes) == 3
+    assert all(queries[index - 1]["sql"].startswith("SAVEPOINT") for index in deletes)
 
 
 def test_dry_run_counts_and_deletes_nothing(config):
