@@ -223,8 +223,8 @@ def final_before() -> dt.date | None:
 def mark_stale(days: Iterable[DayKey]) -> None:
     """Say these days' log rows changed: the stats count them from the log until they are refreshed.
 
-    Call it after the change (or in its transaction): a refresh running at the same time then either sees the
-    change or leaves the mark for the next one."""
+    Outside a transaction, call it after the change; inside one that also changes log rows, before touching them
+    (the lock order). Either way a refresh running at the same time sees the change or leaves the mark."""
     keys = sorted(set(days))
     if not keys:
         return
