@@ -87,3 +87,17 @@ def save_logs(rows: list[NotificationLog]) -> list[NotificationLog]:
     saved = NotificationLog.objects.bulk_create(rows)
     results.mark_stale((row.business_id, row.run_date) for row in saved)
     return saved
+
+
+def log_row(config, customer, run_date: dt.date, *, status: str = "sent", channel: str = "wallet", **fields):
+    """An unsaved re-engagement log row of `config`, written at 09:00 UTC on `run_date` unless `created_at` says."""
+    fields.setdefault("created_at", dt.datetime.combine(run_date, dt.time(9), tzinfo=dt.UTC))
+    return NotificationLog(
+        business=config.business,
+        config=config,
+        customer=customer,
+        channel=channel,
+        status=status,
+        run_date=run_date,
+        **fields,
+    )

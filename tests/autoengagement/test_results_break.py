@@ -16,7 +16,14 @@ from notifications.backends.base import ChannelBackend, Result
 from notifications.models import NotificationLog
 from notifications.retention import prune_notification_logs
 from tests.autoengagement.test_results_summary import _computed, _reference
-from tests.factories import AutoEngagementConfigFactory, BusinessFactory, CustomerFactory, WalletPassFactory, save_logs
+from tests.factories import (
+    AutoEngagementConfigFactory,
+    BusinessFactory,
+    CustomerFactory,
+    WalletPassFactory,
+    log_row,
+    save_logs,
+)
 from wallet.apple_web_service import record_delivery
 from wallet.models import Customer
 from wallet.services import record_visits
@@ -138,19 +145,7 @@ def test_a_crash_recovery_claim_and_a_visit_to_the_crashed_day_never_deadlock(mo
     business = BusinessFactory()
     config = AutoEngagementConfigFactory(business=business, channels=["email"], run_time="09:00", timezone="UTC")
     customer = CustomerFactory(business=business, created_at=created - dt.timedelta(days=30))
-    save_logs(
-        [
-            NotificationLog(
-                business=business,
-                config=config,
-                customer=customer,
-                channel="email",
-                status=S.PENDING,
-                run_date=day,
-                created_at=created,
-            )
-        ]
-    )
+    save_logs([log_row(config, customer, day, status=S.PENDING, channel="email", created_at=created)])
     # the run of 3/10 was killed with this row pending; its lease has expired
     AutoEngagementConfig.objects.filter(pk=config.pk).update(
         last_run_status="running", last_run_local_date=day, lease_expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -188,19 +183,7 @@ def test_a_pass_fetch_and_a_visit_crediting_the_same_wallet_row_never_deadlock(m
     config = AutoEngagementConfigFactory(business=business, channels=["wallet"], run_time="09:00", timezone="UTC")
     customer = CustomerFactory(business=business, created_at=created - dt.timedelta(days=30))
     wallet_pass = WalletPassFactory(customer=customer, message_text="We miss you")
-    save_logs(
-        [
-            NotificationLog(
-                business=business,
-                config=config,
-                customer=customer,
-                channel="wallet",
-                status=S.SENT,
-                run_date=day,
-                created_at=created,
-            )
-        ]
-    )
+    save_logs([log_row(config, customer, day, created_at=created)])
     results.refresh_stale_days()  # the run's refresh: the day is fresh
     started, errors = threading.Event(), []
     _pause_visit_after_locking_its_days(monkeypatch, started)
@@ -232,17 +215,7 @@ def test_a_refresh_marking_later_days_and_a_visit_batch_locking_them_never_deadl
     people = [CustomerFactory(business=business, created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) for _ in range(2)]
     rows = []
     for day in (d5, d3, d1):  # d5's summary row created first: it comes first in the heap
-        rows.append(
-            NotificationLog(
-                business=business,
-                config=config,
-                customer=people[0 if day == d3 else 1],
-                channel="email",
-                status=S.SENT,
-                run_date=day,
-                created_at=dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC),
-            )
-        )
+        rows.append(log_row(config, people[0 if day == d3 else 1], day, channel="email"))
         save_logs(rows[-1:])
     results.refresh_stale_days()
     assert not ResultsDay.objects.filter(stale=True).exists()
@@ -296,20 +269,7 @@ def test_after_pruning_the_days_the_log_can_no_longer_recount_are_final():
     customer = CustomerFactory(
         business=business, created_at=now - dt.timedelta(days=900), last_activity_at=now - dt.timedelta(days=10)
     )
-    save_logs(
-        [
-            NotificationLog(
-                business=business,
-                config=config,
-                customer=customer,
-                channel="wallet",
-                status=S.SENT,
-                run_date=day,
-                created_at=dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC),
-            )
-            for day in days
-        ]
-    )
+    save_logs([log_row(config, customer, day) for day in days])
     results.refresh_stale_days()
     window = (days[0], days[0] + dt.timedelta(days=365))  # 366 days: accepted by the API
     assert engagement_stats(business=business, date_from=window[0], date_to=window[1]).reached == 1

@@ -15,7 +15,7 @@ from autoengagement.stats import engagement_stats
 from notifications.models import NotificationLog
 from notifications.retention import prune_notification_logs
 from tests.autoengagement.test_results_summary import _computed, _reference
-from tests.factories import AutoEngagementConfigFactory, BusinessFactory, CustomerFactory, save_logs
+from tests.factories import AutoEngagementConfigFactory, BusinessFactory, CustomerFactory, log_row, save_logs
 from wallet.models import Customer
 
 pytestmark = pytest.mark.django_db
@@ -58,15 +58,7 @@ def test_pruning_keeps_every_row_a_stats_range_needs_and_pruned_days_keep_their_
     )
 
     def reached(day):
-        return NotificationLog(
-            business=business,
-            config=config,
-            customer=customer,
-            channel="wallet",
-            status=S.SENT,
-            run_date=day,
-            created_at=dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC),
-        )
+        return log_row(config, customer, day)
 
     save_logs([reached(day) for day in days])
     results.refresh_stale_days()  # each old day's run summarised it
@@ -84,20 +76,7 @@ def test_a_day_refreshed_between_the_stats_statements_is_counted_once(monkeypatc
     business = BusinessFactory()
     config = AutoEngagementConfigFactory(business=business)
     day = dt.date(2026, 3, 10)
-    save_logs(
-        [
-            NotificationLog(
-                business=business,
-                config=config,
-                customer=CustomerFactory(business=business),
-                channel="wallet",
-                status=S.SENT,
-                run_date=day,
-                created_at=dt.datetime(2026, 3, 10, 9, tzinfo=dt.UTC),
-            )
-            for _ in range(3)
-        ]
-    )
+    save_logs([log_row(config, CustomerFactory(business=business), day) for _ in range(3)])
     original = results.spans_of
 
     def refresh_elsewhere():

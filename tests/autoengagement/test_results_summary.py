@@ -26,6 +26,7 @@ from tests.factories import (
     BusinessFactory,
     CustomerFactory,
     WalletPassFactory,
+    log_row,
     save_logs,
 )
 from wallet.apple_web_service import record_delivery
@@ -165,16 +166,7 @@ def test_a_customer_reached_on_two_days_of_a_window_counts_once(business):
     customer = CustomerFactory(business=business)
     save_logs(
         [
-            NotificationLog(
-                business=business,
-                config=config,
-                customer=customer,
-                channel="wallet",
-                status=S.SENT,
-                run_date=day,
-                created_at=dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC),
-                reactivated_at=dt.datetime.combine(day, dt.time(18), tzinfo=dt.UTC),
-            )
+            log_row(config, customer, day, reactivated_at=dt.datetime.combine(day, dt.time(18), tzinfo=dt.UTC))
             for day in (dt.date(2026, 3, 1), dt.date(2026, 3, 10), dt.date(2026, 3, 20))
         ]
     )
@@ -369,19 +361,7 @@ def test_a_refresh_skips_a_day_held_by_a_visit_in_flight_and_the_visit_keeps_it_
     config = AutoEngagementConfigFactory(business=business)
     customer = CustomerFactory(business=business)
     run_date = dt.date(2026, 3, 10)
-    save_logs(
-        [
-            NotificationLog(
-                business=business,
-                config=config,
-                customer=customer,
-                channel="wallet",
-                status=S.SENT,
-                run_date=run_date,
-                created_at=dt.datetime(2026, 3, 10, 9, tzinfo=dt.UTC),
-            )
-        ]
-    )
+    save_logs([log_row(config, customer, run_date)])
     assert results.refresh_stale_days() == 1
     counted, release = threading.Event(), threading.Event()
 
