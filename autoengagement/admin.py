@@ -200,8 +200,5 @@ class ResultsDayAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Refresh the selected days from the log", permissions=["view"])
     def refresh(self, request: HttpRequest, queryset) -> None:
-        by_business: dict[int, list] = {}
-        for business_pk, run_date in queryset.values_list("business_id", "run_date"):
-            by_business.setdefault(business_pk, []).append(run_date)
-        days = sum(results.refresh_days(business_id=pk, run_dates=dates) for pk, dates in by_business.items())
+        days = results.refresh_day_keys(queryset.values_list("business_id", "run_date"))
         self.message_user(request, f"{days} day(s) refreshed.", messages.SUCCESS)

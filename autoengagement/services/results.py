@@ -285,10 +285,6 @@ def count_credits(credits: Mapping[Reengagement, Collection[str]]) -> None:
         for reengagement, statuses in credits.items()
         if Status.PENDING not in statuses and (Status.SENT in statuses or Status.HOLDOUT in statuses)
     }
-    if not groups:
-        lock_days(in_flight)
-        mark_stale(in_flight)
-        return
     # Each customer's credited days so far, per group (the batch's rows are not credited yet).
     credited_days: dict[tuple[int, int, str], set[dt.date]] = defaultdict(set)
     earlier = (
@@ -440,6 +436,17 @@ def _refresh_batch(business_id: int, dates: Sequence[dt.date]) -> int:
     return len(day_pks)
 
 
+def refresh_day_keys(keys: Iterable[DayKey]) -> int:
+    """Refresh these (business, run date) days, business by business; returns the days refreshed."""
+    by_business: dict[int, list[dt.date]] = defaultdict(list)
+    for business_id, run_date in keys:
+        by_business[business_id].append(run_date)
+    refreshed = sum(refresh_days(business_id=pk, run_dates=dates) for pk, dates in by_business.items())
+    if refreshed:
+        logger.info("results days refreshed", extra={"businesses": len(by_business), "days": refreshed})
+    return refreshed
+
+
 def refresh_stale_days(*, business_ids: Iterable[int] | None = None) -> int:
     """Refresh every stale day (of these businesses); returns the days refreshed."""
     stale = ResultsDay.objects.filter(stale=True)
@@ -447,13 +454,7 @@ def refresh_stale_days(*, business_ids: Iterable[int] | None = None) -> int:
         stale = stale.filter(run_date__gte=final)
     if business_ids is not None:
         stale = stale.filter(business_id__in=list(business_ids))
-    by_business: dict[int, list[dt.date]] = defaultdict(list)
-    for business_id, run_date in stale.order_by("business_id", "run_date").values_list("business_id", "run_date"):
-        by_business[business_id].append(run_date)
-    refreshed = sum(refresh_days(business_id=pk, run_dates=dates) for pk, dates in by_business.items())
-    if refreshed:
-        logger.info("results days refreshed", extra={"businesses": len(by_business), "days": refreshed})
-    return refreshed
+    return refresh_day_keys(stale.order_by("business_id", "run_date").values_list("business_id", "run_date"))
 
 
 def rebuild_results(
@@ -476,10 +477,7 @@ def rebuild_results(
         logs, days = logs.filter(run_date__lte=date_to), days.filter(run_date__lte=date_to)
     keys = set(logs.order_by().values_list("business_id", "run_date").distinct())
     keys |= set(days.values_list("business_id", "run_date"))
-    by_business: dict[int, list[dt.date]] = defaultdict(list)
-    for business_id, run_date in keys:
-        by_business[business_id].append(run_date)
-    refreshed = sum(refresh_days(business_id=pk, run_dates=dates) for pk, dates in by_business.items())
+    refreshed = refresh_day_keys(keys)
     if connection.vendor == "postgresql":
         # Tables written in one go have no statistics until autovacuum gets to them; without them the planner
         # takes the summary for a few rows and picks plans that make the stats reads many times slower.

@@ -15,6 +15,7 @@ from autoengagement.stats import engagement_stats
 from notifications.backends.base import ChannelBackend, Result
 from notifications.models import NotificationLog
 from notifications.retention import prune_notification_logs
+from tests.autoengagement.test_results_review_scenarios import MOVED_WEST_AT, business_whose_config_moved_west
 from tests.autoengagement.test_results_summary import _computed, _reference
 from tests.factories import (
     AutoEngagementConfigFactory,
@@ -73,17 +74,8 @@ def test_stats_during_a_run_dated_before_an_already_summarised_day(settings):
     """The first review's scenario (config recreated in a zone west of the old one), checked while the new run is
     on its way rather than after its refresh."""
     settings.EMAIL_CHANNEL = f"{__name__}.SlowBackend"
-    now = dt.datetime(2026, 3, 10, 20, 0, tzinfo=dt.UTC)  # 3/11 10:00 in Kiritimati, 3/10 09:00 in Pago Pago
-    business = BusinessFactory()
-    Customer.objects.bulk_create(
-        CustomerFactory.build(business=business, created_at=now - dt.timedelta(days=30)) for _ in range(5)
-    )
-    first = AutoEngagementConfigFactory(
-        business=business, channels=["email"], run_time="10:00", timezone="Pacific/Kiritimati"
-    )
-    assert run_due_configs(now=now).outcomes[0].sent == 5  # run_date 2026-03-11, summarised
-    first.delete()
-    AutoEngagementConfigFactory(business=business, channels=["email"], run_time="09:00", timezone="Pacific/Pago_Pago")
+    now = MOVED_WEST_AT
+    business = business_whose_config_moved_west()
     window = (dt.date(2026, 3, 10), dt.date(2026, 3, 11))
     seen = {}
 
@@ -125,6 +117,11 @@ def _pause_visit_after_locking_its_days(monkeypatch, started):
     monkeypatch.setattr(results, "lock_days", lock_then_pause)
 
 
+def _visit_thread(business, customer, at, errors):
+    """A thread recording `customer`'s visit at `at` (its name lets the pause above find it)."""
+    return _in_thread("visit", lambda: record_visits(business=business, visits=[(customer.pk, at)], now=at), errors)
+
+
 def _in_thread(name, fn, errors):
     def target():
         try:
@@ -152,15 +149,7 @@ def test_a_crash_recovery_claim_and_a_visit_to_the_crashed_day_never_deadlock(mo
     )
     started, errors = threading.Event(), []
     _pause_visit_after_locking_its_days(monkeypatch, started)
-    visit = _in_thread(
-        "visit",
-        lambda: record_visits(
-            business=business,
-            visits=[(customer.pk, created + dt.timedelta(hours=3))],
-            now=created + dt.timedelta(hours=3),
-        ),
-        errors,
-    )
+    visit = _visit_thread(business, customer, created + dt.timedelta(hours=3), errors)
     claim = _in_thread(
         "claim",
         lambda: claim_config(config_pk=config.pk, now=created + dt.timedelta(hours=1), owner="next-invocation"),
@@ -187,15 +176,7 @@ def test_a_pass_fetch_and_a_visit_crediting_the_same_wallet_row_never_deadlock(m
     results.refresh_stale_days()  # the run's refresh: the day is fresh
     started, errors = threading.Event(), []
     _pause_visit_after_locking_its_days(monkeypatch, started)
-    visit = _in_thread(
-        "visit",
-        lambda: record_visits(
-            business=business,
-            visits=[(customer.pk, created + dt.timedelta(hours=3))],
-            now=created + dt.timedelta(hours=3),
-        ),
-        errors,
-    )
+    visit = _visit_thread(business, customer, created + dt.timedelta(hours=3), errors)
     fetch = _in_thread("fetch", lambda: record_delivery(wallet_pass=wallet_pass), errors)
     visit.start()
     assert started.wait(5)

@@ -22,10 +22,14 @@ pytestmark = pytest.mark.django_db
 S = NotificationLog.Status
 
 
-def test_a_day_written_before_an_already_summarised_later_day_has_the_later_day_recounted():
-    """Config deleted and recreated in a zone west of the old one: the new run's date is earlier than the old
-    run's, for the same moment, so the later day's customers now have an earlier day."""
-    now = dt.datetime(2026, 3, 10, 20, 0, tzinfo=dt.UTC)  # 3/11 10:00 in Kiritimati, 3/10 09:00 in Pago Pago
+# 3/11 10:00 in Kiritimati, 3/10 09:00 in Pago Pago: the moment a config moved west runs a day "earlier".
+MOVED_WEST_AT = dt.datetime(2026, 3, 10, 20, 0, tzinfo=dt.UTC)
+
+
+def business_whose_config_moved_west():
+    """Five customers reached by a config in Kiritimati (run date 3/11, summarised); the config is then deleted
+    and recreated in Pago Pago, due a minute later with run date 3/10, a day before the summarised one."""
+    now = MOVED_WEST_AT
     business = BusinessFactory()
     Customer.objects.bulk_create(
         CustomerFactory.build(business=business, created_at=now - dt.timedelta(days=30)) for _ in range(5)
@@ -36,6 +40,13 @@ def test_a_day_written_before_an_already_summarised_later_day_has_the_later_day_
     assert run_due_configs(now=now).outcomes[0].sent == 5  # run_date 2026-03-11
     first.delete()
     AutoEngagementConfigFactory(business=business, channels=["email"], run_time="09:00", timezone="Pacific/Pago_Pago")
+    return business
+
+
+def test_a_day_written_before_an_already_summarised_later_day_has_the_later_day_recounted():
+    """The new run's date is earlier than the old run's, so the later day's customers now have an earlier day."""
+    now = MOVED_WEST_AT
+    business = business_whose_config_moved_west()
     assert run_due_configs(now=now + dt.timedelta(minutes=1)).outcomes[0].sent == 5  # run_date 2026-03-10
     window = (dt.date(2026, 3, 10), dt.date(2026, 3, 11))
     assert _reference(business, *window)["groups"]["reached"] == 5
