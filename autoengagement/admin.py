@@ -16,7 +16,7 @@ from autoengagement.services.preview import config_preview
 from autoengagement.services.run import run_due_configs
 from engagement_site.admin_mixins import ReadOnlyAdminMixin
 
-STATUSES = ("sent", "failed", "skipped", "holdout", "pending")
+STATUSES = ("sent", "failed", "unknown", "skipped", "holdout", "pending", "sending")
 
 
 @admin.register(AutoEngagementConfig)

@@ -90,6 +90,9 @@ class AutoEngagementConfig(models.Model):
     last_run_local_date = models.DateField(null=True, blank=True, help_text="The local date of the last run.")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=64, blank=True, help_text="The run holding the lease.")
+    retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="The last run left messages to retry (same local day) from this instant."
+    )
     total_customers_notified = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -182,15 +185,23 @@ class AutoEngagementConfig(models.Model):
             ]
         )
 
-    def mark_as_completed(self, count: int) -> bool:
-        """Record success and add `count` to the total, unless another run has taken the lease over."""
+    def mark_as_completed(self, count: int, *, retry_at: dt.datetime | None = None, error: str = "") -> bool:
+        """Record success and add `count` to the total, unless another run has taken the lease over. `retry_at`:
+        messages were left to retry from then; `error` notes what the run reported without failing."""
         return self._finish(
             last_run_status=self.RunStatus.SUCCESS,
+            last_run_error=error,
+            retry_at=retry_at,
             total_customers_notified=models.F("total_customers_notified") + count,
         )
 
-    def mark_as_failed(self, error: str) -> bool:
-        return self._finish(last_run_status=self.RunStatus.FAILED, last_run_error=error)
+    def mark_as_failed(self, error: str, *, count: int = 0, retry_at: dt.datetime | None = None) -> bool:
+        return self._finish(
+            last_run_status=self.RunStatus.FAILED,
+            last_run_error=error,
+            retry_at=retry_at,
+            total_customers_notified=models.F("total_customers_notified") + count,
+        )
 
     def _finish(self, **fields: object) -> bool:
         updated = (

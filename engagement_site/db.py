@@ -90,34 +90,53 @@ def bulk_insert_rows(
     return results
 
 
-def bulk_update_rows(model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def bulk_update_rows(
+    model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]], *, guard: str | None = None
+) -> list[Any]:
     """Set `fields` per row, each row being (pk, *values), with one joined UPDATE per batch.
 
     Django's bulk_update writes one CASE branch per row for every field, which grows quadratically with the
     batch. Here the new values are a relation joined on the primary key: one JSON parameter on PostgreSQL,
     a VALUES list on SQLite (3.33+), whose columns read as column1, column2, ...
+
+    With `guard` (a field name), each row is (pk, expected, *values): a row whose `guard` column no longer holds
+    `expected` is left alone (None expects nothing), and the primary keys of the rows updated are returned, so a
+    caller can take rows over only if no one else did in the meantime.
     """
     if not rows:
-        return
+        return []
     meta = model._meta
-    model_fields = _columns(model, ["pk", *fields])
+    names = ["pk", *([guard] if guard else []), *fields]
+    model_fields = _columns(model, names)
+    first_value = 2 if guard else 1
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
+    pk_column = quote(meta.pk.column)
+    updated: list[Any] = []
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             assignments = ", ".join(
-                f"{quote(field.column)} = v.c{index}" for index, field in enumerate(model_fields) if index
+                f"{quote(field.column)} = v.c{index}"
+                for index, field in enumerate(model_fields)
+                if index >= first_value
             )
+            condition = f" AND (v.c1 IS NULL OR {table}.{quote(model_fields[1].column)} = v.c1)" if guard else ""
+            returning = f" RETURNING {table}.{pk_column}" if guard else ""
             relation, params = _json_relation(model_fields, rows)
             cursor.execute(
-                f"UPDATE {table} SET {assignments} FROM ({relation}) AS v WHERE {table}.{quote(meta.pk.column)} = v.c0",
+                f"UPDATE {table} SET {assignments} FROM ({relation}) AS v WHERE {table}.{pk_column} = v.c0"
+                f"{condition}{returning}",
                 params,
             )
-            return
+            return [row[0] for row in cursor.fetchall()] if guard else []
         row_sql = "(" + ", ".join(["%s"] * len(model_fields)) + ")"
         assignments = ", ".join(
-            f"{quote(field.column)} = v.column{index}" for index, field in enumerate(model_fields[1:], start=2)
+            f"{quote(field.column)} = v.column{index + 1}"
+            for index, field in enumerate(model_fields)
+            if index >= first_value
         )
+        condition = f" AND (v.column2 IS NULL OR {table}.{quote(model_fields[1].column)} = v.column2)" if guard else ""
+        returning = f" RETURNING {pk_column}" if guard else ""
         for start in range(0, len(rows), UPDATE_BATCH_ROWS):
             batch = rows[start : start + UPDATE_BATCH_ROWS]
             params = [
@@ -127,6 +146,9 @@ def bulk_update_rows(model: type[models.Model], fields: Sequence[str], rows: Seq
             ]
             cursor.execute(
                 f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([row_sql] * len(batch))}) AS v "
-                f"WHERE {table}.{quote(meta.pk.column)} = v.column1",
+                f"WHERE {table}.{pk_column} = v.column1{condition}{returning}",
                 params,
             )
+            if guard:
+                updated.extend(row[0] for row in cursor.fetchall())
+    return updated

@@ -16,8 +16,10 @@ class NotificationLog(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Unknown (may have been sent)"
         SKIPPED = "skipped", "Skipped"
         HOLDOUT = "holdout", "Holdout"
 
@@ -47,6 +49,10 @@ class NotificationLog(models.Model):
     body = models.TextField(blank=True)
     error = models.TextField(blank=True)
     provider_message_id = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, db_default=0, help_text="Send attempts made for this row.")
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="A failed row the provider provably did not act on is tried again then."
+    )
     run_date = models.DateField(help_text="The business's local date of the run.")
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -56,13 +62,17 @@ class NotificationLog(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["notification_id"], name="notification_id_unique"),
+            # Per business, not per config: a config deleted and created again cannot message anyone twice a day.
             models.UniqueConstraint(
-                fields=["config", "customer", "channel", "run_date"], name="notification_once_per_run_date"
+                fields=["business", "customer", "channel", "run_date"], name="notification_once_per_business_day"
             ),
             models.CheckConstraint(condition=Q(channel__in=Channel.values), name="notification_channel_valid"),
             models.CheckConstraint(
-                condition=Q(status__in=["pending", "sent", "failed", "skipped", "holdout"]),
+                condition=Q(status__in=["pending", "sending", "sent", "failed", "unknown", "skipped", "holdout"]),
                 name="notification_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(next_attempt_at__isnull=True) | Q(status="failed"), name="notification_retry_only_failed"
             ),
             models.CheckConstraint(
                 condition=prefix_check("notification_id", IdKind.NOTIFICATION.prefix), name="notification_id_prefix"
@@ -75,6 +85,10 @@ class NotificationLog(models.Model):
 
     def __str__(self) -> str:
         return self.notification_id
+
+
+# Rows a run is still working on: written, or handed to a provider, with no outcome yet.
+IN_FLIGHT_STATUSES = (NotificationLog.Status.PENDING, NotificationLog.Status.SENDING)
 
 
 class LogRetention(models.Model):

@@ -30,7 +30,7 @@ from django.db.models.functions import Coalesce
 from autoengagement.services import results
 from autoengagement.stats import MAX_DAYS as STATS_MAX_DAYS
 from autoengagement.validation import ATTRIBUTION_DAYS_RANGE
-from notifications.models import LogRetention, NotificationLog
+from notifications.models import IN_FLIGHT_STATUSES, LogRetention, NotificationLog
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +57,12 @@ def effective_retention_days(*, older_than_days: int) -> int:
 def prunable_logs(*, cutoff: dt.datetime) -> QuerySet[NotificationLog]:
     """Rows older than `cutoff` that neither a pending delivery nor the once-per-spell rule needs."""
     current_spell_start = Coalesce(F("customer__last_activity_at"), F("customer__created_at"))
-    still_counts = Q(config__isnull=False) & Q(created_at__gte=current_spell_start)
+    # Rows of the current spell keep the once-per-spell guard, whichever config (deleted or not) wrote them.
+    still_counts = Q(created_at__gte=current_spell_start)
     return (
         NotificationLog.objects.filter(created_at__lt=cutoff)
-        .exclude(status=NotificationLog.Status.PENDING)
+        .exclude(status__in=IN_FLIGHT_STATUSES)
+        .exclude(next_attempt_at__isnull=False)
         .exclude(still_counts)
     )
 

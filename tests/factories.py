@@ -78,7 +78,8 @@ class NotificationLogFactory(factory.django.DjangoModelFactory):
     customer = factory.SubFactory(CustomerFactory, business=factory.SelfAttribute("..business"))
     channel = "wallet"
     status = NotificationLog.Status.SENT
-    run_date = factory.LazyFunction(lambda: timezone.now().date())
+    created_at = factory.LazyFunction(timezone.now)
+    run_date = factory.LazyAttribute(lambda row: row.created_at.date())
 
 
 def save_logs(rows: list[NotificationLog]) -> list[NotificationLog]:

@@ -4,6 +4,11 @@ A pass update push is authenticated with the Pass Type ID certificate as the TLS
 is the pass type identifier and its payload is empty ("{}"): the text the lock screen shows comes only from the
 changeMessage of the field that changed in the updated pass. One HTTP/2 connection (httpx + h2) carries the
 whole batch: the first push opens it, the rest are multiplexed over it from a small thread pool.
+
+A pass-update push is idempotent: its payload is empty and the device only fetches the pass, whose lock-screen text
+shows once, when the `message` field changes value. So every transient failure (429, 5xx, a timeout or a reset) is
+retried, even one after which Apple may have delivered the push. 410 Unregistered, and 400 BadDeviceToken or
+DeviceTokenNotForTopic (a token that can never succeed for this pass type), remove the device's registration.
 """
 
 import logging
@@ -21,6 +26,8 @@ from wallet.retry import retry_delay
 logger = logging.getLogger(__name__)
 
 PAYLOAD = b"{}"
+# 400 reasons that mean the token will never work for this topic: the registration is removed like a 410.
+DEAD_TOKEN_REASONS = frozenset({"BadDeviceToken", "DeviceTokenNotForTopic"})
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,8 @@ class ApnsClient:
         self.concurrency = max(1, concurrency)
         self.max_retries = max_retries
         self.backoff = backoff
+        # The run's circuit breaker for the wallet channel, when set: consulted before, and told of, every push.
+        self.breaker = None
         self.client: httpx.Client | None = None
 
     def open(self) -> None:
@@ -96,6 +105,8 @@ class ApnsClient:
         """One push; 410 means the device unregistered, other 4xx are final."""
         outcome = PushOutcome(token=token, ok=False, error="not attempted", retryable=True)
         for attempt in range(self.max_retries + 1):
+            if self.breaker is not None and not self.breaker.allow():
+                return PushOutcome(token=token, ok=False, error=f"not attempted: {self.breaker.reason}", retryable=True)
             retry_after = None
             try:
                 response = self.client.post(
@@ -110,6 +121,8 @@ class ApnsClient:
             else:
                 outcome = _outcome(token=token, response=response)
                 retry_after = response.headers.get("retry-after")
+            if self.breaker is not None:
+                self.breaker.record(ok=not outcome.retryable, error=outcome.error)
             if outcome.ok or not outcome.retryable or attempt == self.max_retries:
                 break
             logger.info("apns push retried", extra={"attempt": attempt + 1, "error": outcome.error})
@@ -128,6 +141,8 @@ def _outcome(*, token: str, response: httpx.Response) -> PushOutcome:
         reason = ""
     if status == 410:
         return PushOutcome(token=token, ok=False, apns_id=apns_id, unregistered=True, error="APNs 410 Unregistered")
+    if status == 400 and reason in DEAD_TOKEN_REASONS:
+        return PushOutcome(token=token, ok=False, apns_id=apns_id, unregistered=True, error=f"APNs 400 {reason}")
     return PushOutcome(
         token=token,
         ok=False,

@@ -185,15 +185,15 @@ def latest_pass(request: HttpRequest, pass_type_identifier: str, serial_number: 
 def record_delivery(*, wallet_pass: WalletPass) -> int:
     """The device fetched the updated pass: mark the newest sent, undelivered wallet log written before the update.
 
-    A still-pending row counts too: the device can fetch the pass within a second of the push, before the run
-    has recorded the chunk's outcomes (that later update leaves delivered_at alone)."""
+    A row still `sending` counts too: the device can fetch the pass within a second of the push, before the run has
+    recorded the window's outcomes (that later update leaves delivered_at alone)."""
     if not wallet_pass.message_text:
         return 0
     newest = (
         NotificationLog.objects.filter(
             customer_id=wallet_pass.customer_id,
             channel=Channel.WALLET,
-            status__in=[NotificationLog.Status.SENT, NotificationLog.Status.PENDING],
+            status__in=[NotificationLog.Status.SENT, NotificationLog.Status.PENDING, NotificationLog.Status.SENDING],
             delivered_at__isnull=True,
             created_at__lte=wallet_pass.updated_at,
         )

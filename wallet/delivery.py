@@ -29,6 +29,7 @@ from notifications.consent import NO_PASS
 from wallet import passes
 from wallet.apns import ApnsClient, PushOutcome, apns_ssl_context
 from wallet.google_wallet import (
+    OUR_MESSAGE_PREFIX,
     AddMessageOutcome,
     GoogleConfig,
     GoogleWalletClient,
@@ -47,19 +48,23 @@ NO_REGISTERED_DEVICE = "no registered device"
 class _Attempt:
     """What happened to one pass of one message."""
 
-    status: str  # sent | failed | skipped
+    status: str  # sent | failed | unknown | skipped
     detail: str = ""
     provider_id: str = ""
     retryable: bool = False
-    unregistered: bool = False  # APNs 410: the device removed the pass; its registration is deleted
+    unregistered: bool = False  # APNs 410 or a dead token: its registration is deleted
 
 
 def combine_attempts(*, log_id: int, attempts: Sequence[_Attempt]) -> Result:
-    """One result per message: sent if any pass was reached, else failed if any attempt failed, else skipped."""
+    """One result per message: sent if any pass was reached, else unknown if any pass may have been, else failed
+    if any attempt failed, else skipped."""
     sent = [a for a in attempts if a.status == "sent"]
     if sent:
         provider_id = ",".join(a.provider_id for a in sent if a.provider_id)[:255]
         return Result(log_id=log_id, status="sent", provider_message_id=provider_id)
+    unknown = [a for a in attempts if a.status == "unknown"]
+    if unknown:
+        return Result(log_id=log_id, status="unknown", error="; ".join(dict.fromkeys(a.detail for a in unknown)))
     failed = [a for a in attempts if a.status == "failed"]
     if failed:
         error = "; ".join(dict.fromkeys(a.detail for a in failed))
@@ -112,11 +117,15 @@ class WalletBackend(ChannelBackend):
                 max_retries=settings.WALLET_MAX_RETRIES,
                 backoff=settings.WALLET_RETRY_BACKOFF,
             )
+            self.apns.breaker = self.breaker
             self.apns.open()
         if settings.GOOGLE_WALLET_ISSUER_ID:
             self.google = load_google_config()
             self.google_client = GoogleWalletClient(
-                config=self.google, max_retries=settings.WALLET_MAX_RETRIES, backoff=settings.WALLET_RETRY_BACKOFF
+                config=self.google,
+                max_retries=settings.WALLET_MAX_RETRIES,
+                backoff=settings.WALLET_RETRY_BACKOFF,
+                breaker=self.breaker,
             )
             self.google_client.open()
         self._opened = True
@@ -200,6 +209,7 @@ class WalletBackend(ChannelBackend):
                 body=message.body,
                 current=wallet_pass.message_text,
                 run_date=str(message.extra.get("run_date", "")),
+                retry=message.extra.get("attempt", 1) > 1,
             )
             # Last-Modified has whole seconds: the new modification time must fall in a later second than the one a
             # device already holds, or its If-Modified-Since fetch would get 304 and miss the message.
@@ -213,7 +223,7 @@ class WalletBackend(ChannelBackend):
         gone = [reg.pk for reg in registrations if outcomes[reg.push_token].unregistered]
         if gone:
             AppleDeviceRegistration.objects.filter(pk__in=gone).delete()
-            logger.info("apple registrations removed after APNs 410", extra={"count": len(gone)})
+            logger.info("apple registrations removed (410 or a dead token)", extra={"count": len(gone)})
         for message, wallet_pass in work:
             device_outcomes = [outcomes[reg.push_token] for reg in wallet_pass.device_registrations.all()]
             attempts[message.log_id].extend(_apple_attempt(outcome) for outcome in device_outcomes)
@@ -256,6 +266,8 @@ class WalletBackend(ChannelBackend):
                     )
                 )
                 attempts[message.log_id].append(_Attempt("sent", provider_id=f"google:{outcome.message_id}"))
+            elif outcome.unknown:
+                attempts[message.log_id].append(_Attempt("unknown", outcome.error))
             else:
                 attempts[message.log_id].append(_Attempt("failed", outcome.error, retryable=outcome.retryable))
         GoogleWalletMessage.objects.bulk_create(added, batch_size=500)
@@ -263,7 +275,7 @@ class WalletBackend(ChannelBackend):
     def _add_google_message(self, *, message: Message, wallet_pass: WalletPass, notify: bool) -> AddMessageOutcome:
         return self.google_client.add_message(
             object_id=loyalty_object_id(issuer_id=self.google.issuer_id, pass_id=wallet_pass.pass_id),
-            message_id=f"reengagement-{message.log_id}",
+            message_id=f"{OUR_MESSAGE_PREFIX}{message.log_id}",
             header=message.header,
             body=message.body,
             notify=notify,

@@ -104,9 +104,14 @@ def authentication_token_matches(*, wallet_pass: WalletPass, token: str) -> bool
     return bool(stored) and constant_time_compare(hash_token(token), stored)
 
 
-def message_value(*, header: str, body: str, current: str, run_date: str) -> str:
-    """The new `message` field value: the text, made to differ from the current value so Apple shows it again."""
+def message_value(*, header: str, body: str, current: str, run_date: str, retry: bool = False) -> str:
+    """The new `message` field value: the text, made to differ from the current value so Apple shows it again.
+
+    A retry of the same message leaves a value this message already set as it is: a device that got the first
+    push must not show the message a second time."""
     text = " — ".join(part for part in (header.strip(), body.strip()) if part)
+    if retry and current in (text, f"{text} ({run_date})"):
+        return current
     if text == current:
         # Longer than the current value, so different from it, whatever the text; the date says which message it is.
         return f"{text} ({run_date})" if run_date else f"{text} (again)"

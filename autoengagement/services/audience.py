@@ -42,12 +42,17 @@ def inactive_customers(*, config: AutoEngagementConfig, now: dt.datetime) -> Que
     return queryset
 
 
+def spell_logs_of(config: AutoEngagementConfig) -> QuerySet[NotificationLog]:
+    """The re-engagement rows that count against the once-per-spell guard: every one of the business, whichever
+    config wrote it, so a config deleted and created again never messages a customer twice in one spell."""
+    return NotificationLog.objects.filter(business_id=config.business_id, type=NotificationLog.Type.AUTO_REENGAGEMENT)
+
+
 def audience_queryset(*, config: AutoEngagementConfig, now: dt.datetime) -> QuerySet[Customer]:
     """Inactive customers who may be re-engaged now: fewer than max_reminders re-engagements in this spell,
-    the last one at least inactivity_days ago. Any logged attempt (sent, failed, skipped, holdout) counts."""
-    spell_logs = NotificationLog.objects.filter(
-        config_id=config.pk, customer_id=OuterRef("pk"), created_at__gte=OuterRef("quiet_since")
-    )
+    the last one at least inactivity_days ago. Any logged attempt (sent, failed, unknown, skipped, holdout, and a
+    failed one waiting for its retry) counts."""
+    spell_logs = spell_logs_of(config).filter(customer_id=OuterRef("pk"), created_at__gte=OuterRef("quiet_since"))
     queryset = inactive_customers(config=config, now=now)
     if config.max_reminders == 1:
         return queryset.filter(~Exists(spell_logs))
@@ -96,12 +101,15 @@ def _not_reminded(
     spell_start = {member["pk"]: member["quiet_since"] for member in candidates}
     # A key range rather than an IN list of thousands of ids: the chunk is in key order, and the few rows of
     # customers in the range who are not candidates are dropped below.
-    logs = NotificationLog.objects.filter(
-        config_id=config.pk,
-        customer_id__gte=candidates[0]["pk"],
-        customer_id__lte=candidates[-1]["pk"],
-        created_at__gte=min(spell_start.values()),
-    ).values_list("customer_id", "run_date", "created_at")
+    logs = (
+        spell_logs_of(config)
+        .filter(
+            customer_id__gte=candidates[0]["pk"],
+            customer_id__lte=candidates[-1]["pk"],
+            created_at__gte=min(spell_start.values()),
+        )
+        .values_list("customer_id", "run_date", "created_at")
+    )
     for customer_pk, run_date, created_at in logs:
         if customer_pk in spell_start and created_at >= spell_start[customer_pk]:
             reminders[customer_pk].add(run_date)

@@ -1,13 +1,19 @@
-"""One chunk of a business's audience, delivered with the two-write protocol.
+"""One chunk of a business's audience, delivered so that nothing is sent twice and nothing is lost silently.
 
 1. One INSERT writes every log row: `pending` for messages to send, final `skipped` / `holdout` rows for the rest.
-   The unique (config, customer, channel, run_date) constraint turns a second attempt into a no-op.
+   The unique (business, customer, channel, run_date) constraint turns a second attempt into a no-op.
 2. The INSERT returns the rows it wrote (a conflicting row is not among them); one indexed SELECT finds the
    chunk's customers who visited since the claim, whose rows are cancelled as "active again", never sent.
-3. The channel backends send, outside any transaction.
-4. One UPDATE per 1,000 rows records each outcome.
-A crash between 1 and 4 leaves rows pending; the next run that claims the config marks them failed as
-interrupted and never sends them again (a duplicate is worse than a gap the log explains).
+3. Channel by channel, in windows of at most AUTO_ENGAGEMENT_SEND_WINDOW messages, one UPDATE records the previous
+   window's outcomes and takes this window's rows from `pending` (or a failed row due for a retry) to `sending`,
+   only where they still hold that status; then the backend sends them, outside any transaction.
+4. A last UPDATE records the last window's outcomes.
+A crash leaves at most one window per business in `sending`: the next run that claims the config marks those rows
+`unknown` (they may have gone out, so they are never sent again) and sends the rows still `pending` as usual.
+
+Each result becomes the row's final status (sent, unknown, skipped, failed), except a failure the provider provably
+did not act on: that row stays `failed` with a `next_attempt_at`, and a later invocation of the same local day sends
+it again on the same row (see autoengagement.services.retries), at most AUTO_ENGAGEMENT_MAX_ATTEMPTS times.
 """
 
 import datetime as dt
@@ -17,14 +23,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from django.conf import settings
+
 from autoengagement.models import AutoEngagementConfig
-from autoengagement.services import results
 from autoengagement.services.audience import in_holdout
 from autoengagement.templating import render
 from engagement_site.db import bulk_insert_rows, bulk_update_rows
 from engagement_site.secure_ids import IdKind, make_ids
 from notifications import consent
-from notifications.backends.base import ChannelBackend, Message, Result
+from notifications.backends.base import ChannelBackend, Message, Result, not_attempted
 from notifications.channels import Channel
 from notifications.models import NotificationLog
 from wallet.models import Business, Customer
@@ -32,8 +39,9 @@ from wallet.models import Business, Customer
 logger = logging.getLogger(__name__)
 
 ACTIVE_AGAIN = "active again"
-INTERRUPTED = "interrupted: a previous run stopped before recording the outcome; not re-sent to avoid a duplicate"
-NO_RESULT = "the channel backend returned no result for this message"
+NO_RESULT = "the channel backend returned no result for this message; it may have been sent"
+UNKNOWN_AFTER_ERROR = "the run stopped while the provider had this message; it may have been sent"
+RETRIES_EXHAUSTED = "no attempts left today"
 CONSENT_REVOKED = consent.PROVIDER_REVOKED
 FIRST_NAME_FALLBACK = "there"
 
@@ -49,25 +57,47 @@ REVOCATIONS: dict[str, tuple[str, object]] = {
 
 @dataclass(kw_only=True)
 class ChunkTally:
-    """Counts of one chunk, or summed over a business's run: customers, and log rows by outcome."""
+    """Counts of one chunk, or summed over a business's run: customers, and log rows by outcome. `failed` counts
+    final failures, `retryable` the failures left for a later attempt; `channels` has both per channel with sent
+    and unknown; `unavailable` names the channels whose provider stopped answering (circuit breaker open)."""
 
     audience: int = 0
     notified: int = 0
     holdout: int = 0
     sent: int = 0
     failed: int = 0
+    retryable: int = 0
+    unknown: int = 0
     skipped: int = 0
     skip_reasons: dict[str, int] = field(default_factory=dict)
+    channels: dict[str, dict[str, int]] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    retry_at: dt.datetime | None = None
 
     def skip(self, reason: str, count: int = 1) -> None:
         self.skipped += count
         self.skip_reasons[reason] = self.skip_reasons.get(reason, 0) + count
 
+    def count(self, channel: str, outcome: str) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        per_channel = self.channels.setdefault(channel, {"sent": 0, "failed": 0, "retryable": 0, "unknown": 0})
+        per_channel[outcome] += 1
+
+    def retry_from(self, when: dt.datetime) -> None:
+        self.retry_at = when if self.retry_at is None else min(self.retry_at, when)
+
     def add(self, other: "ChunkTally") -> None:
-        for name in ("audience", "notified", "holdout", "sent", "failed"):
+        for name in ("audience", "notified", "holdout", "sent", "failed", "retryable", "unknown"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for reason, count in other.skip_reasons.items():
             self.skip(reason, count)
+        for channel, counts in other.channels.items():
+            mine = self.channels.setdefault(channel, dict.fromkeys(counts, 0))
+            for outcome, count in counts.items():
+                mine[outcome] = mine.get(outcome, 0) + count
+        self.unavailable.update(other.unavailable)
+        if other.retry_at is not None:
+            self.retry_from(other.retry_at)
 
 
 class PlannedLog(NamedTuple):
@@ -98,6 +128,13 @@ class RunContext:
     now: dt.datetime
     run_date: dt.date
     template: dict[str, str]
+    # No retry is planned after this instant (the day's send time plus the lateness bound).
+    retry_deadline: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.retry_deadline is None:
+            lateness = dt.timedelta(minutes=settings.AUTO_ENGAGEMENT_MAX_LATENESS_MINUTES)
+            object.__setattr__(self, "retry_deadline", self.now + lateness)
 
 
 def render_for(context: RunContext, member: dict[str, Any]) -> tuple[str, str]:
@@ -177,7 +214,7 @@ def deliver_chunk(
     )
     pending = {row.notification_id: row for row in rows if row.status == Status.PENDING}
     members_by_pk = {member["pk"]: member for member in members}
-    to_send: dict[str, list[tuple[int, PlannedLog]]] = defaultdict(list)
+    outgoing: list[Outgoing] = []
     cancelled: list[int] = []
     for pk, notification_id in inserted:
         row = pending.get(notification_id)
@@ -185,63 +222,85 @@ def deliver_chunk(
             continue
         if row.customer_id in active_again:
             cancelled.append(pk)
-        else:
-            to_send[row.channel].append((pk, row))
+            continue
+        member = members_by_pk[row.customer_id]
+        outgoing.append(
+            Outgoing(
+                pk=pk,
+                channel=row.channel,
+                customer_pk=row.customer_id,
+                status=Status.PENDING,
+                attempts=0,
+                recipient=consent.recipient_for(row.channel, member),
+                header=row.header,
+                body=row.body,
+                customer_id=member["customer_id"],
+            )
+        )
     if cancelled:
         NotificationLog.objects.filter(pk__in=cancelled).update(status=Status.SKIPPED, error=ACTIVE_AGAIN)
         tally.skip(ACTIVE_AGAIN, len(cancelled))
+    tally.notified = len(send_outgoing(context, outgoing, backend_for, tally))
+    return tally
 
-    outcomes: list[tuple[int, str, str, str, dt.datetime | None]] = []
-    notified_customers: set[int] = set()
+
+class Outgoing(NamedTuple):
+    """A log row about to be sent: its current status and attempts, and what its message carries."""
+
+    pk: int
+    channel: str
+    customer_pk: int
+    status: str
+    attempts: int
+    recipient: str
+    header: str
+    body: str
+    customer_id: str
+
+
+# The columns a send window writes: the previous window's outcomes and this window's `sending` marks.
+OUTCOME_FIELDS = ("status", "error", "provider_message_id", "sent_at", "attempts", "next_attempt_at")
+
+
+def send_outgoing(
+    context: RunContext,
+    outgoing: Sequence[Outgoing],
+    backend_for: Callable[[str], ChannelBackend],
+    tally: ChunkTally,
+) -> set[int]:
+    """Send rows channel by channel in windows; return the customers (pks) with a row sent."""
+    by_channel: dict[str, list[Outgoing]] = defaultdict(list)
+    for item in outgoing:
+        by_channel[item.channel].append(item)
+    window_size = max(1, settings.AUTO_ENGAGEMENT_SEND_WINDOW)
+    notified: set[int] = set()
     revoked: dict[str, list[int]] = defaultdict(list)
-    channels = list(to_send)
-    for position, channel in enumerate(channels):
-        batch = to_send[channel]
-        customer_of = {pk: row.customer_id for pk, row in batch}
-        try:
-            results = backend_for(channel).send_batch(
-                [
-                    Message(
-                        log_id=pk,
-                        recipient=consent.recipient_for(channel, members_by_pk[row.customer_id]),
-                        header=row.header,
-                        body=row.body,
-                        customer_id=members_by_pk[row.customer_id]["customer_id"],
-                        business_id=context.business.business_id,
-                        business_name=context.business.name,
-                        extra={"run_date": context.run_date.isoformat()},
-                    )
-                    for pk, row in batch
-                ]
-            )
-        except Exception as exc:
-            # Whether any of this batch went out is unknown: record it failed, never leave it pending or resend it.
-            error = f"{type(exc).__name__}: {exc}"
-            outcomes.extend((pk, Status.FAILED, error, "", None) for pk in customer_of)
-            outcomes.extend(
-                (pk, Status.FAILED, f"not attempted: the {channel} backend failed ({error})", "", None)
-                for later in channels[position + 1 :]
-                for pk, _ in to_send[later]
-            )
-            bulk_update_rows(NotificationLog, ["status", "error", "provider_message_id", "sent_at"], outcomes)
-            raise
-        by_log = {result.log_id: result for result in results}
-        for pk in customer_of:
-            result = by_log.get(pk) or Result(log_id=pk, status="failed", error=NO_RESULT)
-            sent = result.status == Status.SENT
-            error = f"{CONSENT_REVOKED}: {result.error}" if result.revoked and not sent else result.error
-            outcomes.append((pk, result.status, error, result.provider_message_id, context.now if sent else None))
-            if sent:
-                notified_customers.add(customer_of[pk])
-                tally.sent += 1
-            elif result.status == Status.FAILED:
-                tally.failed += 1
-            else:
-                tally.skip(result.error or "skipped by provider")
-            if result.revoked and channel in REVOCATIONS:
-                revoked[channel].append(customer_of[pk])
-
-    bulk_update_rows(NotificationLog, ["status", "error", "provider_message_id", "sent_at"], outcomes)
+    recorded: list[tuple[Any, ...]] = []
+    in_flight: list[Outgoing] = []
+    try:
+        for channel, items in by_channel.items():
+            for start in range(0, len(items), window_size):
+                window = items[start : start + window_size]
+                backend = backend_for(channel)
+                if backend.breaker is not None and not backend.breaker.allow():
+                    results = [not_attempted(_message(context, item), backend.breaker) for item in window]
+                else:
+                    taken = set(_write(recorded, taking=window))
+                    recorded = []
+                    window = in_flight = [item for item in window if item.pk in taken]
+                    results = backend.send_batch([_message(context, item) for item in window]) if window else []
+                    in_flight = []
+                recorded.extend(_record(context, window, results, tally, notified, revoked))
+                if backend.breaker is not None and backend.breaker.tripped:
+                    tally.unavailable[channel] = backend.breaker.reason
+    except BaseException as exc:
+        # Whether any of the window in the backend's hands went out is unknown: never leave it to be sent again.
+        error = f"{UNKNOWN_AFTER_ERROR} ({type(exc).__name__}: {exc})"[:500]
+        recorded.extend((item.pk, None, Status.UNKNOWN, error, "", None, item.attempts + 1, None) for item in in_flight)
+        tally.unknown += len(in_flight)
+        _write(recorded, taking=[])
+        raise
+    _write(recorded, taking=[])
     for channel, customer_pks in revoked.items():
         field_name, value = REVOCATIONS[channel]
         Customer.objects.filter(pk__in=customer_pks).update(**{field_name: value})
@@ -249,20 +308,78 @@ def deliver_chunk(
             "consent revoked by provider",
             extra={"business_id": context.business.business_id, "channel": channel, "customers": len(customer_pks)},
         )
-    tally.notified = len(notified_customers)
-    return tally
+    return notified
 
 
-def fail_interrupted(*, config: AutoEngagementConfig) -> int:
-    """Close the rows a crashed run left pending: failed, with why, and never sent again.
+def _message(context: RunContext, item: Outgoing) -> Message:
+    return Message(
+        log_id=item.pk,
+        recipient=item.recipient,
+        header=item.header,
+        body=item.body,
+        customer_id=item.customer_id,
+        business_id=context.business.business_id,
+        business_name=context.business.name,
+        extra={"run_date": context.run_date.isoformat(), "attempt": item.attempts + 1},
+    )
 
-    Called when claiming a config whose last run never finished, before its local date moves on: every claim
-    cleans up after the previous one, so only that run's date can hold pending rows. (No index on status: an
-    indexed status would stop PostgreSQL from updating rows in place, and recovery is rare.)"""
-    if config.last_run_local_date is not None:
-        # Whatever the crash left, its day's summary may be behind: counted from the log until refreshed. Marked
-        # first, in the claim's transaction, as the lock order wants (the day, then its log rows).
-        results.mark_stale([(config.business_id, config.last_run_local_date)])
-    return NotificationLog.objects.filter(
-        config_id=config.pk, run_date=config.last_run_local_date, status=Status.PENDING
-    ).update(status=Status.FAILED, error=INTERRUPTED)
+
+def _write(recorded: Sequence[tuple[Any, ...]], *, taking: Sequence[Outgoing]) -> list[int]:
+    """One statement: the recorded outcomes, and `taking` moved to `sending` where their status is unchanged.
+    Returns the primary keys updated (the outcomes' and those of the rows taken)."""
+    marks = [(item.pk, item.status, Status.SENDING, "", "", None, item.attempts + 1, None) for item in taking]
+    return bulk_update_rows(NotificationLog, OUTCOME_FIELDS, [*recorded, *marks], guard="status")
+
+
+def _record(
+    context: RunContext,
+    window: Sequence[Outgoing],
+    results: Sequence[Result],
+    tally: ChunkTally,
+    notified: set[int],
+    revoked: dict[str, list[int]],
+) -> list[tuple[Any, ...]]:
+    """Each message's outcome as a row to write (pk, no guard, OUTCOME_FIELDS...), counted in the tally."""
+    by_log = {result.log_id: result for result in results}
+    rows = []
+    for item in window:
+        result = by_log.get(item.pk) or Result(log_id=item.pk, status="unknown", error=NO_RESULT)
+        attempts = item.attempts + 1 if result.attempted else item.attempts
+        next_attempt_at = None
+        error = result.error
+        if result.status == Status.SENT:
+            notified.add(item.customer_pk)
+            tally.count(item.channel, "sent")
+        elif result.status == Status.UNKNOWN:
+            tally.count(item.channel, "unknown")
+        elif result.status == Status.FAILED and result.retryable:
+            next_attempt_at = _next_attempt(context, attempts)
+            if next_attempt_at is None:
+                error = f"{error}; {RETRIES_EXHAUSTED}"
+                tally.count(item.channel, "failed")
+            else:
+                tally.count(item.channel, "retryable")
+                tally.retry_from(next_attempt_at)
+        elif result.status == Status.FAILED:
+            if result.revoked:
+                error = f"{CONSENT_REVOKED}: {error}"
+            tally.count(item.channel, "failed")
+        else:
+            tally.skip(error or "skipped by provider")
+        if result.revoked and item.channel in REVOCATIONS:
+            revoked[item.channel].append(item.customer_pk)
+        sent_at = context.now if result.status == Status.SENT else None
+        rows.append(
+            (item.pk, None, result.status, error[:2000], result.provider_message_id, sent_at, attempts, next_attempt_at)
+        )
+    return rows
+
+
+def _next_attempt(context: RunContext, attempts: int) -> dt.datetime | None:
+    """When a retryable failure is tried again: backoff doubling per attempt, from the same run's `now`; None when
+    the attempts are spent or the next one would fall after the day's send window closes."""
+    if attempts >= settings.AUTO_ENGAGEMENT_MAX_ATTEMPTS:
+        return None
+    backoff = dt.timedelta(minutes=settings.AUTO_ENGAGEMENT_RETRY_BACKOFF_MINUTES) * 2 ** max(attempts - 1, 0)
+    when = context.now + backoff
+    return when if when <= context.retry_deadline else None

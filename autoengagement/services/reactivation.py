@@ -24,7 +24,7 @@ Status = NotificationLog.Status
 
 # Rows a visit can be credited to. `pending` too: a visit may land while the message is on its way, and the row
 # turns `sent` afterwards. Skipped and failed rows keep their credit out of the stats anyway (reached = sent).
-ATTRIBUTABLE_STATUSES = (Status.PENDING, Status.SENT, Status.HOLDOUT)
+ATTRIBUTABLE_STATUSES = (Status.PENDING, Status.SENDING, Status.SENT, Status.HOLDOUT)
 LONGEST_WINDOW = dt.timedelta(days=ATTRIBUTION_DAYS_RANGE[1])
 
 

@@ -37,7 +37,7 @@ from django.utils import timezone
 from autoengagement.models import AutoEngagementConfig, CohortMeasure, ResultsCohort, ResultsDay, ResultsOutcome
 from engagement_site.db import bulk_update_rows
 from notifications.channels import Channel
-from notifications.models import LogRetention, NotificationLog
+from notifications.models import IN_FLIGHT_STATUSES, LogRetention, NotificationLog
 
 logger = logging.getLogger(__name__)
 
@@ -279,11 +279,13 @@ def count_credits(credits: Mapping[Reengagement, Collection[str]]) -> None:
 
     A re-engagement with a row still pending belongs to a run in flight, whose day is stale anyway; a day that is
     stale or has no summary is left to its refresh, which will read the credit from the log."""
-    in_flight = {(r.business_id, r.run_date) for r, statuses in credits.items() if Status.PENDING in statuses}
+    in_flight = {
+        (r.business_id, r.run_date) for r, statuses in credits.items() if set(IN_FLIGHT_STATUSES) & set(statuses)
+    }
     groups = {
         reengagement: Status.SENT if Status.SENT in statuses else Status.HOLDOUT
         for reengagement, statuses in credits.items()
-        if Status.PENDING not in statuses and (Status.SENT in statuses or Status.HOLDOUT in statuses)
+        if not set(IN_FLIGHT_STATUSES) & set(statuses) and (Status.SENT in statuses or Status.HOLDOUT in statuses)
     }
     # Each customer's credited days so far, per group (the batch's rows are not credited yet).
     credited_days: dict[tuple[int, int, str], set[dt.date]] = defaultdict(set)

@@ -15,10 +15,11 @@ from django.utils import timezone
 from autoengagement.models import AutoEngagementConfig
 from autoengagement.services import results
 from autoengagement.services.audience import iter_audience_chunks
-from autoengagement.services.delivery import ChunkTally, RunContext, deliver_chunk, fail_interrupted, plan_chunk
-from autoengagement.services.scheduling import Due, schedule_for
+from autoengagement.services.delivery import ChunkTally, RunContext, deliver_chunk, plan_chunk
+from autoengagement.services.retries import close_day, recover_interrupted, retry_due_rows
+from autoengagement.services.scheduling import Due, Schedule, schedule_for
 from notifications.backends import get_backend
-from notifications.backends.base import ChannelBackend
+from notifications.backends.base import ChannelBackend, CircuitBreaker
 from notifications.models import NotificationLog
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class BusinessOutcome(ChunkTally):
     status: str
     local_date: str = ""
     error: str = ""
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -66,11 +68,20 @@ class RunSummary:
             "total_holdout": sum(o.holdout for o in self.outcomes),
             "notifications_sent": sum(o.sent for o in self.outcomes),
             "notifications_failed": sum(o.failed for o in self.outcomes),
+            "notifications_retryable": sum(o.retryable for o in self.outcomes),
+            "notifications_unknown": sum(o.unknown for o in self.outcomes),
             "notifications_skipped": sum(o.skipped for o in self.outcomes),
+            "warnings": [f"{o.business_id}: {warning}" for o in self.outcomes for warning in o.warnings],
             "dry_run": self.dry_run,
             "disabled": self.disabled,
-            "businesses": [asdict(o) for o in self.outcomes],
+            "businesses": [_as_json(o) for o in self.outcomes],
         }
+
+
+def _as_json(outcome: BusinessOutcome) -> dict[str, object]:
+    data = asdict(outcome)
+    data["retry_at"] = outcome.retry_at.isoformat() if outcome.retry_at else None
+    return data
 
 
 @dataclass(frozen=True)
@@ -79,10 +90,15 @@ class Claim:
     status: str
     local_date: dt.date | None = None
     detail: str = ""
+    # The day already has rows to finish: a crashed run's pending rows, or failed rows due for a retry.
+    resume: bool = False
+    send_at: dt.datetime | None = None
+    warnings: tuple[str, ...] = ()
 
 
 class BackendPool:
-    """One opened backend per channel for the whole run, so connections and tokens are reused."""
+    """One opened backend per channel for the whole run, so connections and tokens are reused, each with the
+    invocation's circuit breaker for that channel: a provider that keeps failing is not called again."""
 
     def __init__(self) -> None:
         self._backends: dict[str, ChannelBackend] = {}
@@ -90,6 +106,7 @@ class BackendPool:
     def __call__(self, channel: str) -> ChannelBackend:
         if channel not in self._backends:
             backend = get_backend(channel)
+            backend.breaker = CircuitBreaker(threshold=settings.AUTO_ENGAGEMENT_BREAKER_THRESHOLD)
             backend.open()
             self._backends[channel] = backend
         return self._backends[channel]
@@ -112,26 +129,38 @@ def new_run_owner() -> str:
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
+def _max_lateness() -> dt.timedelta:
+    return dt.timedelta(minutes=settings.AUTO_ENGAGEMENT_MAX_LATENESS_MINUTES)
+
+
+def _schedule(config_fields: dict[str, object] | AutoEngagementConfig, now: dt.datetime, *, forced: bool) -> Schedule:
+    get = config_fields.get if isinstance(config_fields, dict) else lambda name: getattr(config_fields, name)
+    return schedule_for(
+        run_time=get("run_time"),
+        timezone_name=get("timezone"),
+        last_run_local_date=None if forced else get("last_run_local_date"),
+        now=now,
+        max_lateness=_max_lateness(),
+    )
+
+
 def due_config_pks(*, now: dt.datetime) -> list[int]:
-    """Configs whose send time has come (or passed too long ago, to be reported missed), or whose last run
-    crashed today: the claim re-checks each under its row lock."""
-    max_lateness = dt.timedelta(minutes=settings.AUTO_ENGAGEMENT_MAX_LATENESS_MINUTES)
+    """Configs whose send time has come (or passed too long ago, to be reported missed), whose last run crashed
+    today, or whose run today left messages to retry that are due: the claim re-checks each under its row lock."""
     wall_clock = _wall_clock()
     due = []
-    rows = AutoEngagementConfig.objects.filter(enabled=True).values_list(
-        "pk", "run_time", "timezone", "last_run_local_date", "last_run_status", "lease_expires_at"
+    rows = AutoEngagementConfig.objects.filter(enabled=True).values(
+        "pk", "run_time", "timezone", "last_run_local_date", "last_run_status", "lease_expires_at", "retry_at"
     )
-    for pk, run_time, zone, last_local_date, status, lease_expires_at in rows.order_by("pk").iterator(2000):
-        schedule = schedule_for(
-            run_time=run_time,
-            timezone_name=zone,
-            last_run_local_date=last_local_date,
-            now=now,
-            max_lateness=max_lateness,
+    for row in rows.order_by("pk").iterator(2000):
+        schedule = _schedule(row, now, forced=False)
+        lease_expires_at = row["lease_expires_at"]
+        crashed = row["last_run_status"] == RunStatus.RUNNING and (
+            lease_expires_at is None or lease_expires_at <= wall_clock
         )
-        crashed = status == RunStatus.RUNNING and (lease_expires_at is None or lease_expires_at <= wall_clock)
-        if schedule.state in (Due.DUE, Due.MISSED) or (crashed and schedule.state == Due.ALREADY_RAN):
-            due.append(pk)
+        retry_due = row["retry_at"] is not None and row["retry_at"] <= now and now - schedule.send_at <= _max_lateness()
+        if schedule.state in (Due.DUE, Due.MISSED) or (schedule.state == Due.ALREADY_RAN and (crashed or retry_due)):
+            due.append(row["pk"])
     return due
 
 
@@ -140,7 +169,8 @@ def claim_config(*, config_pk: int, now: dt.datetime, owner: str, forced: bool =
     """Take a config for this run in one short transaction, or say why not.
 
     `forced` (--business) ignores the send time and lateness; the once-per-spell rule and the unique log
-    constraint still make a double send impossible.
+    constraint still make a double send impossible. A claim first settles what the last run left: rows a crash
+    left `sending` become `unknown`; rows of a day that can no longer be finished are closed (retries.close_day).
     """
     config = (
         AutoEngagementConfig.objects.select_for_update(skip_locked=True, of=("self",))
@@ -155,27 +185,22 @@ def claim_config(*, config_pk: int, now: dt.datetime, owner: str, forced: bool =
         return Claim(config, "disabled")
     if config.is_leased(wall_clock):
         return Claim(config, "busy", detail="another run holds its lease")
-    max_lateness = dt.timedelta(minutes=settings.AUTO_ENGAGEMENT_MAX_LATENESS_MINUTES)
     crashed = config.last_run_status == RunStatus.RUNNING
-    schedule = schedule_for(
-        run_time=config.run_time,
-        timezone_name=config.timezone,
-        last_run_local_date=None if forced else config.last_run_local_date,
-        now=now,
-        max_lateness=max_lateness,
-    )
-    state = schedule.state
-    if crashed and config.last_run_local_date == schedule.local_date and not forced:
-        # Resume a crashed run of today, within the same lateness bound as a first start.
-        state = Due.DUE if now - schedule.send_at <= max_lateness else Due.MISSED
+    schedule = _schedule(config, now, forced=forced)
+    within_lateness = now - schedule.send_at <= _max_lateness()
+    unfinished = crashed or config.retry_at is not None
+    resume = unfinished and config.last_run_local_date == schedule.local_date
+    state = _claim_state(config, schedule, now=now, crashed=crashed, resume=resume, forced=forced)
     if crashed:
-        interrupted = fail_interrupted(config=config)
+        interrupted = recover_interrupted(config=config)
         logger.warning(
             "previous run was interrupted",
             extra={"business_id": config.business.business_id, "config_id": config.config_id, "rows": interrupted},
         )
-    if forced and state != Due.DUE:
-        state = Due.DUE
+    if unfinished and not (resume and within_lateness and state == Due.DUE):
+        close_day(config=config)
+        AutoEngagementConfig.objects.filter(pk=config.pk).update(retry_at=None)
+    warnings = _skew_warnings(config, schedule)
     if state == Due.MISSED:
         detail = (
             f"send time {config.run_time} {config.timezone} passed more than "
@@ -188,15 +213,51 @@ def claim_config(*, config_pk: int, now: dt.datetime, owner: str, forced: bool =
             last_run_local_date=schedule.local_date,
             lease_expires_at=None,
             lease_owner="",
+            retry_at=None,
             updated_at=wall_clock,
         )
-        return Claim(config, RunStatus.MISSED, schedule.local_date, detail)
+        return Claim(config, RunStatus.MISSED, schedule.local_date, detail, warnings=warnings)
     if state != Due.DUE:
-        return Claim(config, "not_due", schedule.local_date)
+        return Claim(config, "not_due", schedule.local_date, warnings=warnings)
     config.mark_as_running(now=now, local_date=schedule.local_date, lease_expires_at=_lease_expiry(), owner=owner)
     # The day's rows are about to change: the stats count it (and any later day) from the log until refreshed.
     results.mark_stale_from(business_id=config.business_id, run_date=schedule.local_date)
-    return Claim(config, "claimed", schedule.local_date)
+    return Claim(config, "claimed", schedule.local_date, resume=resume, send_at=schedule.send_at, warnings=warnings)
+
+
+def _claim_state(
+    config: AutoEngagementConfig, schedule: Schedule, *, now: dt.datetime, crashed: bool, resume: bool, forced: bool
+) -> Due:
+    """Whether to run now: the schedule's answer, except that a crashed run of today is resumed and a run that
+    left retries is taken again once they are due, both within the same lateness bound as a first start."""
+    if forced:
+        return Due.DUE
+    if not resume:
+        return schedule.state
+    if now - schedule.send_at > _max_lateness():
+        return Due.MISSED if crashed else Due.ALREADY_RAN
+    if crashed or config.retry_at <= now:
+        return Due.DUE
+    return Due.ALREADY_RAN
+
+
+def _skew_warnings(config: AutoEngagementConfig, schedule: Schedule) -> tuple[str, ...]:
+    if not schedule.clock_skew:
+        return ()
+    warning = (
+        f"last run date {config.last_run_local_date} is after local today {schedule.local_date} "
+        "(a mistyped --now or a clock step); scheduled as if it had not run today"
+    )
+    logger.warning(
+        "last run date in the future",
+        extra={
+            "business_id": config.business.business_id,
+            "config_id": config.config_id,
+            "last_run_local_date": config.last_run_local_date.isoformat(),
+            "local_today": schedule.local_date.isoformat(),
+        },
+    )
+    return (warning,)
 
 
 def renew_lease(*, config: AutoEngagementConfig) -> None:
@@ -207,20 +268,24 @@ def renew_lease(*, config: AutoEngagementConfig) -> None:
         raise LeaseLost(f"lease on {config.config_id} was taken over by another run")
 
 
-def _context(config: AutoEngagementConfig, now: dt.datetime, local_date: dt.date) -> RunContext:
+def _context(
+    config: AutoEngagementConfig, now: dt.datetime, local_date: dt.date, send_at: dt.datetime | None = None
+) -> RunContext:
     return RunContext(
         config=config,
         business=config.business,
         now=now,
         run_date=local_date,
         template=config.get_message_template(),
+        retry_deadline=(send_at or now) + _max_lateness(),
     )
 
 
 def run_config(
     *, claim: Claim, now: dt.datetime, backends: BackendPool, progress: Progress | None = None
 ) -> BusinessOutcome:
-    """Deliver a claimed config's audience chunk by chunk, renewing the lease as it goes."""
+    """Deliver a claimed config's audience chunk by chunk, renewing the lease as it goes; first, when the day
+    already has rows to finish (a crash, or retries now due), send those."""
     config = claim.config
     assert config is not None and claim.local_date is not None
     outcome = BusinessOutcome(
@@ -228,12 +293,20 @@ def run_config(
         config_id=config.config_id,
         status=RunStatus.SUCCESS,
         local_date=claim.local_date.isoformat(),
+        warnings=list(claim.warnings),
     )
-    context = _context(config, now, claim.local_date)
+    context = _context(config, now, claim.local_date, claim.send_at)
     log_context = {"business_id": outcome.business_id, "config_id": outcome.config_id}
     results_day = (config.business_id, claim.local_date)
+    chunk_size = settings.AUTO_ENGAGEMENT_CHUNK_SIZE
     try:
-        for members in iter_audience_chunks(config=config, now=now, chunk_size=settings.AUTO_ENGAGEMENT_CHUNK_SIZE):
+        if claim.resume:
+            try:
+                outcome.add(retry_due_rows(context, backends, chunk_size=chunk_size))
+            finally:
+                results.mark_stale([results_day])
+            renew_lease(config=config)
+        for members in iter_audience_chunks(config=config, now=now, chunk_size=chunk_size):
             try:
                 outcome.add(deliver_chunk(context, members, backends))
             finally:
@@ -248,23 +321,50 @@ def run_config(
         outcome.error = f"{type(exc).__name__}: {exc}"
         logger.exception("business run failed", extra={**log_context, "error": outcome.error})
         if not isinstance(exc, LeaseLost):
-            config.mark_as_failed(outcome.error)
+            # Rows may be left pending: the next invocation within the lateness bound takes the day up again.
+            retry_at = now + dt.timedelta(minutes=settings.AUTO_ENGAGEMENT_RETRY_BACKOFF_MINUTES)
+            outcome.retry_from(retry_at)
+            config.mark_as_failed(outcome.error, count=outcome.notified, retry_at=outcome.retry_at)
         return outcome
-    config.mark_as_completed(outcome.notified)
+    _finish(config, outcome)
     _refresh_results_day(results_day, log_context)
     logger.info(
         "business run completed",
         extra={
             **log_context,
+            "status": outcome.status,
             "audience": outcome.audience,
             "notified": outcome.notified,
             "holdout": outcome.holdout,
             "sent": outcome.sent,
             "failed": outcome.failed,
+            "retryable": outcome.retryable,
+            "unknown": outcome.unknown,
             "skipped": outcome.skipped,
         },
     )
     return outcome
+
+
+def _finish(config: AutoEngagementConfig, outcome: BusinessOutcome) -> None:
+    """Success, or failed when a provider was unavailable: its breaker opened, or every message it was given
+    failed retryably. Either way, messages left to retry are taken up again from `retry_at`."""
+    unavailable = dict(outcome.unavailable)
+    for channel, counts in outcome.channels.items():
+        if counts["retryable"] and not counts["sent"] and channel not in unavailable:
+            unavailable[channel] = f"provider unavailable: {counts['retryable']} retryable failures, none sent"
+    if not unavailable:
+        config.mark_as_completed(outcome.notified, retry_at=outcome.retry_at)
+        return
+    outcome.status = RunStatus.FAILED
+    reasons = "; ".join(f"{channel}: {reason}" for channel, reason in sorted(unavailable.items()))
+    if outcome.retry_at:
+        later = f"{outcome.retryable} message(s) will be retried from {outcome.retry_at.isoformat()}"
+    else:
+        later = "no attempts left today"
+    outcome.error = f"{reasons}; {later}"[:2000]
+    logger.error("provider unavailable", extra={"business_id": outcome.business_id, "error": outcome.error})
+    config.mark_as_failed(outcome.error, count=outcome.notified, retry_at=outcome.retry_at)
 
 
 def _refresh_results_day(day: results.DayKey, log_context: dict[str, object]) -> None:
@@ -366,13 +466,7 @@ def _run_one(
 ) -> BusinessOutcome | None:
     if dry_run:
         config = AutoEngagementConfig.objects.select_related("business").get(pk=config_pk)
-        schedule = schedule_for(
-            run_time=config.run_time,
-            timezone_name=config.timezone,
-            last_run_local_date=None if forced else config.last_run_local_date,
-            now=now,
-            max_lateness=dt.timedelta(minutes=settings.AUTO_ENGAGEMENT_MAX_LATENESS_MINUTES),
-        )
+        schedule = _schedule(config, now, forced=forced)
         if schedule.state == Due.MISSED and not forced:
             return BusinessOutcome(
                 business_id=config.business.business_id,
@@ -403,4 +497,5 @@ def _run_one(
         status=claim.status,
         local_date=claim.local_date.isoformat() if claim.local_date else "",
         error=claim.detail,
+        warnings=list(claim.warnings),
     )

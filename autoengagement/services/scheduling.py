@@ -18,6 +18,8 @@ class Schedule:
     local_date: dt.date
     send_at: dt.datetime
     state: Due
+    # The last local run date lies after local today (a mistyped --now, a clock step): ignored, and reported.
+    clock_skew: bool = False
 
 
 def _wall_clock(instant: dt.datetime, zone: ZoneInfo) -> dt.datetime:
@@ -59,12 +61,14 @@ def schedule_for(
     """Where `now` stands against today's (local) send time.
 
     Whole days missed are not made up; a send time more than `max_lateness` ago is MISSED so that an outage
-    never ends in a message at 3 a.m.
+    never ends in a message at 3 a.m. A last run date after local today cannot be true: it never silences a
+    business, the day is scheduled as if it had not run and the skew is flagged for the caller to report.
     """
     zone = ZoneInfo(timezone_name)
     local_date = now.astimezone(zone).date()
     send_at = local_send_instant(run_time=run_time, zone=zone, local_date=local_date)
-    if last_run_local_date is not None and last_run_local_date >= local_date:
+    clock_skew = last_run_local_date is not None and last_run_local_date > local_date
+    if last_run_local_date is not None and last_run_local_date == local_date:
         state = Due.ALREADY_RAN
     elif now < send_at:
         state = Due.NOT_YET
@@ -72,7 +76,7 @@ def schedule_for(
         state = Due.MISSED
     else:
         state = Due.DUE
-    return Schedule(local_date=local_date, send_at=send_at, state=state)
+    return Schedule(local_date=local_date, send_at=send_at, state=state, clock_skew=clock_skew)
 
 
 def local_today(*, timezone_name: str, now: dt.datetime) -> dt.date:

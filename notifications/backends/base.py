@@ -3,13 +3,19 @@
 Modelled on Django's email backends: a backend is chosen per channel by a setting, opened once, used for
 whole batches, then closed. A bad recipient is a result, never an exception; a backend raises only when
 nothing at all can be sent (e.g. missing credentials).
+
+Every result says what the provider did: `sent`; `failed` with `retryable` when the provider provably did not act
+(the request never reached it, or it answered that it did not process it), without when it refused; `unknown` when
+the request may have been acted on (a timeout or a reset after the request was written, a 500 from an API without
+idempotency). An unknown message is never sent again: a logged gap is better than a duplicate.
 """
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ResultStatus = Literal["sent", "failed", "skipped"]
+ResultStatus = Literal["sent", "failed", "skipped", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -41,10 +47,55 @@ class Result:
     # The provider says this recipient refused or no longer exists on this channel (Twilio 21610 STOP, FCM
     # UNREGISTERED): the run opts the customer out / clears the address so it is never tried again.
     revoked: bool = False
+    # False when the provider was never called for it (circuit breaker open): the attempt does not count.
+    attempted: bool = True
+
+
+class CircuitBreaker:
+    """Stops calling a provider that keeps failing: after `threshold` consecutive attempts that failed retryably or
+    with an unknown outcome, `allow()` is False for the rest of the invocation. Thread-safe (senders share it)."""
+
+    def __init__(self, *, threshold: int) -> None:
+        self.threshold = max(1, threshold)
+        self.consecutive_failures = 0
+        self.last_error = ""
+        self.tripped = False
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        return not self.tripped
+
+    def record(self, *, ok: bool, error: str = "") -> None:
+        """One attempt's outcome: ok (the provider answered: sent, refused or a consent answer) or not."""
+        with self._lock:
+            if ok:
+                self.consecutive_failures = 0
+                return
+            self.consecutive_failures += 1
+            self.last_error = error or self.last_error
+            if self.consecutive_failures >= self.threshold:
+                self.tripped = True
+
+    @property
+    def reason(self) -> str:
+        return f"provider unavailable: {self.consecutive_failures} consecutive failures (last: {self.last_error})"
+
+
+def not_attempted(message: "Message", breaker: CircuitBreaker) -> "Result":
+    """The result of a message not sent because the breaker is open: retryable, the provider never saw it."""
+    return Result(
+        log_id=message.log_id,
+        status="failed",
+        error=f"not attempted: {breaker.reason}",
+        retryable=True,
+        attempted=False,
+    )
 
 
 class ChannelBackend:
     channel: str = ""
+    # Set by the run for the whole invocation; backends consult it before each provider call.
+    breaker: CircuitBreaker | None = None
 
     def open(self) -> None:
         """Open connections and fetch tokens once for the batches that follow."""

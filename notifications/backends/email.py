@@ -5,12 +5,18 @@ Each message is multipart (text and HTML, user text escaped in the HTML), comes 
 List-Unsubscribe-Post) pointing at our signed unsubscribe endpoint under PUBLIC_BASE_URL. One connection is
 opened in open() and reused for every batch until close().
 
-SMTP answers are classified per message: a 5xx refusal (unknown mailbox, rejected content) is permanent, a
-4xx one (greylisting, mailbox full, server busy) is retryable. A dropped connection is reopened once; when
-the server cannot be reached, the rest of the batch fails as retryable without further attempts.
+SMTP answers are classified per message (RFC 5321 section 4.2.1): a 5xx refusal (unknown mailbox, rejected content)
+is permanent, a 4xx one (greylisting, mailbox full, server busy) is retryable. Over SMTP the transaction is driven
+step by step so a lost connection is classified by where it was lost: before the message content was written (the
+greeting, MAIL, RCPT, the DATA command) the server cannot have accepted it, so the connection is reopened once and
+the message retried, else it is retryable; once the content has been written, the server may have accepted it
+before the connection dropped (RFC 1047), so the outcome is unknown and never retried. When the server cannot be
+reached, the rest of the batch fails as retryable without further attempts.
 """
 
+import contextlib
 import logging
+import re
 import smtplib
 from collections.abc import Sequence
 from email.utils import make_msgid, parseaddr
@@ -20,12 +26,59 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.backends.smtp import EmailBackend as SmtpEmailBackend
+from django.core.mail.message import sanitize_address
 from django.template.loader import render_to_string
 
-from notifications.backends.base import ChannelBackend, Message, Result
+from notifications.backends.base import ChannelBackend, Message, Result, not_attempted
 from notifications.unsubscribe import unsubscribe_url
 
 logger = logging.getLogger(__name__)
+
+
+class LostAfterData(Exception):
+    """The connection failed after the message content was written: the server may have accepted it."""
+
+
+def smtp_transaction(smtp: smtplib.SMTP, *, from_addr: str, to_addrs: list[str], content: bytes) -> None:
+    """MAIL, RCPT and DATA as smtplib's sendmail does, raising LostAfterData when the connection fails after the
+    whole content was written, while waiting for the server's verdict (a failure before raises smtplib's own
+    errors or OSError: the server cannot have accepted the message)."""
+    smtp.ehlo_or_helo_if_needed()
+    code, reply = smtp.mail(from_addr)
+    if code != 250:
+        _reset(smtp)
+        raise smtplib.SMTPSenderRefused(code, reply, from_addr)
+    refused = {}
+    for address in to_addrs:
+        code, reply = smtp.rcpt(address)
+        if code not in (250, 251):
+            refused[address] = (code, reply)
+    if len(refused) == len(to_addrs):
+        _reset(smtp)
+        raise smtplib.SMTPRecipientsRefused(refused)
+    smtp.putcmd("data")
+    code, reply = smtp.getreply()
+    if code != 354:
+        _reset(smtp)
+        raise smtplib.SMTPDataError(code, reply)
+    payload = re.sub(rb"(?m)^\.", b"..", content)
+    if not payload.endswith(b"\r\n"):
+        payload += b"\r\n"
+    # A failure while writing the content leaves it without its final dot: the server cannot accept it.
+    smtp.send(payload + b".\r\n")
+    try:
+        code, reply = smtp.getreply()
+    except (OSError, smtplib.SMTPServerDisconnected) as exc:
+        raise LostAfterData(type(exc).__name__) from exc
+    if code != 250:
+        raise smtplib.SMTPDataError(code, reply)
+
+
+def _reset(smtp: smtplib.SMTP) -> None:
+    """End a refused transaction so the connection takes the next message (as smtplib's sendmail does)."""
+    with contextlib.suppress(smtplib.SMTPServerDisconnected):
+        smtp.rset()
 
 
 def sender_address(*, business_name: str) -> str:
@@ -135,6 +188,8 @@ class DjangoEmailBackend(ChannelBackend):
         return email
 
     def _send_one(self, message: Message) -> Result:
+        if self.breaker is not None and not self.breaker.allow():
+            return not_attempted(message, self.breaker)
         if self._broken:
             return self._failed(message, "mail server unavailable", retryable=True)
         if not message.customer_id:
@@ -146,12 +201,15 @@ class DjangoEmailBackend(ChannelBackend):
             return self._failed(message, "invalid email address")
         try:
             try:
-                self.connection.send_messages([email])
+                self._deliver(email)
             except smtplib.SMTPServerDisconnected:
-                # An idle connection was dropped before the server took the message: reconnect once, resend.
+                # Dropped before the server took the message (an idle connection closed): reconnect once, resend.
                 if not self._reconnect():
                     return self._failed(message, "mail server unavailable", retryable=True)
-                self.connection.send_messages([email])
+                self._deliver(email)
+        except LostAfterData as exc:
+            self._reconnect()
+            return self._unknown(message, f"connection lost after the message was sent ({exc})")
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()))
             return self._refused(message, code, reply)
@@ -162,7 +220,35 @@ class DjangoEmailBackend(ChannelBackend):
         except (OSError, smtplib.SMTPException) as exc:
             self._reconnect()
             return self._failed(message, f"mail server error: {type(exc).__name__}", retryable=True)
+        self._record(ok=True)
         return Result(log_id=message.log_id, status="sent", provider_message_id=email.extra_headers["Message-ID"])
+
+    def _deliver(self, email: EmailMultiAlternatives) -> None:
+        """Over SMTP, one step-by-step transaction (so a lost connection is classified by where it was lost); any
+        other Django backend sends as it does, and a failure there may be after the message left: unknown."""
+        smtp = getattr(self.connection, "connection", None)
+        if not isinstance(self.connection, SmtpEmailBackend) or smtp is None:
+            try:
+                self.connection.send_messages([email])
+            except (OSError, smtplib.SMTPException) as exc:
+                raise LostAfterData(type(exc).__name__) from exc
+            return
+        encoding = email.encoding or settings.DEFAULT_CHARSET
+        smtp_transaction(
+            smtp,
+            from_addr=sanitize_address(email.from_email, encoding),
+            to_addrs=[sanitize_address(address, encoding) for address in email.recipients()],
+            content=email.message().as_bytes(linesep="\r\n"),
+        )
+
+    def _record(self, *, ok: bool, error: str = "") -> None:
+        if self.breaker is not None:
+            self.breaker.record(ok=ok, error=error)
+
+    def _unknown(self, message: Message, error: str) -> Result:
+        self._record(ok=False, error=error)
+        logger.warning("email outcome unknown", extra={"log_id": message.log_id, "error": error})
+        return Result(log_id=message.log_id, status="unknown", error=error)
 
     def _refused(self, message: Message, code: int, reply: bytes | str) -> Result:
         text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
@@ -170,5 +256,6 @@ class DjangoEmailBackend(ChannelBackend):
         return self._failed(message, f"SMTP {code}: {text[:300]}", retryable=400 <= code < 500)
 
     def _failed(self, message: Message, error: str, *, retryable: bool = False) -> Result:
+        self._record(ok=not retryable, error=error)
         logger.warning("email not sent", extra={"log_id": message.log_id, "error": error, "retryable": retryable})
         return Result(log_id=message.log_id, status="failed", error=error, retryable=retryable)

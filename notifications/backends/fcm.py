@@ -24,6 +24,7 @@ from google.oauth2 import service_account
 
 from notifications.backends.base import Message, Result
 from notifications.backends.http import (
+    NOT_PROCESSED,
     BatchError,
     HttpChannelBackend,
     raise_for_transient_status,
@@ -34,6 +35,11 @@ logger = logging.getLogger(__name__)
 PROVIDER = "FCM"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 DEAD_TOKEN_CODES = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
+# A 401 about the APNs / web-push credentials uploaded to Firebase, not about our OAuth token: that message fails
+# (firebase-admin maps both to ThirdPartyAuthError); the batch goes on and the token is not refreshed.
+THIRD_PARTY_AUTH_CODES = frozenset({"THIRD_PARTY_AUTH_ERROR", "APNS_AUTH_ERROR"})
+# FCM documents 503 UNAVAILABLE as "the server is overloaded": retried with backoff; a 500 INTERNAL may have sent.
+FCM_NOT_PROCESSED = NOT_PROCESSED | {503}
 
 
 class _TokenRequest(google.auth.transport.requests.Request):
@@ -127,7 +133,7 @@ class FcmPushBackend(HttpChannelBackend):
         }
         token = self._access_token()
         response = self._post(payload, token)
-        if response.status_code == 401 and _error_code(_error(response)) != "THIRD_PARTY_AUTH_ERROR":
+        if response.status_code == 401 and _error_code(_error(response)) not in THIRD_PARTY_AUTH_CODES:
             response = self._post(payload, self._access_token(stale=token))
         return response
 
@@ -137,7 +143,7 @@ class FcmPushBackend(HttpChannelBackend):
         )
 
     def _classify(self, message: Message, response: requests.Response) -> Result:
-        raise_for_transient_status(response, provider=PROVIDER)
+        raise_for_transient_status(response, provider=PROVIDER, not_processed=FCM_NOT_PROCESSED)
         if 200 <= response.status_code < 300:
             return Result(
                 log_id=message.log_id, status="sent", provider_message_id=str(_json(response).get("name", ""))
@@ -146,7 +152,7 @@ class FcmPushBackend(HttpChannelBackend):
         code = _error_code(error)
         status = error.get("status") or ""
         description = str(error.get("message") or response.reason or "error")[:300]
-        if response.status_code == 401 and code != "THIRD_PARTY_AUTH_ERROR":
+        if response.status_code == 401 and code not in THIRD_PARTY_AUTH_CODES:
             raise BatchError("FCM rejected the OAuth2 token after a refresh (HTTP 401)")
         if response.status_code == 403 and code not in DEAD_TOKEN_CODES:
             raise BatchError(f"FCM refused the service account (HTTP 403 {status}): {description}")

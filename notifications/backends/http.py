@@ -6,9 +6,12 @@ provider needs around them: timeouts, bounded retries with exponential backoff a
 Retry-After), a rate limit per provider, and a bounded thread pool so a batch of thousands is not sent one
 request at a time. Results come back in input order, one per message; a single bad message never raises.
 
-Errors are classified by raising: `TransientError` (429, 5xx, a timeout: retried) or `BatchError` (nothing
-more can be sent, e.g. rejected credentials: the batch stops). Clock, sleep and randomness are injectable so
-tests run on a fake clock without waiting.
+Errors are classified by raising: `TransientError` when the provider provably did not act (the connection was
+refused or its TLS handshake failed before the request was written, a 429, a 503): retried with backoff;
+`UnknownOutcome` when it may have acted (a timeout or a reset after the request was written, any other 5xx): never
+retried; `BatchError` when nothing more can be sent (e.g. rejected credentials): the batch stops. The backend's
+circuit breaker, when the run sets one, sees every attempt and stops the calls once the provider keeps failing.
+Clock, sleep and randomness are injectable so tests run on a fake clock without waiting.
 """
 
 import datetime as dt
@@ -25,7 +28,8 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
-from notifications.backends.base import ChannelBackend, Message, Result
+from engagement_site.transport import request_not_written
+from notifications.backends.base import ChannelBackend, CircuitBreaker, Message, Result, not_attempted
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,14 @@ class TransientError(Exception):
         super().__init__(error)
         self.error = error
         self.retry_after = retry_after
+
+
+class UnknownOutcome(Exception):
+    """The provider may have acted on the request (it was written, and no answer says it was not processed)."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 class BatchError(Exception):
@@ -146,13 +158,23 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
     return max(0.0, (when - now).total_seconds())
 
 
-def raise_for_transient_status(response: requests.Response, *, provider: str) -> None:
-    """429 and 5xx are worth retrying; raise TransientError for them (carrying Retry-After)."""
+# HTTP 429 is documented as "not processed" by every provider here; a provider module adds what its own
+# documentation says (FCM: 503 UNAVAILABLE). See docs/provider-failures.md.
+NOT_PROCESSED = frozenset({429})
+
+
+def raise_for_transient_status(
+    response: requests.Response, *, provider: str, not_processed: frozenset[int] = NOT_PROCESSED
+) -> None:
+    """Answers the provider documents as not processed: TransientError (carrying Retry-After). Any other 5xx
+    leaves it open whether the message went out: UnknownOutcome."""
     status = response.status_code
-    if status == 429 or status >= 500:
+    if status in not_processed:
         raise TransientError(
             f"{provider} answered HTTP {status}", retry_after=parse_retry_after(response.headers.get("Retry-After"))
         )
+    if status >= 500:
+        raise UnknownOutcome(f"{provider} answered HTTP {status}; the message may have been sent")
 
 
 def make_session(*, concurrency: int, auth: tuple[str, str] | None = None) -> requests.Session:
@@ -176,12 +198,14 @@ class HttpDelivery:
         provider: str,
         options: HttpOptions,
         limiter: RateLimiter,
+        breaker: CircuitBreaker | None = None,
         sleep: Sleep = time.sleep,
         random: Callable[[], float] = random_module.random,
     ) -> None:
         self.provider = provider
         self.options = options
         self.limiter = limiter
+        self.breaker = breaker
         self._sleep = sleep
         self._random = random
 
@@ -225,6 +249,7 @@ class HttpDelivery:
                 "messages": len(messages),
                 "sent": sum(result.status == "sent" for result in results),
                 "failed": sum(result.status == "failed" for result in results),
+                "unknown": sum(result.status == "unknown" for result in results),
             },
         )
         return results
@@ -236,25 +261,21 @@ class HttpDelivery:
         attempt = 0
         while True:
             attempt += 1
+            if self.breaker is not None and not self.breaker.allow():
+                return not_attempted(message, self.breaker)
             self.limiter.acquire()
             try:
-                try:
-                    response = send(message)
-                except requests.Timeout as exc:
-                    raise TransientError(f"{self.provider} timed out") from exc
-                except requests.ConnectionError as exc:
-                    raise TransientError(f"could not connect to {self.provider}") from exc
-                except requests.RequestException as exc:
-                    # A malformed URL or the like: every other message would fail the same way.
-                    raise BatchError(f"cannot send to {self.provider}: {type(exc).__name__}") from exc
-                return classify(message, response)
+                result = self._attempt(message, send=send, classify=classify)
             except TransientError as exc:
                 error, retry_after = exc.error, exc.retry_after
-            except BatchError:
-                raise
-            except Exception as exc:
-                logger.exception("unexpected send error", extra={"provider": self.provider, "log_id": message.log_id})
-                return Result(log_id=message.log_id, status="failed", error=f"unexpected error: {type(exc).__name__}")
+                self._record(ok=False, error=error)
+            except UnknownOutcome as exc:
+                self._record(ok=False, error=exc.error)
+                logger.warning("outcome unknown", extra={"provider": self.provider, "log_id": message.log_id})
+                return Result(log_id=message.log_id, status="unknown", error=exc.error)
+            else:
+                self._record(ok=True)
+                return result
             if retry_after is not None and retry_after > self.options.retry_after_max:
                 return self._gave_up(message, f"{error}; Retry-After {retry_after:.0f}s is too long", attempt)
             if attempt >= self.options.max_attempts:
@@ -267,6 +288,32 @@ class HttpDelivery:
                 extra={"provider": self.provider, "log_id": message.log_id, "attempt": attempt, "delay": delay},
             )
             self._sleep(delay)
+
+    def _attempt(self, message: Message, *, send: Send, classify: Classify) -> Result:
+        """One request and its classification; TransientError / UnknownOutcome / BatchError say what failed."""
+        try:
+            response = send(message)
+        except requests.RequestException as exc:
+            if isinstance(exc, requests.ConnectionError | requests.Timeout):
+                if request_not_written(exc):
+                    raise TransientError(f"could not connect to {self.provider} ({type(exc).__name__})") from exc
+                raise UnknownOutcome(
+                    f"{self.provider}: no answer after the request was sent ({type(exc).__name__}); "
+                    "it may have been sent"
+                ) from exc
+            # A malformed URL or the like: every other message would fail the same way.
+            raise BatchError(f"cannot send to {self.provider}: {type(exc).__name__}") from exc
+        try:
+            return classify(message, response)
+        except (TransientError, UnknownOutcome, BatchError):
+            raise
+        except Exception as exc:
+            logger.exception("unexpected answer", extra={"provider": self.provider, "log_id": message.log_id})
+            raise UnknownOutcome(f"unexpected answer from {self.provider}: {type(exc).__name__}") from exc
+
+    def _record(self, *, ok: bool, error: str = "") -> None:
+        if self.breaker is not None:
+            self.breaker.record(ok=ok, error=error)
 
     def _gave_up(self, message: Message, error: str, attempts: int) -> Result:
         logger.warning(
@@ -308,7 +355,9 @@ class HttpChannelBackend(ChannelBackend):
             if self._clock
             else shared_rate_limiter(provider=provider, rate=rate)
         )
-        self.delivery = HttpDelivery(provider=provider, options=self.options, limiter=limiter, sleep=sleep)
+        self.delivery = HttpDelivery(
+            provider=provider, options=self.options, limiter=limiter, breaker=self.breaker, sleep=sleep
+        )
         self.session = make_session(concurrency=self.options.concurrency, auth=auth)
 
     def _send(self, message: Message) -> requests.Response:

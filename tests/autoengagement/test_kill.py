@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from autoengagement.models import AutoEngagementConfig
-from autoengagement.services.delivery import INTERRUPTED
+from autoengagement.services.retries import INTERRUPTED
 from engagement_site.secure_ids import IdKind, make_ids
 from notifications.models import NotificationLog
 from tests.autoengagement.test_concurrency import database_url

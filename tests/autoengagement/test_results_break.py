@@ -72,10 +72,14 @@ def test_a_run_that_outlives_its_lease_sends_its_day_back_to_the_log(settings):
 
 def test_stats_during_a_run_dated_before_an_already_summarised_day(settings):
     """The first review's scenario (config recreated in a zone west of the old one), checked while the new run is
-    on its way rather than after its refresh."""
+    on its way rather than after its refresh. The customers reached on the later day are not messaged again (the
+    guard is the business's): the new run reaches five customers who became inactive since."""
     settings.EMAIL_CHANNEL = f"{__name__}.SlowBackend"
     now = MOVED_WEST_AT
     business = business_whose_config_moved_west()
+    Customer.objects.bulk_create(
+        CustomerFactory.build(business=business, created_at=now - dt.timedelta(days=30)) for _ in range(5)
+    )
     window = (dt.date(2026, 3, 10), dt.date(2026, 3, 11))
     seen = {}
 

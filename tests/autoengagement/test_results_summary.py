@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 
 from autoengagement.models import AutoEngagementConfig, CohortMeasure, ResultsCohort, ResultsDay
 from autoengagement.services import results
-from autoengagement.services.delivery import fail_interrupted
+from autoengagement.services.retries import recover_interrupted
 from autoengagement.services.run import run_due_configs
 from autoengagement.stats import engagement_stats
 from notifications.models import NotificationLog
@@ -268,13 +268,13 @@ def test_a_delivery_receipt_is_counted_into_the_summary_and_crash_recovery_marks
         NotificationLog(
             business=business,
             config=config,
-            customer=CustomerFactory(business=business) if status == S.PENDING else customer,
+            customer=CustomerFactory(business=business) if status == S.SENDING else customer,
             channel="wallet",
             status=status,
             run_date=run_date,
             created_at=sent_at,
         )
-        for status in (S.SENT, S.PENDING)
+        for status in (S.SENT, S.SENDING)
     ]
     save_logs(rows)
     results.refresh_stale_days()
@@ -284,10 +284,10 @@ def test_a_delivery_receipt_is_counted_into_the_summary_and_crash_recovery_marks
     assert summarised.delivered == {"wallet": 1}
     assert summarised == _from_log(business, run_date)
 
-    assert fail_interrupted(config=config) == 1
+    assert recover_interrupted(config=config) == 1
     assert _day(business, run_date).stale is True
     result = engagement_stats(business=business, date_from=run_date, date_to=run_date)
-    assert result.channels == {"wallet": {"sent": 1, "failed": 1}} and result.delivered == {"wallet": 1}
+    assert result.channels == {"wallet": {"sent": 1, "unknown": 1}} and result.delivered == {"wallet": 1}
     results.refresh_stale_days()
     assert engagement_stats(business=business, date_from=run_date, date_to=run_date) == result
 

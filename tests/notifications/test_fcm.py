@@ -180,13 +180,36 @@ def test_429_with_retry_after_then_success(clock):
 
 
 @responses.activate
-def test_500_then_success(clock):
+def test_503_then_success(clock):
     token_endpoint("access-token-1")
-    responses.post(SEND_URL, status=500, json=fcm_error(500, "INTERNAL", "internal error", "INTERNAL"))
+    responses.post(SEND_URL, status=503, json=fcm_error(503, "UNAVAILABLE", "overloaded", "UNAVAILABLE"))
     responses.post(SEND_URL, json={"name": "projects/demo-project/messages/0:3"})
     [result] = send(clock, [push()])
     assert result.status == "sent"
     assert len(fcm_calls()) == 2
+
+
+@responses.activate
+def test_500_may_have_sent_the_push_so_it_is_unknown_and_not_retried(clock):
+    token_endpoint("access-token-1")
+    responses.post(SEND_URL, status=500, json=fcm_error(500, "INTERNAL", "internal error", "INTERNAL"))
+    responses.post(SEND_URL, json={"name": "projects/demo-project/messages/0:3"})
+    [result] = send(clock, [push()])
+    assert result.status == "unknown"
+    assert len(fcm_calls()) == 1
+
+
+@responses.activate
+@pytest.mark.parametrize("code", ["APNS_AUTH_ERROR", "THIRD_PARTY_AUTH_ERROR"])
+def test_a_third_party_auth_error_fails_that_message_and_the_batch_goes_on(clock, code):
+    token_endpoint("access-token-1")
+    responses.post(SEND_URL, status=401, json=fcm_error(401, "UNAUTHENTICATED", "Auth error from APNS", code))
+    responses.post(SEND_URL, json={"name": "projects/demo-project/messages/0:3"})
+    first, second = send(clock, [push(log_id=1), push(log_id=2)])
+    assert (first.status, first.retryable, first.revoked) == ("failed", False, False)
+    assert code in first.error
+    assert second.status == "sent"
+    assert len(fcm_calls()) == 2, "no token refresh, no resend"
 
 
 @responses.activate
@@ -232,9 +255,9 @@ def test_invalid_registration_token_is_revoked(clock):
 
 
 @responses.activate
-def test_timeout_then_success(clock):
+def test_connect_timeout_then_success(clock):
     token_endpoint("access-token-1")
-    responses.post(SEND_URL, body=requests.ReadTimeout("read timed out"))
+    responses.post(SEND_URL, body=requests.ConnectTimeout("connect timed out"))
     responses.post(SEND_URL, json={"name": "projects/demo-project/messages/0:4"})
     [result] = send(clock, [push()])
     assert result.status == "sent"

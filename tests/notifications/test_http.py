@@ -4,8 +4,9 @@ import threading
 import pytest
 import requests
 import responses
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
-from notifications.backends.base import Message, Result
+from notifications.backends.base import CircuitBreaker, Message, Result
 from notifications.backends.http import (
     BatchError,
     HttpDelivery,
@@ -67,8 +68,8 @@ def test_success_returns_the_provider_id(clock):
 
 
 @responses.activate
-def test_server_error_is_retried_then_sent(clock):
-    responses.post(URL, status=500)
+def test_too_many_requests_is_retried_then_sent(clock):
+    responses.post(URL, status=429)
     responses.post(URL, json={"id": "m-1"}, status=201)
     [result] = FakeProvider(clock=clock).run(messages(1))
     assert result.status == "sent"
@@ -77,14 +78,25 @@ def test_server_error_is_retried_then_sent(clock):
 
 
 @responses.activate
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_a_server_error_may_have_sent_so_it_is_unknown_and_never_retried(clock, status):
+    responses.post(URL, status=status)
+    responses.post(URL, json={"id": "m-1"}, status=201)
+    [result] = FakeProvider(clock=clock).run(messages(1))
+    assert (result.status, result.retryable) == ("unknown", False)
+    assert result.error == f"fake answered HTTP {status}; the message may have been sent"
+    assert len(responses.calls) == 1
+
+
+@responses.activate
 def test_backoff_doubles_up_to_the_cap_then_gives_up_as_retryable(clock):
-    responses.post(URL, status=503)
+    responses.post(URL, status=429)
     [result] = FakeProvider(clock=clock, max_attempts=6).run(messages(1))
     assert len(responses.calls) == 6
     assert clock.sleeps == [1.0, 2.0, 4.0, 8.0, 8.0]
     assert result.status == "failed"
     assert result.retryable is True
-    assert result.error == "fake answered HTTP 503 (after 6 attempts)"
+    assert result.error == "fake answered HTTP 429 (after 6 attempts)"
 
 
 def test_backoff_jitter_stays_between_half_and_the_full_delay():
@@ -130,9 +142,14 @@ def test_permanent_client_error_is_not_retried(clock):
     assert result == Result(log_id=0, status="failed", error="HTTP 400", retryable=False)
 
 
+def refused() -> requests.ConnectionError:
+    """What requests raises when nothing listens: the request was never written."""
+    return requests.ConnectionError(MaxRetryError(None, URL, NewConnectionError(None, "Connection refused")))
+
+
 @responses.activate
-def test_timeout_is_retried(clock):
-    responses.post(URL, body=requests.ReadTimeout("read timed out"))
+def test_a_connect_timeout_is_retried(clock):
+    responses.post(URL, body=requests.ConnectTimeout("connect timed out"))
     responses.post(URL, json={"id": "m-1"}, status=201)
     [result] = FakeProvider(clock=clock).run(messages(1))
     assert result.status == "sent"
@@ -140,13 +157,41 @@ def test_timeout_is_retried(clock):
 
 
 @responses.activate
+@pytest.mark.parametrize(
+    "error",
+    [
+        requests.ReadTimeout("read timed out"),
+        requests.ConnectionError(ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))),
+    ],
+)
+def test_no_answer_after_the_request_was_written_is_unknown_and_never_retried(clock, error):
+    responses.post(URL, body=error)
+    responses.post(URL, json={"id": "m-1"}, status=201)
+    [result] = FakeProvider(clock=clock).run(messages(1))
+    assert result.status == "unknown"
+    assert result.error.startswith("fake: no answer after the request was sent")
+    assert len(responses.calls) == 1
+
+
+@responses.activate
 def test_connection_errors_give_up_after_the_attempts(clock):
-    responses.post(URL, body=requests.ConnectionError("refused"))
+    responses.post(URL, body=refused())
     [result] = FakeProvider(clock=clock, max_attempts=3).run(messages(1))
     assert len(responses.calls) == 3
     assert result.status == "failed"
     assert result.retryable is True
-    assert result.error == "could not connect to fake (after 3 attempts)"
+    assert result.error == "could not connect to fake (ConnectionError) (after 3 attempts)"
+
+
+@responses.activate
+def test_the_breaker_stops_calling_a_provider_that_keeps_failing(clock):
+    responses.post(URL, body=refused())
+    provider = FakeProvider(clock=clock, max_attempts=2, concurrency=1)
+    provider.delivery.breaker = CircuitBreaker(threshold=5)
+    results = provider.run(messages(10))
+    assert len(responses.calls) == 5
+    assert [(r.status, r.retryable) for r in results] == [("failed", True)] * 10
+    assert results[-1].error.startswith("not attempted: provider unavailable: 5 consecutive failures")
 
 
 @responses.activate
@@ -159,13 +204,13 @@ def test_batch_error_stops_the_batch_and_fails_every_message(clock):
 
 
 @responses.activate
-def test_an_unexpected_error_fails_one_message_not_the_batch(clock):
+def test_an_unreadable_answer_is_unknown_for_that_message_not_the_batch(clock):
     responses.post(URL, json={"id": "m-1"}, status=201, match=[responses.matchers.json_params_matcher({"to": "r0"})])
     responses.post(URL, body="not json", status=201)
     first, second = FakeProvider(clock=clock, concurrency=1).run(messages(2))
     assert first.status == "sent"
-    assert second.status == "failed"
-    assert second.error.startswith("unexpected error")
+    assert second.status == "unknown"
+    assert second.error.startswith("unexpected answer from fake")
 
 
 @responses.activate

@@ -108,8 +108,19 @@ def test_429_with_retry_after_then_success(clock):
 
 
 @responses.activate
-def test_500_then_success(clock):
-    responses.post(URL, status=500, json=twilio_error(20500, "Internal Server Error", 500))
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_5xx_may_have_sent_the_sms_so_it_is_unknown_and_not_retried(clock, status):
+    # Twilio's error 20500 says sending is not idempotent; 20503 does not say the request was not processed.
+    responses.post(URL, status=status, json=twilio_error(20000 + status, "Service error", status))
+    responses.post(URL, json=created("SM2"), status=201)
+    [result] = send(clock, [sms()])
+    assert result.status == "unknown"
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_429_then_success(clock):
+    responses.post(URL, status=429, json=twilio_error(20429, "Too Many Requests", 429))
     responses.post(URL, json=created("SM2"), status=201)
     [result] = send(clock, [sms()])
     assert result.provider_message_id == "SM2"
@@ -150,13 +161,21 @@ def test_timeout_then_success(clock):
 
 
 @responses.activate
-def test_timeouts_until_the_attempts_run_out_fail_as_retryable(clock):
-    responses.post(URL, body=requests.ReadTimeout("read timed out"))
+def test_connect_timeouts_until_the_attempts_run_out_fail_as_retryable(clock):
+    responses.post(URL, body=requests.ConnectTimeout("connect timed out"))
     [result] = send(clock, [sms()])
     assert len(responses.calls) == 3
     assert result.status == "failed"
     assert result.retryable is True
-    assert "timed out" in result.error
+    assert "ConnectTimeout" in result.error
+
+
+@responses.activate
+def test_a_read_timeout_is_unknown_and_not_retried(clock):
+    responses.post(URL, body=requests.ReadTimeout("read timed out"))
+    [result] = send(clock, [sms()])
+    assert len(responses.calls) == 1
+    assert result.status == "unknown"
 
 
 @responses.activate

@@ -77,12 +77,19 @@ def test_429_past_the_retries_is_a_retryable_failure(apns_client, apns_server):
     assert len(apns_server.pushes) == 3  # the first try and max_retries=2
 
 
-def test_400_is_a_permanent_failure(apns_client, apns_server):
+def test_400_bad_device_token_is_a_dead_registration(apns_client, apns_server):
     apns_server.answer(TOKENS[0], 400)
     outcome = apns_client.push(token=TOKENS[0])
-    assert (outcome.ok, outcome.retryable, outcome.unregistered) == (False, False, False)
+    assert (outcome.ok, outcome.retryable, outcome.unregistered) == (False, False, True)
     assert "BadDeviceToken" in outcome.error
     assert len(apns_server.pushes) == 1
+
+
+def test_403_is_a_permanent_failure_that_keeps_the_registration(apns_client, apns_server):
+    apns_server.answer(TOKENS[0], 403)
+    outcome = apns_client.push(token=TOKENS[0])
+    assert (outcome.ok, outcome.retryable, outcome.unregistered) == (False, False, False)
+    assert "BadCertificate" in outcome.error
 
 
 def test_the_server_refuses_a_client_without_the_pass_certificate(apns_server, cert_chain):

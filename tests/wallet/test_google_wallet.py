@@ -58,6 +58,7 @@ def test_add_message_request_shape_and_bearer_token(google_client, google_api):
         header="We miss you",
         body="Come back",
         notify=True,
+        now=dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC),
     )
     assert outcome.ok
     [call] = _calls_to(google_api, _add_message_url("pass_A"))
@@ -69,6 +70,11 @@ def test_add_message_request_shape_and_bearer_token(google_client, google_api):
             "header": "We miss you",
             "body": "Come back",
             "messageType": "TEXT_AND_NOTIFY",
+            # Ours expire (GOOGLE_WALLET_MESSAGE_DAYS, 14 by default): they do not pile up on the pass.
+            "displayInterval": {
+                "start": {"date": "2026-11-30T09:00:00+00:00"},
+                "end": {"date": "2026-12-14T09:00:00+00:00"},
+            },
         }
     }
 
@@ -125,15 +131,58 @@ def test_429_is_retried_then_sent(google_client, google_api):
     assert len(_calls_to(google_api, url)) == 2
 
 
-def test_5xx_past_the_retries_is_a_retryable_failure(google_client, google_api):
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_5xx_may_have_added_the_message_so_it_is_unknown_and_not_retried(google_client, google_api, status):
     url = _add_message_url("pass_A")
-    google_api.post(url, status=503, json={"error": {"message": "backend error"}})
+    google_api.post(url, status=status, json={"error": {"message": "backend error"}})
     outcome = google_client.add_message(
         object_id=f"{GOOGLE_ISSUER_ID}.pass_A", message_id="m", header="h", body="b", notify=True
     )
-    assert (outcome.ok, outcome.retryable) == (False, True)
-    assert "503" in outcome.error
+    assert (outcome.ok, outcome.retryable, outcome.unknown) == (False, False, True)
+    assert str(status) in outcome.error
+    assert len(_calls_to(google_api, url)) == 1
+
+
+def test_429_past_the_retries_is_a_retryable_failure(google_client, google_api):
+    url = _add_message_url("pass_A")
+    google_api.post(url, status=429, json={"error": {"code": 429, "message": "Too many requests"}})
+    outcome = google_client.add_message(
+        object_id=f"{GOOGLE_ISSUER_ID}.pass_A", message_id="m", header="h", body="b", notify=True
+    )
+    assert (outcome.ok, outcome.retryable, outcome.unknown) == (False, True, False)
     assert len(_calls_to(google_api, url)) == 3
+
+
+def test_403_quota_exceeded_is_the_notification_quota(google_client, google_api):
+    url = _add_message_url("pass_A")
+    body = {
+        "error": {
+            "code": 403,
+            "message": "Quota exceeded for issuer when adding TEXT_AND_NOTIFY message",
+            "errors": [{"message": "Quota exceeded", "domain": "walletobjects", "reason": "quotaExceeded"}],
+        }
+    }
+    google_api.post(url, status=403, json=body)
+    outcome = google_client.add_message(
+        object_id=f"{GOOGLE_ISSUER_ID}.pass_A", message_id="m", header="h", body="b", notify=True
+    )
+    assert (outcome.ok, outcome.quota_exceeded, outcome.retryable) == (False, True, False)
+    assert len(_calls_to(google_api, url)) == 1
+
+
+def test_only_the_newest_of_our_messages_stay_on_the_object(google_client, google_api):
+    others = [{"id": "platform-offer", "header": "Offer", "body": "10% off"}]
+    ours = [{"id": f"reengagement-{n}", "header": "h", "body": "b"} for n in range(1, 6)]
+    google_api.post(_add_message_url("pass_A"), json={"resource": {"messages": others[:1] + ours}})
+    object_url = _add_message_url("pass_A").removesuffix("/addMessage")
+    google_api.patch(object_url, json={})
+    outcome = google_client.add_message(
+        object_id=f"{GOOGLE_ISSUER_ID}.pass_A", message_id="reengagement-5", header="h", body="b", notify=True
+    )
+    assert outcome.ok
+    [patch] = [call for call in google_api.calls if call.request.method == "PATCH"]
+    kept = json.loads(patch.request.body)["messages"]
+    assert [m["id"] for m in kept] == ["platform-offer", "reengagement-3", "reengagement-4", "reengagement-5"]
 
 
 def test_a_failed_token_exchange_is_a_retryable_failure(google_settings):
