@@ -72,6 +72,8 @@ class ChunkTally:
     skip_reasons: dict[str, int] = field(default_factory=dict)
     channels: dict[str, dict[str, int]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
+    # Per channel, retryable failures that ran out of attempts (counted in `failed`): a provider still down.
+    exhausted: dict[str, int] = field(default_factory=dict)
     retry_at: dt.datetime | None = None
 
     def skip(self, reason: str, count: int = 1) -> None:
@@ -96,6 +98,8 @@ class ChunkTally:
             for outcome, count in counts.items():
                 mine[outcome] = mine.get(outcome, 0) + count
         self.unavailable.update(other.unavailable)
+        for channel, count in other.exhausted.items():
+            self.exhausted[channel] = self.exhausted.get(channel, 0) + count
         if other.retry_at is not None:
             self.retry_from(other.retry_at)
 
@@ -357,6 +361,7 @@ def _record(
             if next_attempt_at is None:
                 error = f"{error}; {RETRIES_EXHAUSTED}"
                 tally.count(item.channel, "failed")
+                tally.exhausted[item.channel] = tally.exhausted.get(item.channel, 0) + 1
             else:
                 tally.count(item.channel, "retryable")
                 tally.retry_from(next_attempt_at)

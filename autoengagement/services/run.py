@@ -348,11 +348,13 @@ def run_config(
 
 def _finish(config: AutoEngagementConfig, outcome: BusinessOutcome) -> None:
     """Success, or failed when a provider was unavailable: its breaker opened, or every message it was given
-    failed retryably. Either way, messages left to retry are taken up again from `retry_at`."""
+    failed retryably (with attempts left or not). Either way, messages left to retry are taken up again from
+    `retry_at`."""
     unavailable = dict(outcome.unavailable)
     for channel, counts in outcome.channels.items():
-        if counts["retryable"] and not counts["sent"] and channel not in unavailable:
-            unavailable[channel] = f"provider unavailable: {counts['retryable']} retryable failures, none sent"
+        retryable = counts["retryable"] + outcome.exhausted.get(channel, 0)
+        if retryable and not counts["sent"] and channel not in unavailable:
+            unavailable[channel] = f"provider unavailable: {retryable} retryable failures, none sent"
     if not unavailable:
         config.mark_as_completed(outcome.notified, retry_at=outcome.retry_at)
         return

@@ -8,6 +8,11 @@ from django.utils.dateparse import parse_datetime
 from autoengagement.services.run import BusinessOutcome, RunSummary, UnknownBusinesses, run_due_configs
 from engagement_site.commands import usage_error
 
+# The run reaches up to ten years back (max_inactivity_days) and some days ahead (retries, leases, zones) of --now.
+EARLIEST_NOW = dt.datetime(1, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=3660 + 2)
+LATEST_NOW = dt.datetime(9999, 12, 31, tzinfo=dt.UTC) - dt.timedelta(days=400)
+SKEW_WARNING = dt.timedelta(days=1)
+
 
 def parse_now(value: str) -> dt.datetime:
     try:
@@ -16,7 +21,17 @@ def parse_now(value: str) -> dt.datetime:
         parsed = None
     if parsed is None:
         raise usage_error(f"--now: {value!r} is not an ISO-8601 date-time (e.g. 2026-03-01T09:00:00+01:00)")
-    return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=dt.UTC)
+    try:
+        parsed = parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=dt.UTC)
+        in_range = EARLIEST_NOW <= parsed <= LATEST_NOW
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise usage_error(
+            f"--now: {value!r} is outside the instants a run can handle "
+            f"({EARLIEST_NOW.date().isoformat()} to {LATEST_NOW.date().isoformat()})"
+        )
+    return parsed
 
 
 def format_outcome(outcome: BusinessOutcome, dry_run: bool) -> str:
@@ -25,10 +40,14 @@ def format_outcome(outcome: BusinessOutcome, dry_run: bool) -> str:
         f"{outcome.business_id}  {outcome.status:<8} audience={outcome.audience} notified={outcome.notified} "
         f"holdout={outcome.holdout} {sent}={outcome.sent} failed={outcome.failed} skipped={outcome.skipped}"
     )
+    if outcome.retryable or outcome.unknown:
+        line += f" retryable={outcome.retryable} unknown={outcome.unknown}"
     if outcome.skip_reasons:
         line += " (" + ", ".join(f"{reason}: {count}" for reason, count in sorted(outcome.skip_reasons.items())) + ")"
     if outcome.error:
         line += f"  [{outcome.error}]"
+    for warning in outcome.warnings:
+        line += f"\n  warning: {warning}"
     return line
 
 
@@ -48,6 +67,7 @@ def format_text(summary: RunSummary) -> str:
             f"{totals['total_processed']} business(es) processed, {totals['total_notified']} customer(s) notified, "
             f"{totals['total_failed']} business(es) failed, {totals['total_missed']} missed; "
             f"{totals['notifications_sent']} sent, {totals['notifications_failed']} failed, "
+            f"{totals['notifications_retryable']} to retry, {totals['notifications_unknown']} unknown, "
             f"{totals['notifications_skipped']} skipped, {totals['total_holdout']} in holdout."
         )
     return "\n".join(lines)
@@ -72,6 +92,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         now = parse_now(options["now"]) if options["now"] else timezone.now()
+        if abs(now - timezone.now()) > SKEW_WARNING and not options["dry_run"]:
+            self.stderr.write(
+                f"Warning: --now {now.isoformat()} is more than a day from the clock ({timezone.now():%Y-%m-%d}); "
+                "messages are really sent and that date is recorded as the last run date."
+            )
         show_progress = options["format"] == "text" and self.stdout.isatty()
         try:
             summary = run_due_configs(
