@@ -42,6 +42,7 @@ class ApnsStandIn:
         self.handshake_failures = 0
         self.connections = 0
         self.script: dict[str, deque[int]] = defaultdict(deque)
+        self.reasons: dict[str, str] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -53,9 +54,12 @@ class ApnsStandIn:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def answer(self, token: str, *statuses: int) -> None:
-        """Script the next answers for a token, in order; 200 once they are used up."""
+    def answer(self, token: str, *statuses: int, reason: str = "") -> None:
+        """Script the next answers for a token, in order; 200 once they are used up. `reason` replaces the usual
+        reason of its error answers."""
         self.script[token].extend(statuses)
+        if reason:
+            self.reasons[token] = reason
 
     def start(self) -> None:
         thread = threading.Thread(target=self._accept_loop, daemon=True)
@@ -134,7 +138,7 @@ class ApnsStandIn:
         if status == 200:
             conn.send_headers(stream_id, [(":status", "200"), ("apns-id", apns_id)], end_stream=True)
             return
-        body = json.dumps({"reason": REASONS.get(status, "ServiceUnavailable")}).encode()
+        body = json.dumps({"reason": self.reasons.get(token) or REASONS.get(status, "ServiceUnavailable")}).encode()
         conn.send_headers(
             stream_id,
             [(":status", str(status)), ("apns-id", apns_id), ("content-length", str(len(body)))],

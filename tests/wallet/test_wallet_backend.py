@@ -241,3 +241,53 @@ def test_a_pass_gone_from_every_device_is_a_consent_answer_but_not_when_anything
     result = combine_attempts(log_id=1, attempts=[gone, _Attempt("failed", "Google 404", retryable=False)])
     assert result.revoked is False
     assert combine_attempts(log_id=1, attempts=[gone, _Attempt("sent", provider_id="x")]).status == "sent"
+
+
+def test_a_retry_of_the_same_message_leaves_the_text_the_first_attempt_set(live):
+    """A device that got the first push must not show the message twice: a retry pushes again (idempotent), and
+    the `message` field keeps the value the first attempt gave it, even when that value carries the date."""
+    wallet_pass = WalletPassFactory(platform="apple", message_text="We miss you — Come back for a free coffee")
+    _device(wallet_pass, "e1" * 32)
+    first = _message(wallet_pass.customer.customer_id, 1)
+    retry = Message(**{**first.__dict__, "extra": {**first.extra, "attempt": 2}})
+    with WalletBackend() as backend:
+        backend.send_batch([first])
+        wallet_pass.refresh_from_db()
+        first_value = wallet_pass.message_text
+        [result] = backend.send_batch([retry])
+    wallet_pass.refresh_from_db()
+    assert first_value.endswith("(2026-11-25)")
+    assert wallet_pass.message_text == first_value
+    assert result.status == "sent"
+
+
+@pytest.mark.parametrize("reason", ["BadDeviceToken", "DeviceTokenNotForTopic"])
+def test_a_token_apns_will_never_accept_removes_the_registration(live, reason):
+    apns_server, _ = live
+    wallet_pass = WalletPassFactory(platform="apple")
+    dead = _device(wallet_pass, "f1" * 32)
+    alive = _device(wallet_pass, "f2" * 32)
+    apns_server.answer(dead.push_token, 400, reason=reason)
+    with WalletBackend() as backend:
+        [result] = backend.send_batch([_message(wallet_pass.customer.customer_id, 1)])
+    assert result.status == "sent"
+    assert list(AppleDeviceRegistration.objects.values_list("pk", flat=True)) == [alive.pk]
+
+
+def test_a_5xx_from_google_is_unknown_and_a_quota_answer_falls_back_to_text(live):
+    _, google_api = live
+    lost = WalletPassFactory(platform="google")
+    capped = WalletPassFactory(platform="google")
+    google_api.post(_add_message_url(lost.pass_id), status=500, json={"error": {"message": "backend error"}})
+    quota = {"error": {"code": 403, "errors": [{"reason": "quotaExceeded", "domain": "walletobjects"}]}}
+    google_api.post(_add_message_url(capped.pass_id), status=403, json=quota)
+    google_api.post(_add_message_url(capped.pass_id), json={})
+    with WalletBackend() as backend:
+        unknown, sent = backend.send_batch(
+            [_message(lost.customer.customer_id, 1), _message(capped.customer.customer_id, 2)]
+        )
+    assert (unknown.status, unknown.retryable) == ("unknown", False)
+    assert len([c for c in google_api.calls if lost.pass_id in c.request.url]) == 1, "never retried"
+    assert sent.status == "sent"
+    capped_calls = [json.loads(c.request.body) for c in google_api.calls if capped.pass_id in c.request.url]
+    assert [call["message"]["messageType"] for call in capped_calls] == ["TEXT_AND_NOTIFY", "TEXT"]
