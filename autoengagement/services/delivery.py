@@ -118,6 +118,7 @@ class PlannedLog(NamedTuple):
     body: str
     error: str
     provider_message_id: str
+    attempts: int
     run_date: dt.date
     created_at: dt.datetime
 
@@ -193,6 +194,7 @@ def plan_chunk(context: RunContext, members: Sequence[dict[str, Any]]) -> tuple[
                     body,
                     reason or "",
                     "",
+                    0,
                     context.run_date,
                     context.now,
                 )
