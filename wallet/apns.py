@@ -38,6 +38,8 @@ class PushOutcome:
     unregistered: bool = False
     error: str = ""
     retryable: bool = False
+    # False when the run's circuit breaker kept the push from being made at all.
+    attempted: bool = True
 
 
 def apns_ssl_context(*, cert_file: str, key_file: str, key_password: str, ca_file: str) -> ssl.SSLContext:
@@ -106,7 +108,10 @@ class ApnsClient:
         outcome = PushOutcome(token=token, ok=False, error="not attempted", retryable=True)
         for attempt in range(self.max_retries + 1):
             if self.breaker is not None and not self.breaker.allow():
-                return PushOutcome(token=token, ok=False, error=f"not attempted: {self.breaker.reason}", retryable=True)
+                if attempt == 0:
+                    error = f"not attempted: {self.breaker.reason}"
+                    return PushOutcome(token=token, ok=False, error=error, retryable=True, attempted=False)
+                return outcome
             retry_after = None
             try:
                 response = self.client.post(

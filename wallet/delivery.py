@@ -53,6 +53,7 @@ class _Attempt:
     provider_id: str = ""
     retryable: bool = False
     unregistered: bool = False  # APNs 410 or a dead token: its registration is deleted
+    attempted: bool = True  # False: the run's circuit breaker kept the call from being made
 
 
 def combine_attempts(*, log_id: int, attempts: Sequence[_Attempt]) -> Result:
@@ -76,6 +77,7 @@ def combine_attempts(*, log_id: int, attempts: Sequence[_Attempt]) -> Result:
             error=error,
             retryable=any(a.retryable for a in failed) and not revoked,
             revoked=revoked,
+            attempted=any(a.attempted for a in failed),
         )
     reasons = "; ".join(dict.fromkeys(a.detail for a in attempts)) or NO_PASS
     return Result(log_id=log_id, status="skipped", error=reasons)
@@ -269,7 +271,9 @@ class WalletBackend(ChannelBackend):
             elif outcome.unknown:
                 attempts[message.log_id].append(_Attempt("unknown", outcome.error))
             else:
-                attempts[message.log_id].append(_Attempt("failed", outcome.error, retryable=outcome.retryable))
+                attempts[message.log_id].append(
+                    _Attempt("failed", outcome.error, retryable=outcome.retryable, attempted=outcome.attempted)
+                )
         GoogleWalletMessage.objects.bulk_create(added, batch_size=500)
 
     def _add_google_message(self, *, message: Message, wallet_pass: WalletPass, notify: bool) -> AddMessageOutcome:
@@ -285,4 +289,10 @@ class WalletBackend(ChannelBackend):
 def _apple_attempt(outcome: PushOutcome) -> _Attempt:
     if outcome.ok:
         return _Attempt("sent", provider_id=f"apns:{outcome.apns_id}" if outcome.apns_id else "apns")
-    return _Attempt("failed", outcome.error, retryable=outcome.retryable, unregistered=outcome.unregistered)
+    return _Attempt(
+        "failed",
+        outcome.error,
+        retryable=outcome.retryable,
+        unregistered=outcome.unregistered,
+        attempted=outcome.attempted,
+    )

@@ -61,6 +61,8 @@ class AddMessageOutcome:
     quota_exceeded: bool = False
     # The request was written and no answer says it was not processed: the message may be on the pass.
     unknown: bool = False
+    # False when the run's circuit breaker kept the call from being made at all.
+    attempted: bool = True
 
 
 def load_google_config() -> GoogleConfig:
@@ -140,9 +142,10 @@ class GoogleWalletClient:
         outcome = AddMessageOutcome(ok=False, message_id=message_id, error="not attempted", retryable=True)
         for attempt in range(self.max_retries + 1):
             if self.breaker is not None and not self.breaker.allow():
-                return AddMessageOutcome(
-                    ok=False, message_id=message_id, error=f"not attempted: {self.breaker.reason}", retryable=True
-                )
+                if attempt > 0:
+                    return outcome
+                error = f"not attempted: {self.breaker.reason}"
+                return AddMessageOutcome(ok=False, message_id=message_id, error=error, retryable=True, attempted=False)
             outcome, retry_after, response = self._call(url=f"{self.object_url(object_id)}/addMessage", json=payload)
             if self.breaker is not None:
                 self.breaker.record(ok=not (outcome.retryable or outcome.unknown), error=outcome.error)

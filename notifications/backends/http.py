@@ -223,6 +223,8 @@ class HttpDelivery:
 
         def one(message: Message) -> Result:
             if aborted:
+                if aborted[0].retryable and self.breaker is not None and not self.breaker.allow():
+                    return not_attempted(message, self.breaker)
                 return self._failed_by_abort(message, aborted[0])
             try:
                 return self._deliver_one(message, send=send, classify=classify)
@@ -255,14 +257,26 @@ class HttpDelivery:
         return results
 
     def _failed_by_abort(self, message: Message, exc: BatchError) -> Result:
-        return Result(log_id=message.log_id, status="failed", error=exc.error, retryable=exc.retryable)
+        """A retryable abort (the token endpoint unreachable, say) never reached the provider: each message it
+        stops counts as a failed call for the breaker, and not as an attempt."""
+        if exc.retryable:
+            self._record(ok=False, error=exc.error)
+        return Result(
+            log_id=message.log_id,
+            status="failed",
+            error=exc.error,
+            retryable=exc.retryable,
+            attempted=not exc.retryable,
+        )
 
     def _deliver_one(self, message: Message, *, send: Send, classify: Classify) -> Result:
-        attempt = 0
+        attempt, error = 0, ""
         while True:
             attempt += 1
             if self.breaker is not None and not self.breaker.allow():
-                return not_attempted(message, self.breaker)
+                if attempt == 1:
+                    return not_attempted(message, self.breaker)
+                return self._gave_up(message, f"{error}; {self.breaker.reason}", attempt - 1)
             self.limiter.acquire()
             try:
                 result = self._attempt(message, send=send, classify=classify)
