@@ -81,6 +81,9 @@ class NotificationLog(models.Model):
         indexes = [
             models.Index(fields=["business", "type", "created_at"], name="notification_history_idx"),
             models.Index(fields=["customer", "config", "created_at"], name="notification_customer_idx"),
+            # Deleting a config sets its rows' config to NULL and checks the foreign key: without this index each
+            # would scan the whole log (the unique constraint, which used to lead with config, is the business's).
+            models.Index(fields=["config"], name="notification_config_idx"),
         ]
 
     def __str__(self) -> str:
