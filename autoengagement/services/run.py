@@ -347,14 +347,18 @@ def run_config(
 
 
 def _finish(config: AutoEngagementConfig, outcome: BusinessOutcome) -> None:
-    """Success, or failed when a provider was unavailable: its breaker opened, or every message it was given
-    failed retryably (with attempts left or not). Either way, messages left to retry are taken up again from
-    `retry_at`."""
+    """Success, or failed when a provider was unavailable: its breaker opened, or nothing was sent on a channel
+    whose messages failed retryably (with attempts left or not) or ended unknown. Either way, messages left to
+    retry are taken up again from `retry_at`."""
     unavailable = dict(outcome.unavailable)
     for channel, counts in outcome.channels.items():
+        if counts["sent"] or channel in unavailable:
+            continue
         retryable = counts["retryable"] + outcome.exhausted.get(channel, 0)
-        if retryable and not counts["sent"] and channel not in unavailable:
+        if retryable:
             unavailable[channel] = f"provider unavailable: {retryable} retryable failures, none sent"
+        elif counts["unknown"]:
+            unavailable[channel] = f"provider not answering: {counts['unknown']} unknown outcomes, none sent"
     if not unavailable:
         config.mark_as_completed(outcome.notified, retry_at=outcome.retry_at)
         return

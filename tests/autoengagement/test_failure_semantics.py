@@ -135,7 +135,8 @@ def test_retries_left_when_the_day_ends_are_closed_by_the_next_claim(outage, set
 def test_an_unknown_outcome_is_never_sent_again(settings):
     settings.SMS_CHANNEL = "tests.backends.UnknownOutcomeBackend"
     config = sms_config(customers=2)
-    _, summary = run(NOW)
+    code, summary = run(NOW)
+    assert (code, summary["businesses"][0]["status"]) == (1, "failed"), "a provider that never answers is loud"
     assert summary["notifications_unknown"] == 2
     assert summary["businesses"][0]["channels"]["sms"]["unknown"] == 2
     assert rows(config) == [("unknown", 1)] * 2

@@ -358,7 +358,9 @@ def test_fault_then_recovery(case, settings, tmp_path, fault_cert_chain, deliver
         if case.expect == UNKNOWN:
             assert {(row.status, row.attempts, row.next_attempt_at) for row in first} == {(Status.UNKNOWN, 1, None)}
             assert at_standin == dict.fromkeys(recipients, 1 if case.acted else 0)
-            assert (code, config.last_run_status, config.retry_at) == (0, "success", None)
+            # Nothing sent and every outcome unknown: loud, but nothing to retry.
+            assert (code, config.last_run_status, config.retry_at) == (1, "failed", None)
+            assert f"{harness.channel}: provider not answering: {n} unknown outcomes" in config.last_run_error
             assert business["channels"] == {harness.channel: counts(unknown=n)}
             assert summary["notifications_unknown"] == n
         elif case.expect == RETRYABLE:
