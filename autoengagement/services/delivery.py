@@ -289,13 +289,17 @@ def send_outgoing(
                 window = items[start : start + window_size]
                 backend = backend_for(channel)
                 if backend.breaker is not None and not backend.breaker.allow():
+                    # Not taken, so written only where the row still holds the status it was read with.
                     results = [not_attempted(_message(context, item), backend.breaker) for item in window]
-                else:
-                    taken = set(_write(recorded, taking=window))
-                    recorded = []
-                    window = in_flight = [item for item in window if item.pk in taken]
-                    results = backend.send_batch([_message(context, item) for item in window]) if window else []
-                    in_flight = []
+                    recorded.extend(_record(context, window, results, tally, notified, revoked, guarded=True))
+                    continue
+                taken = set(_write(recorded, taking=window))
+                recorded = []
+                window = [item for item in window if item.pk in taken]
+                messages = [_message(context, item) for item in window]
+                in_flight = window
+                results = backend.send_batch(messages) if messages else []
+                in_flight = []
                 recorded.extend(_record(context, window, results, tally, notified, revoked))
                 if backend.breaker is not None and backend.breaker.tripped:
                     tally.unavailable[channel] = backend.breaker.reason
@@ -344,8 +348,11 @@ def _record(
     tally: ChunkTally,
     notified: set[int],
     revoked: dict[str, list[int]],
+    *,
+    guarded: bool = False,
 ) -> list[tuple[Any, ...]]:
-    """Each message's outcome as a row to write (pk, no guard, OUTCOME_FIELDS...), counted in the tally."""
+    """Each message's outcome as a row to write (pk, guard, OUTCOME_FIELDS...), counted in the tally. The guard is
+    the status the row was read with when `guarded` (the row was not taken), else none (a taken row is ours)."""
     by_log = {result.log_id: result for result in results}
     rows = []
     for item in window:
@@ -376,8 +383,18 @@ def _record(
         if result.revoked and item.channel in REVOCATIONS:
             revoked[item.channel].append(item.customer_pk)
         sent_at = context.now if result.status == Status.SENT else None
+        guard = item.status if guarded else None
         rows.append(
-            (item.pk, None, result.status, error[:2000], result.provider_message_id, sent_at, attempts, next_attempt_at)
+            (
+                item.pk,
+                guard,
+                result.status,
+                error[:2000],
+                result.provider_message_id,
+                sent_at,
+                attempts,
+                next_attempt_at,
+            )
         )
     return rows
 

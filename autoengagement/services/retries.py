@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Min, Q, QuerySet
 
 from autoengagement.models import AutoEngagementConfig
 from autoengagement.services import results
@@ -84,13 +84,15 @@ def recover_interrupted(*, config: AutoEngagementConfig) -> int:
 
 def close_day(*, config: AutoEngagementConfig) -> int:
     """The config's last run date can no longer be sent to (a later day, or past its lateness bound): rows waiting
-    for a retry become final failures, rows a dead run left pending fail as never resumed."""
+    for a retry become final failures, rows a dead run left pending fail as never resumed, rows it left sending are
+    unknown."""
     if config.last_run_local_date is None:
         return 0
     results.mark_stale([(config.business_id, config.last_run_local_date)])
     rows = day_rows(business_id=config.business_id, run_date=config.last_run_local_date)
     closed = rows.filter(status=Status.FAILED, next_attempt_at__isnull=False).update(next_attempt_at=None)
-    closed += rows.filter(status__in=(Status.PENDING, Status.SENDING)).update(status=Status.FAILED, error=NOT_RESUMED)
+    closed += rows.filter(status=Status.SENDING).update(status=Status.UNKNOWN, error=INTERRUPTED)
+    closed += rows.filter(status=Status.PENDING).update(status=Status.FAILED, error=NOT_RESUMED)
     if closed:
         logger.warning(
             "day closed with messages unsent",
@@ -102,6 +104,14 @@ def close_day(*, config: AutoEngagementConfig) -> int:
             },
         )
     return closed
+
+
+def next_retry_at(*, business_id: int, run_date: dt.date) -> dt.datetime | None:
+    """The earliest `next_attempt_at` of the day's rows waiting for a retry."""
+    waiting = day_rows(business_id=business_id, run_date=run_date).filter(
+        status=Status.FAILED, next_attempt_at__isnull=False
+    )
+    return waiting.aggregate(first=Min("next_attempt_at"))["first"]
 
 
 def retry_due_rows(context: RunContext, backend_for: Callable[[str], ChannelBackend], *, chunk_size: int) -> ChunkTally:

@@ -9,14 +9,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from autoengagement.models import AutoEngagementConfig
 from autoengagement.services import results
 from autoengagement.services.audience import iter_audience_chunks
 from autoengagement.services.delivery import ChunkTally, RunContext, deliver_chunk, plan_chunk
-from autoengagement.services.retries import close_day, recover_interrupted, retry_due_rows
+from autoengagement.services.retries import close_day, next_retry_at, recover_interrupted, retry_due_rows
 from autoengagement.services.scheduling import Due, Schedule, schedule_for
 from notifications.backends import get_backend
 from notifications.backends.base import ChannelBackend, CircuitBreaker
@@ -191,13 +191,15 @@ def claim_config(*, config_pk: int, now: dt.datetime, owner: str, forced: bool =
     unfinished = crashed or config.retry_at is not None
     resume = unfinished and config.last_run_local_date == schedule.local_date
     state = _claim_state(config, schedule, now=now, crashed=crashed, resume=resume, forced=forced)
-    if crashed:
+    if unfinished:
+        # No run holds the day (no live lease): what a run left in the providers' hands will never be recorded.
         interrupted = recover_interrupted(config=config)
-        logger.warning(
-            "previous run was interrupted",
-            extra={"business_id": config.business.business_id, "config_id": config.config_id, "rows": interrupted},
-        )
-    if unfinished and not (resume and within_lateness and state == Due.DUE):
+        if interrupted or crashed:
+            logger.warning(
+                "previous run was interrupted",
+                extra={"business_id": config.business.business_id, "config_id": config.config_id, "rows": interrupted},
+            )
+    if unfinished and not (resume and within_lateness):
         close_day(config=config)
         AutoEngagementConfig.objects.filter(pk=config.pk).update(retry_at=None)
     warnings = _skew_warnings(config, schedule)
@@ -322,10 +324,11 @@ def run_config(
         logger.exception("business run failed", extra={**log_context, "error": outcome.error})
         if not isinstance(exc, LeaseLost):
             # Rows may be left pending: the next invocation within the lateness bound takes the day up again.
-            retry_at = now + dt.timedelta(minutes=settings.AUTO_ENGAGEMENT_RETRY_BACKOFF_MINUTES)
-            outcome.retry_from(retry_at)
+            outcome.retry_from(now + dt.timedelta(minutes=settings.AUTO_ENGAGEMENT_RETRY_BACKOFF_MINUTES))
+            outcome.retry_at = _day_retry_at(results_day, outcome.retry_at)
             config.mark_as_failed(outcome.error, count=outcome.notified, retry_at=outcome.retry_at)
         return outcome
+    outcome.retry_at = _day_retry_at(results_day, outcome.retry_at)
     _finish(config, outcome)
     _refresh_results_day(results_day, log_context)
     logger.info(
@@ -344,6 +347,17 @@ def run_config(
         },
     )
     return outcome
+
+
+def _day_retry_at(day: results.DayKey, planned: dt.datetime | None) -> dt.datetime | None:
+    """When the day's messages waiting for a retry are next due: those this run planned and any an earlier run
+    planned that this one did not reach yet (a forced run before they were due, say)."""
+    try:
+        waiting = next_retry_at(business_id=day[0], run_date=day[1])
+    except DatabaseError:
+        logger.exception("could not read the day's waiting retries")
+        return planned
+    return min((when for when in (planned, waiting) if when is not None), default=None)
 
 
 def _finish(config: AutoEngagementConfig, outcome: BusinessOutcome) -> None:

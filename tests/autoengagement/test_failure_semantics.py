@@ -5,16 +5,24 @@ business, the once-per-spell guard held by the business."""
 import datetime as dt
 import io
 import json
+from collections.abc import Sequence
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import OperationalError
 
 from autoengagement.models import AutoEngagementConfig
+from autoengagement.services import delivery
+from autoengagement.services.delivery import ChunkTally, Outgoing, RunContext, send_outgoing
+from autoengagement.services.run import claim_config, due_config_pks
 from notifications.backends import record
+from notifications.backends.base import ChannelBackend, CircuitBreaker, Message, Result
+from notifications.backends.record import RecordBackend
 from notifications.models import NotificationLog
 from tests.backends import OutageBackend
 from tests.factories import AutoEngagementConfigFactory, CustomerFactory
+from wallet.models import Customer
 
 pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2026, 6, 1, 9, 0, tzinfo=dt.UTC)
@@ -204,3 +212,104 @@ def test_a_now_far_from_the_clock_warns_before_sending_but_not_in_a_dry_run():
     assert err.getvalue() == ""
     call_command("run_auto_engagement", "--now", NOW.isoformat(), stdout=io.StringIO(), stderr=err)
     assert "more than a day from the clock" in err.getvalue()
+
+
+def test_a_forced_run_before_the_retries_are_due_keeps_them(outage):
+    config = sms_config(customers=2)
+    run(NOW)
+    run(NOW + 5 * MINUTE, "--business", config.business.business_id)
+    config.refresh_from_db()
+    assert config.retry_at == NOW + 15 * MINUTE, "the rows waiting for 09:15 still have their time"
+    outage.down = False
+    run(NOW + 15 * MINUTE)
+    assert len(outage.sent) == 2
+    assert rows(config) == [("sent", 2)] * 2
+
+
+def test_an_invocation_that_reaches_a_config_after_another_ran_it_leaves_its_retries_alone(outage):
+    config = sms_config(customers=2)
+    assert config.pk in due_config_pks(now=NOW)  # one invocation lists it...
+    run(NOW)  # ...another runs it first and plans retries for 09:15
+    claim = claim_config(config_pk=config.pk, now=NOW, owner="late-invocation")
+    assert claim.status == "not_due"
+    config.refresh_from_db()
+    assert config.retry_at == NOW + 15 * MINUTE
+    outage.down = False
+    run(NOW + 15 * MINUTE)
+    assert len(outage.sent) == 2
+
+
+class CrashingOnItsSecondWindow(ChannelBackend):
+    """Fails its first window retryably, dies (like a kill) on its second, sends from then on."""
+
+    windows = 0
+
+    def __init__(self, channel: str = "") -> None:
+        self.channel = channel
+
+    def send_batch(self, messages: Sequence[Message]) -> list[Result]:
+        CrashingOnItsSecondWindow.windows += 1
+        if CrashingOnItsSecondWindow.windows == 1:
+            return [Result(log_id=m.log_id, status="failed", error="429", retryable=True) for m in messages]
+        if CrashingOnItsSecondWindow.windows == 2:
+            raise SystemExit("killed")
+        return [Result(log_id=m.log_id, status="sent") for m in messages]
+
+
+def test_a_resumed_crash_keeps_the_retries_its_first_windows_planned(settings):
+    settings.SMS_CHANNEL = f"{__name__}.CrashingOnItsSecondWindow"
+    settings.AUTO_ENGAGEMENT_SEND_WINDOW = 1
+    CrashingOnItsSecondWindow.windows = 0
+    config = sms_config(customers=3)
+    with pytest.raises(SystemExit):
+        run(NOW)
+    AutoEngagementConfig.objects.filter(pk=config.pk).update(lease_expires_at=NOW - DAY)
+    run(NOW + 2 * MINUTE)  # the resume: the row in flight is unknown, the untouched one is sent
+    config.refresh_from_db()
+    assert config.retry_at == NOW + 15 * MINUTE, "the first window's retry is still planned"
+    run(NOW + 15 * MINUTE)
+    assert rows(config) == [("sent", 1), ("sent", 2), ("unknown", 1)]
+
+
+def test_a_run_that_outlived_its_lease_never_overwrites_rows_another_run_took(settings):
+    """Its breaker open, a stale run records its window as not attempted only where the rows are still as it read
+    them: rows the run that took over has sent stay sent (else they would be retried, and sent twice)."""
+    config = sms_config(customers=2)
+    customers = list(Customer.objects.filter(business=config.business).order_by("pk"))
+    logs = [
+        NotificationLog.objects.create(
+            business=config.business, customer=c, config=config, channel="sms", run_date=NOW.date(), created_at=NOW
+        )
+        for c in customers
+    ]
+    stale_view = [
+        Outgoing(log.pk, "sms", log.customer_id, S.PENDING, 0, c.phone, "h", "b", c.customer_id)
+        for log, c in zip(logs, customers, strict=True)
+    ]
+    NotificationLog.objects.filter(pk__in=[log.pk for log in logs]).update(status=S.SENT, attempts=1)
+    backend = RecordBackend(channel="sms")
+    backend.breaker = CircuitBreaker(threshold=1)
+    backend.breaker.record(ok=False, error="down")
+    context = RunContext(config=config, business=config.business, now=NOW, run_date=NOW.date(), template={})
+    send_outgoing(context, stale_view, lambda channel: backend, ChunkTally())
+    assert rows(config) == [("sent", 1)] * 2
+
+
+def test_rows_left_sending_by_a_failed_outcome_write_become_unknown(settings, monkeypatch):
+    """The provider took the messages, then the database went away before their outcomes were written: the next
+    claim marks them unknown (never sent again), whatever status the failed run left on the config."""
+    config = sms_config(customers=2)
+    real_write = delivery._write
+
+    def database_gone(recorded, *, taking):
+        if not taking:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_write(recorded, taking=taking)
+
+    monkeypatch.setattr(delivery, "_write", database_gone)
+    assert run(NOW)[0] == 1
+    monkeypatch.undo()
+    assert rows(config) == [("sending", 1)] * 2
+    run(NOW + 15 * MINUTE)
+    assert rows(config) == [("unknown", 1)] * 2
+    assert not [m for m in record.outbox if m.channel == "sms"][2:], "sent once, never again"
