@@ -62,9 +62,11 @@ class NotificationLog(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["notification_id"], name="notification_id_unique"),
-            # Per business, not per config: a config deleted and created again cannot message anyone twice a day.
+            # Per business, not per config: a config deleted and created again cannot message anyone twice a day. It
+            # leads with the customer so it also serves every lookup by customer (reminders, credits, receipts and
+            # the foreign-key check when customers are deleted), whatever the planner's statistics say.
             models.UniqueConstraint(
-                fields=["business", "customer", "channel", "run_date"], name="notification_once_per_business_day"
+                fields=["customer", "business", "channel", "run_date"], name="notification_once_per_business_day"
             ),
             models.CheckConstraint(condition=Q(channel__in=Channel.values), name="notification_channel_valid"),
             models.CheckConstraint(
@@ -80,9 +82,8 @@ class NotificationLog(models.Model):
         ]
         indexes = [
             models.Index(fields=["business", "type", "created_at"], name="notification_history_idx"),
-            models.Index(fields=["customer", "config", "created_at"], name="notification_customer_idx"),
             # Deleting a config sets its rows' config to NULL and checks the foreign key: without this index each
-            # would scan the whole log (the unique constraint, which used to lead with config, is the business's).
+            # would scan the whole log (the unique constraint used to lead with config).
             models.Index(fields=["config"], name="notification_config_idx"),
         ]
 
