@@ -96,7 +96,7 @@ class Command(BaseCommand):
             f"customers={figures['customers']} "
             f"channels={','.join(channels)} notifications={figures['notifications']} seconds={figures['seconds']} "
             f"notifications_per_second={figures['notifications_per_second']} sql_queries={figures['sql_queries']} "
-            f"peak_rss_mb={figures['peak_rss_mb']}"
+            f"peak_rss_mb={figures['peak_rss_mb']} send_window={figures['send_window']}"
         )
         self.stdout.write(json.dumps(figures))
 
@@ -152,4 +152,5 @@ def _run_workers(*, tag: str, workers: int) -> dict[str, object]:
         "sql_queries": sum(r["sql_queries"] for r in reports),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in reports),
         "chunk_size": settings.AUTO_ENGAGEMENT_CHUNK_SIZE,
+        "send_window": settings.AUTO_ENGAGEMENT_SEND_WINDOW,
     }
