@@ -20,6 +20,21 @@ class ConsentAnswerFilter(admin.SimpleListFilter):
         return queryset
 
 
+class RetryFilter(admin.SimpleListFilter):
+    """Failed rows still waiting for another attempt today (the provider provably did not act)."""
+
+    title = "retry"
+    parameter_name = "retry"
+
+    def lookups(self, request, model_admin):
+        return [("waiting", "Waiting for a retry")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "waiting":
+            return queryset.filter(next_attempt_at__isnull=False)
+        return queryset
+
+
 @admin.register(NotificationLog)
 class NotificationLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
@@ -34,7 +49,7 @@ class NotificationLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "sent_at",
         "delivered_at",
     )
-    list_filter = ("status", "channel", ConsentAnswerFilter, "type", "run_date")
+    list_filter = ("status", "channel", ConsentAnswerFilter, RetryFilter, "type", "run_date")
     search_fields = (
         "notification_id",
         "customer__customer_id",

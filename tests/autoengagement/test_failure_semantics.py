@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import OperationalError
+from django.urls import reverse
 
 from autoengagement.models import AutoEngagementConfig
 from autoengagement.services import delivery
@@ -313,3 +314,19 @@ def test_rows_left_sending_by_a_failed_outcome_write_become_unknown(settings, mo
     run(NOW + 15 * MINUTE)
     assert rows(config) == [("unknown", 1)] * 2
     assert not [m for m in record.outbox if m.channel == "sms"][2:], "sent once, never again"
+
+
+def test_admin_lists_the_rows_waiting_for_a_retry(admin_client, outage):
+    waiting = sms_config(customers=1)
+    run(NOW)
+    AutoEngagementConfigFactory(channels=["sms"])
+    url = reverse("admin:notifications_notificationlog_changelist")
+    page = admin_client.get(url, {"retry": "waiting"}).content.decode()
+    [row] = NotificationLog.objects.filter(business=waiting.business)
+    assert "Waiting for a retry" in page
+    assert row.notification_id in page
+    outage.down = False
+    run(NOW + 15 * MINUTE)
+    assert row.notification_id not in admin_client.get(url, {"retry": "waiting"}).content.decode()
+    detail = admin_client.get(reverse("admin:notifications_notificationlog_change", args=[row.pk])).content.decode()
+    assert "Attempts" in detail
