@@ -88,6 +88,9 @@ class AutoEngagementConfig(models.Model):
     )
     last_run_error = models.TextField(blank=True)
     last_run_local_date = models.DateField(null=True, blank=True, help_text="The local date of the last run.")
+    last_success_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a run last finished successfully (wall-clock time; for monitoring)."
+    )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=64, blank=True, help_text="The run holding the lease.")
     retry_at = models.DateTimeField(
@@ -190,6 +193,7 @@ class AutoEngagementConfig(models.Model):
         messages were left to retry from then; `error` notes what the run reported without failing."""
         return self._finish(
             last_run_status=self.RunStatus.SUCCESS,
+            last_success_at=timezone.now(),
             last_run_error=error,
             retry_at=retry_at,
             total_customers_notified=models.F("total_customers_notified") + count,

@@ -4,6 +4,8 @@ notifications.W001  a channel still uses the `record` backend (sends nothing) wh
 notifications.W002  EMAIL_CHANNEL=django but EMAIL_URL selects a backend that does not send (console, ...).
 notifications.E001  a channel setting names neither a known alias nor an importable backend class.
 notifications.E002  the chosen backend's required settings are missing or unusable.
+notifications.E003  with DEBUG off, a URL a live channel's protocol requires to be HTTPS is not (PUBLIC_BASE_URL for
+                    email: RFC 8058 one-click unsubscribe; WALLET_WEB_SERVICE_URL for Apple Wallet: webServiceURL).
 """
 
 from typing import Any
@@ -14,6 +16,12 @@ from django.utils.module_loading import import_string
 
 from notifications.backends import ALIASES, RECORD, SETTING_NAMES, backend_path
 from notifications.channels import Channel
+
+# channel -> (setting, why it must be HTTPS), checked when the channel is live and DEBUG is off.
+HTTPS_URLS = {
+    Channel.EMAIL: ("PUBLIC_BASE_URL", "RFC 8058 requires an HTTPS List-Unsubscribe URI for one-click unsubscribe"),
+    Channel.WALLET: ("WALLET_WEB_SERVICE_URL", "Apple Wallet only calls an HTTPS webServiceURL"),
+}
 
 NON_SENDING_EMAIL_BACKENDS = {
     "django.core.mail.backends.console.EmailBackend",
@@ -56,6 +64,7 @@ def channel_backends_check(app_configs: Any = None, **kwargs: Any) -> list[Check
         configuration_errors = getattr(backend_class, "configuration_errors", None)
         for problem in configuration_errors() if configuration_errors else []:
             messages.append(Error(f"{setting}={choice}: {problem}", obj=setting, id="notifications.E002"))
+        messages.extend(_https_errors(channel, setting, choice))
         if channel == Channel.EMAIL and not settings.DEBUG and settings.EMAIL_BACKEND in NON_SENDING_EMAIL_BACKENDS:
             messages.append(
                 Warning(
@@ -66,3 +75,20 @@ def channel_backends_check(app_configs: Any = None, **kwargs: Any) -> list[Check
                 )
             )
     return messages
+
+
+def _https_errors(channel: str, setting: str, choice: str) -> list[CheckMessage]:
+    if settings.DEBUG or channel not in HTTPS_URLS:
+        return []
+    url_setting, why = HTTPS_URLS[channel]
+    url = getattr(settings, url_setting, "")
+    if not url or url.startswith("https://"):
+        return []
+    return [
+        Error(
+            f"{url_setting}={url!r} is not an https:// URL while {setting}={choice}.",
+            hint=f"{why}; set it to this service's public HTTPS address.",
+            obj=url_setting,
+            id="notifications.E003",
+        )
+    ]

@@ -92,3 +92,18 @@ def test_a_dotted_path_to_a_custom_backend_is_accepted(settings):
     settings.SMS_CHANNEL = "notifications.backends.base.ChannelBackend"
     assert ("notifications.E001", "SMS_CHANNEL") not in ours()
     assert ("notifications.W001", "SMS_CHANNEL") not in ours()
+
+
+@pytest.mark.parametrize(
+    ("channel_setting", "choice", "url_setting"),
+    [("EMAIL_CHANNEL", "django", "PUBLIC_BASE_URL"), ("WALLET_CHANNEL", "live", "WALLET_WEB_SERVICE_URL")],
+)
+def test_a_plain_http_url_that_the_protocol_wants_https_is_an_error(settings, channel_setting, choice, url_setting):
+    setattr(settings, channel_setting, choice)
+    setattr(settings, url_setting, "http://engage.example.com/")
+    assert ("notifications.E003", url_setting) in ours()
+    setattr(settings, url_setting, "https://engage.example.com/")
+    assert ("notifications.E003", url_setting) not in ours()
+    settings.DEBUG = True
+    setattr(settings, url_setting, "http://localhost:8000/")
+    assert ("notifications.E003", url_setting) not in ours()
