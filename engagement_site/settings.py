@@ -246,12 +246,13 @@ LOGGING = {
     "formatters": {
         "text": {"()": "engagement_site.logging.ContextFormatter"},
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "engagement_site.logging.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "filters": {"context": {"()": "engagement_site.logging.ContextFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # Django's own default handler would print its records a second time, unformatted.

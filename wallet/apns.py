@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
+from engagement_site.logging import carry_context
 from wallet.retry import retry_delay
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class ApnsClient:
         outcomes = {unique[0]: self.push(token=unique[0])}
         if len(unique) > 1:
             with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="apns") as pool:
-                for outcome in pool.map(lambda token: self.push(token=token), unique[1:]):
+                for outcome in pool.map(carry_context(lambda token: self.push(token=token)), unique[1:]):
                     outcomes[outcome.token] = outcome
         return outcomes
 

@@ -18,6 +18,7 @@ from autoengagement.services.audience import iter_audience_chunks
 from autoengagement.services.delivery import ChunkTally, RunContext, deliver_chunk, plan_chunk
 from autoengagement.services.retries import close_day, next_retry_at, recover_interrupted, retry_due_rows
 from autoengagement.services.scheduling import Due, Schedule, schedule_for
+from engagement_site.logging import log_context
 from notifications.backends import get_backend
 from notifications.backends.base import ChannelBackend, CircuitBreaker
 from notifications.models import NotificationLog
@@ -298,7 +299,7 @@ def run_config(
         warnings=list(claim.warnings),
     )
     context = _context(config, now, claim.local_date, claim.send_at)
-    log_context = {"business_id": outcome.business_id, "config_id": outcome.config_id}
+    log_fields = {"business_id": outcome.business_id, "config_id": outcome.config_id}
     results_day = (config.business_id, claim.local_date)
     chunk_size = settings.AUTO_ENGAGEMENT_CHUNK_SIZE
     try:
@@ -321,7 +322,7 @@ def run_config(
     except Exception as exc:
         outcome.status = RunStatus.FAILED
         outcome.error = f"{type(exc).__name__}: {exc}"
-        logger.exception("business run failed", extra={**log_context, "error": outcome.error})
+        logger.exception("business run failed", extra={**log_fields, "error": outcome.error})
         if not isinstance(exc, LeaseLost):
             # Rows may be left pending: the next invocation within the lateness bound takes the day up again.
             outcome.retry_from(now + dt.timedelta(minutes=settings.AUTO_ENGAGEMENT_RETRY_BACKOFF_MINUTES))
@@ -330,11 +331,11 @@ def run_config(
         return outcome
     outcome.retry_at = _day_retry_at(results_day, outcome.retry_at)
     _finish(config, outcome)
-    _refresh_results_day(results_day, log_context)
+    _refresh_results_day(results_day, log_fields)
     logger.info(
         "business run completed",
         extra={
-            **log_context,
+            **log_fields,
             "status": outcome.status,
             "audience": outcome.audience,
             "notified": outcome.notified,
@@ -387,13 +388,13 @@ def _finish(config: AutoEngagementConfig, outcome: BusinessOutcome) -> None:
     config.mark_as_failed(outcome.error, count=outcome.notified, retry_at=outcome.retry_at)
 
 
-def _refresh_results_day(day: results.DayKey, log_context: dict[str, object]) -> None:
+def _refresh_results_day(day: results.DayKey, log_fields: dict[str, object]) -> None:
     """Summarise the run's day for the stats. A failure costs only speed (the stats count a stale day from the
     log), so it is logged and never turns a delivered run into a failed one."""
     try:
         results.refresh_days(business_id=day[0], run_dates=[day[1]])
     except Exception:
-        logger.exception("results refresh failed; the stats count this day from the log", extra=log_context)
+        logger.exception("results refresh failed; the stats count this day from the log", extra=log_fields)
 
 
 def _refresh_stale_results() -> None:
@@ -447,6 +448,22 @@ def run_due_configs(
         config_pks = due_config_pks(now=now)
     summary = RunSummary(dry_run=dry_run)
     owner = new_run_owner()
+    with log_context(run_id=owner):
+        _run_configs(config_pks, summary, now=now, owner=owner, forced=forced, dry_run=dry_run, progress=progress)
+    return summary
+
+
+def _run_configs(
+    config_pks: list[int],
+    summary: RunSummary,
+    *,
+    now: dt.datetime,
+    owner: str,
+    forced: bool,
+    dry_run: bool,
+    progress: Progress | None,
+) -> None:
+    """Every config in turn, one backend pool for all, then the stale results days; every line carries the run id."""
     logger.info("run started", extra={"configs": len(config_pks), "dry_run": dry_run, "now": now.isoformat()})
     backends = BackendPool()
     try:
@@ -471,7 +488,6 @@ def run_due_configs(
     totals = summary.as_dict()
     totals.pop("businesses")
     logger.info("run finished", extra=totals)
-    return summary
 
 
 def _run_one(

@@ -28,6 +28,7 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
+from engagement_site.logging import carry_context
 from engagement_site.transport import request_not_written
 from notifications.backends.base import ChannelBackend, CircuitBreaker, Message, Result, not_attempted
 
@@ -243,7 +244,7 @@ class HttpDelivery:
         else:
             workers = min(self.options.concurrency, len(messages))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"send-{self.provider}") as pool:
-                results = list(pool.map(one, messages))
+                results = list(pool.map(carry_context(one), messages))
         logger.info(
             "batch delivered",
             extra={

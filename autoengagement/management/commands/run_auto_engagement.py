@@ -74,6 +74,8 @@ def format_text(summary: RunSummary) -> str:
 
 
 class Command(BaseCommand):
+    # Cron runs this every few minutes: system-check warnings belong to `check` and the web start, not each tick.
+    requires_system_checks: list[str] = []
     help = (
         "Re-engage inactive customers of every business whose local send time has come. Meant to run every "
         "15 minutes; safe to run as many copies at once as you like."

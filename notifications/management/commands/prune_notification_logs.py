@@ -20,6 +20,8 @@ def positive_int(value: str) -> int:
 
 
 class Command(BaseCommand):
+    # Cron runs this every few minutes: system-check warnings belong to `check` and the web start, not each tick.
+    requires_system_checks: list[str] = []
     help = (
         "Delete notification log rows older than --older-than DAYS (at least "
         f"{STATS_WINDOW_DAYS}, the stats window) that no pending delivery and no once-per-spell rule still "
