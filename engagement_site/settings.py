@@ -163,6 +163,19 @@ BUSINESS_SESSION_TTL = env.int("BUSINESS_SESSION_TTL", default=14 * 24 * 3600)
 # Login attempts per client address, in DRF's rate syntax ("10/min", "100/hour"); more are answered 429.
 LOGIN_THROTTLE_RATE = env.str("LOGIN_THROTTLE_RATE", default="10/min")
 
+# One cache shared by every worker and host, so throttles count every attempt: Redis when REDIS_URL is set, else the
+# database (its table is created by a migration); per-process memory only while developing.
+REDIS_URL = env.str("REDIS_URL", default="")
+CACHE_BACKEND = _env_or_default(env.str, "CACHE_BACKEND", "redis" if REDIS_URL else ("locmem" if DEBUG else "database"))
+_CACHES = {
+    "redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
+    "database": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "engagement_cache"},
+    "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+}
+if CACHE_BACKEND not in _CACHES or (CACHE_BACKEND == "redis" and not REDIS_URL):
+    raise ImproperlyConfigured("CACHE_BACKEND must be redis (with REDIS_URL), database or locmem.")
+CACHES = {"default": _CACHES[CACHE_BACKEND]}
+
 # The daily run.
 DISABLE_AUTO_ENGAGEMENT = env.bool("DISABLE_AUTO_ENGAGEMENT", default=False)
 AUTO_ENGAGEMENT_LEASE_SECONDS = env.int("AUTO_ENGAGEMENT_LEASE_SECONDS", default=900)

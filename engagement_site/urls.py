@@ -2,7 +2,10 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from wallet.throttling import throttled_admin_login
+
 urlpatterns = [
+    path("admin/login/", throttled_admin_login),
     path("admin/", admin.site.urls),
     path("api/", include("wallet.urls")),
     path("api/auto-engagement/", include("autoengagement.urls")),
