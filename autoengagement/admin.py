@@ -13,7 +13,7 @@ from autoengagement.api import StatsQuerySerializer
 from autoengagement.models import AutoEngagementConfig, ResultsCohort, ResultsDay, ResultsOutcome
 from autoengagement.services import results
 from autoengagement.services.preview import config_preview
-from autoengagement.services.run import run_due_configs
+from autoengagement.services.run import request_runs
 from engagement_site.admin_mixins import ReadOnlyAdminMixin
 
 STATUSES = ("sent", "failed", "unknown", "skipped", "holdout", "pending", "sending")
@@ -46,6 +46,8 @@ class AutoEngagementConfigAdmin(admin.ModelAdmin):
         "last_run_error",
         "last_run_local_date",
         "lease_expires_at",
+        "run_requested_at",
+        "retry_at",
         "total_customers_notified",
         "created_at",
         "updated_at",
@@ -77,6 +79,8 @@ class AutoEngagementConfigAdmin(admin.ModelAdmin):
                     "last_run_error",
                     "last_run_local_date",
                     "lease_expires_at",
+                    "run_requested_at",
+                    "retry_at",
                     "total_customers_notified",
                     "created_at",
                     "updated_at",
@@ -100,19 +104,15 @@ class AutoEngagementConfigAdmin(admin.ModelAdmin):
                 text += f" Warning ({warning['channel']}): {warning['message']}"
             self.message_user(request, text, messages.INFO)
 
-    @admin.action(description="Run now (never sends twice)")
+    @admin.action(description="Run now (by the next run_auto_engagement invocation; never sends twice)")
     def run_now(self, request, queryset):
-        business_ids = list(queryset.values_list("business__business_id", flat=True))
-        summary = run_due_configs(now=timezone.now(), business_ids=business_ids)
-        for outcome in summary.outcomes:
-            level = messages.ERROR if outcome.status == "failed" else messages.SUCCESS
-            detail = f" ({outcome.error})" if outcome.error else ""
-            self.message_user(
-                request,
-                f"Business {outcome.business_id}: {outcome.status}, {outcome.notified} notified, "
-                f"{outcome.holdout} in holdout, {outcome.failed} failed, {outcome.skipped} skipped{detail}.",
-                level,
-            )
+        requested = request_runs(config_pks=queryset.values_list("pk", flat=True), now=timezone.now())
+        self.message_user(
+            request,
+            f"Run requested for {requested} business(es): the next run_auto_engagement invocation (every 15 minutes "
+            "by cron or the CronJob) runs them, whatever their send time; their Last run fields show the outcome.",
+            messages.SUCCESS,
+        )
 
     # --- results pages: thin views over autoengagement.stats, charts drawn server-side (autoengagement.charts) ---
 

@@ -93,6 +93,9 @@ class AutoEngagementConfig(models.Model):
     )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=64, blank=True, help_text="The run holding the lease.")
+    run_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="Staff asked for a run now: the next run_auto_engagement invocation does it."
+    )
     retry_at = models.DateTimeField(
         null=True, blank=True, help_text="The last run left messages to retry (same local day) from this instant."
     )
@@ -176,8 +179,10 @@ class AutoEngagementConfig(models.Model):
         self.last_run_local_date = local_date
         self.lease_expires_at = lease_expires_at
         self.lease_owner = owner
+        self.run_requested_at = None
         self.save(
             update_fields=[
+                "run_requested_at",
                 "last_run_status",
                 "last_run_at",
                 "last_run_error",

@@ -147,11 +147,19 @@ def _schedule(config_fields: dict[str, object] | AutoEngagementConfig, now: dt.d
 
 def due_config_pks(*, now: dt.datetime) -> list[int]:
     """Configs whose send time has come (or passed too long ago, to be reported missed), whose last run crashed
-    today, or whose run today left messages to retry that are due: the claim re-checks each under its row lock."""
+    today, whose run today left messages to retry that are due, or that staff asked to run now: the claim re-checks
+    each under its row lock."""
     wall_clock = _wall_clock()
     due = []
     rows = AutoEngagementConfig.objects.filter(enabled=True).values(
-        "pk", "run_time", "timezone", "last_run_local_date", "last_run_status", "lease_expires_at", "retry_at"
+        "pk",
+        "run_time",
+        "timezone",
+        "last_run_local_date",
+        "last_run_status",
+        "lease_expires_at",
+        "retry_at",
+        "run_requested_at",
     )
     for row in rows.order_by("pk").iterator(2000):
         schedule = _schedule(row, now, forced=False)
@@ -160,7 +168,11 @@ def due_config_pks(*, now: dt.datetime) -> list[int]:
             lease_expires_at is None or lease_expires_at <= wall_clock
         )
         retry_due = row["retry_at"] is not None and row["retry_at"] <= now and now - schedule.send_at <= _max_lateness()
-        if schedule.state in (Due.DUE, Due.MISSED) or (schedule.state == Due.ALREADY_RAN and (crashed or retry_due)):
+        if (
+            row["run_requested_at"] is not None
+            or schedule.state in (Due.DUE, Due.MISSED)
+            or (schedule.state == Due.ALREADY_RAN and (crashed or retry_due))
+        ):
             due.append(row["pk"])
     return due
 
@@ -186,6 +198,8 @@ def claim_config(*, config_pk: int, now: dt.datetime, owner: str, forced: bool =
         return Claim(config, "disabled")
     if config.is_leased(wall_clock):
         return Claim(config, "busy", detail="another run holds its lease")
+    # A run staff requested from admin is run like --business: now, whatever the send time.
+    forced = forced or config.run_requested_at is not None
     crashed = config.last_run_status == RunStatus.RUNNING
     schedule = _schedule(config, now, forced=forced)
     within_lateness = now - schedule.send_at <= _max_lateness()
@@ -534,4 +548,11 @@ def _run_one(
         local_date=claim.local_date.isoformat() if claim.local_date else "",
         error=claim.detail,
         warnings=list(claim.warnings),
+    )
+
+
+def request_runs(*, config_pks: Iterable[int], now: dt.datetime) -> int:
+    """Ask for a run of these configs by the next invocation (admin's "Run now": never inside a web request)."""
+    return AutoEngagementConfig.objects.filter(pk__in=list(config_pks), run_requested_at__isnull=True).update(
+        run_requested_at=now
     )

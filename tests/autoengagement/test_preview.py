@@ -4,8 +4,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from autoengagement.services.preview import config_preview, text_warnings
+from autoengagement.services.run import run_due_configs
 from notifications.models import NotificationLog
 from tests.factories import AutoEngagementConfigFactory, BusinessFactory, CustomerFactory, WalletPassFactory
 
@@ -75,9 +77,18 @@ def test_admin_preview_and_run_now_actions(admin_client):
     assert "1 customer(s) would be reached now (email: 1)" in response.content.decode()
     assert not NotificationLog.objects.exists()
 
+    # "Run now" never runs inside the web request: it asks the next invocation, which runs it whatever the time.
     response = admin_client.post(url, {"action": "run_now", "_selected_action": [config.pk]}, follow=True)
-    assert f"Business {config.business.business_id}: success, 1 notified" in response.content.decode()
+    assert "Run requested for 1 business(es)" in response.content.decode()
+    assert not NotificationLog.objects.exists()
+    config.refresh_from_db()
+    assert config.run_requested_at is not None
+    summary = run_due_configs(now=timezone.now())
+    assert [(o.business_id, o.notified) for o in summary.outcomes] == [(config.business.business_id, 1)]
     assert NotificationLog.objects.get(customer=member).status == "sent"
-    response = admin_client.post(url, {"action": "run_now", "_selected_action": [config.pk]}, follow=True)
-    assert f"Business {config.business.business_id}: success, 0 notified" in response.content.decode()
+    config.refresh_from_db()
+    assert (config.run_requested_at, config.last_run_status) == (None, "success")
+    assert run_due_configs(now=timezone.now()).outcomes == [], "asked once, run once"
+    admin_client.post(url, {"action": "run_now", "_selected_action": [config.pk]}, follow=True)
+    assert run_due_configs(now=timezone.now()).outcomes[0].notified == 0
     assert NotificationLog.objects.count() == 1
