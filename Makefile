@@ -13,7 +13,12 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e ".[dev]"
 	touch $@
 
-install: $(VENV)/.installed
+# A local .env (never committed) so `.venv/bin/python manage.py ...` works outside make too; production sets its own.
+.env:
+	@echo "# Local development settings (see .env.example); production sets DEBUG=false and a real SECRET_KEY." > $@
+	@echo "DEBUG=true" >> $@
+
+install: $(VENV)/.installed .env
 
 DEMO_BUSINESS := biz_DemoCoffeeRoasters01
 

@@ -112,3 +112,14 @@ def test_other_methods_are_refused(client, customer):
 
 def test_pages_are_not_cached(client, customer):
     assert "no-cache" in client.get(path_for(customer))["Cache-Control"]
+
+
+@pytest.mark.parametrize("suffix", ["/", ""])
+def test_the_one_click_post_is_answered_without_a_redirect_with_or_without_the_trailing_slash(customer, suffix):
+    url = path_for(customer).rstrip("/") + suffix
+    response = Client(enforce_csrf_checks=True).post(
+        url, data="List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 200
+    customer.refresh_from_db()
+    assert customer.email_opt_out is True
