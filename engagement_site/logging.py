@@ -69,6 +69,25 @@ class ContextFormatter(logging.Formatter):
         return line
 
 
+# gunicorn's access-log atoms (its record's args) kept as fields of a JSON line.
+ACCESS_FIELDS = {
+    "h": "remote",
+    "m": "method",
+    "U": "path",
+    "s": "status",
+    "B": "bytes",
+    "M": "duration_ms",
+    "a": "agent",
+}
+
+
 class JsonFormatter(BaseJsonFormatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return iso_utc(record)
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        super().add_fields(log_data, record, message_dict)
+        if record.name == "gunicorn.access" and isinstance(record.args, dict):
+            for atom, name in ACCESS_FIELDS.items():
+                if atom in record.args:
+                    log_data[name] = record.args[atom]

@@ -3,12 +3,19 @@
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
+import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
 from engagement_site.logging import ContextFilter, ContextFormatter, JsonFormatter, carry_context, log_context
+from tests.engagement_site.conftest import PROJECT, free_port
 from tests.factories import AutoEngagementConfigFactory, CustomerFactory
 
 
@@ -50,3 +57,41 @@ def test_every_line_of_a_run_carries_its_run_id(caplog):
         call_command("run_auto_engagement", "--business", config.business.business_id, stdout=io.StringIO())
     run_ids = {getattr(record, "run_id", None) for record in caplog.records if record.name.startswith("autoengagement")}
     assert len(run_ids) == 1 and None not in run_ids
+
+
+def test_gunicorn_access_lines_are_json_in_the_same_format(tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "DEBUG": "true",
+        "LOG_FORMAT": "json",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    server = subprocess.Popen(
+        [str(gunicorn), "-c", "deploy/gunicorn.conf.py", "engagement_site.wsgi"],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz?probe=1", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=10)
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert len(lines) == len(output.splitlines()), "every line is JSON"
+    [access] = [line for line in lines if line["logger"] == "gunicorn.access"]
+    assert (access["method"], access["path"], access["status"]) == ("GET", "/healthz", "200")
+    assert access["time"].endswith("Z")
