@@ -1,5 +1,5 @@
-"""Building blocks shared by the apps' APIs: strict JSON fields, strict input serializers, pagination and
-the error shapes the OpenAPI schema documents."""
+"""Building blocks shared by the apps' APIs: the JSON parser, strict JSON fields, strict input serializers,
+pagination and the error shapes the OpenAPI schema documents."""
 
 import datetime as dt
 from collections.abc import Callable, Mapping
@@ -9,11 +9,77 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
-from rest_framework import serializers
+from rest_framework import parsers, serializers
+from rest_framework.exceptions import ParseError
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.settings import api_settings
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
+# No request body of this API nests deeper than 3 levels; the limit leaves room and keeps recursion out of reach.
+MAX_JSON_DEPTH = 32
+NUL_MESSAGE = "Null characters are not allowed."
+
+
+def _json_depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` levels deep (iterative: no recursion on hostile input)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _contains_nul(value: Any) -> bool:
+    """Whether any string in the JSON value (object keys included) has a NUL character."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser with two limits every endpoint needs.
+
+    - Nesting deeper than MAX_JSON_DEPTH is a 400 (without the limit, 100,000 nested arrays are a RecursionError).
+    - A NUL character in any string is a 400 naming the top-level field it is in: PostgreSQL refuses NUL in text
+      and JSON, so it can never be stored, and it has no business in names, templates or time zones.
+
+    Plugged in by REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] (settings).
+    """
+
+    max_depth = MAX_JSON_DEPTH
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping | None = None) -> Any:
+        too_deep = ParseError(f"JSON parse error - nested more than {self.max_depth} levels deep.")
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise too_deep from None
+        if _json_depth_exceeds(data, self.max_depth):
+            raise too_deep
+        if isinstance(data, dict):
+            if errors := {key: [NUL_MESSAGE] for key, value in data.items() if _contains_nul([key, value])}:
+                raise serializers.ValidationError(errors)
+        elif _contains_nul(data):
+            raise serializers.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [NUL_MESSAGE]})
+        return data
 
 
 class StrictBooleanField(serializers.BooleanField):
@@ -62,10 +128,14 @@ class AwareDateTimeField(serializers.Field):
         "invalid": "Must be an ISO 8601 date and time, e.g. 2026-03-01T09:30:00+01:00.",
         "naive": "Must include a UTC offset (Z or +01:00), e.g. 2026-03-01T09:30:00+01:00.",
         "offset": "The UTC offset must be between -12:00 and +14:00.",
+        "range": "Must be between 0020-01-01T00:00:00Z and 9980-01-01T00:00:00Z.",
     }
     # The offsets real time zones use. Wider ones (Python takes up to 24 hours) are typos, and PostgreSQL refuses
     # anything past 15:59 with an error.
     MIN_OFFSET, MAX_OFFSET = dt.timedelta(hours=-12), dt.timedelta(hours=14)
+    # About twenty years inside what Python represents: a value inside can be converted to any local time and moved
+    # by any window the app uses (attribution, inactivity: at most ten years) without an OverflowError.
+    EARLIEST, LATEST = dt.datetime(20, 1, 1, tzinfo=dt.UTC), dt.datetime(9980, 1, 1, tzinfo=dt.UTC)
 
     def to_internal_value(self, data: Any) -> Any:
         try:
@@ -80,9 +150,12 @@ class AwareDateTimeField(serializers.Field):
             self.fail("offset")
         try:
             # Stored and compared in UTC whatever offset the client used.
-            return parsed.astimezone(dt.UTC)
+            value = parsed.astimezone(dt.UTC)
         except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before the first instant Python can represent
             self.fail("invalid")
+        if not self.EARLIEST <= value <= self.LATEST:
+            self.fail("range")
+        return value
 
     def to_representation(self, value: Any) -> str:
         return value.isoformat()

@@ -4,9 +4,16 @@ Services know nothing about HTTP: they raise the small exceptions below (or Djan
 and `api_exception_handler` maps each kind to DRF's usual shapes and status codes.
 """
 
+import logging
 from typing import Any
 
-from django.core.exceptions import NON_FIELD_ERRORS
+from django.conf import settings
+from django.core.exceptions import (
+    NON_FIELD_ERRORS,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -54,7 +61,21 @@ class _Unauthorized(exceptions.APIException):
     default_code = "invalid_credentials"
 
 
+def _request_too_big_message(exc: Exception) -> str:
+    if isinstance(exc, RequestDataTooBig) and settings.DATA_UPLOAD_MAX_MEMORY_SIZE is not None:
+        return f"The request body is too large: at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+    if isinstance(exc, TooManyFieldsSent) and settings.DATA_UPLOAD_MAX_NUMBER_FIELDS is not None:
+        return f"Too many parameters: at most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS}."
+    return "The request is too large."
+
+
 def _as_api_exception(exc: Exception) -> Exception:
+    if isinstance(exc, (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)):
+        # Django's limits on what it reads of a request (DATA_UPLOAD_MAX_*), hit when DRF reads the body or the
+        # query string. Django alone would answer an HTML 400 (a debug page with DEBUG on); here it is DRF's shape.
+        # Still reported where Django reports it, without the traceback.
+        logging.getLogger(f"django.security.{exc.__class__.__name__}").warning(str(exc))
+        return exceptions.ParseError(_request_too_big_message(exc))
     if isinstance(exc, ObjectNotFound):
         return exceptions.NotFound(exc.message)
     if isinstance(exc, InvalidCredentials):
@@ -70,7 +91,8 @@ def _as_api_exception(exc: Exception) -> Exception:
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus our domain errors and Django's ValidationError; anything else stays a 500."""
+    """DRF's handler, plus our domain errors, Django's ValidationError and Django's request size limits; anything
+    else stays a 500."""
     response = drf_exception_handler(_as_api_exception(exc), context)
     if response is None:
         return None

@@ -24,6 +24,7 @@ from engagement_site.api import (
     StrictInputSerializer,
     error_responses,
 )
+from engagement_site.secure_ids import IdKind, is_valid_id
 from wallet import selectors, services
 from wallet.authentication import BusinessSessionRequired
 from wallet.customer_pass import customer_pass_response
@@ -159,6 +160,9 @@ class CustomerViewSet(BusinessSessionRequired, viewsets.GenericViewSet):
     queryset = Customer.objects.none()
 
     def _customer(self, customer_id: str) -> Customer:
+        # Anything but a well-formed customer ID (a NUL, which PostgreSQL refuses, 300 characters...) is unknown.
+        if not is_valid_id(customer_id, IdKind.CUSTOMER):
+            raise selectors.CustomerNotFound()
         return selectors.customer_get(business=self.request.user, customer_id=customer_id)
 
     @staticmethod

@@ -7,7 +7,8 @@ Endpoints (under the path of WALLET_WEB_SERVICE_URL) and their answers, as Apple
 - GET    v1/passes/<passType>/<serial>                            latest pass: 200 .pkpass, 304, 401
 - POST   v1/log                                                   device logs: 200
 A pass this service does not know (wrong pass type or serial) is a 404. Authenticated calls carry
-`Authorization: ApplePass <authenticationToken>`.
+`Authorization: ApplePass <authenticationToken>`. A malformed request (body, identifier, tag) is a 400, and a
+server without its pass certificates answers 503.
 """
 
 import datetime as dt
@@ -15,8 +16,10 @@ import json
 import logging
 import re
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
@@ -25,6 +28,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from autoengagement.services import results
+from engagement_site.secure_ids import IdKind, is_valid_id
 from notifications.channels import Channel
 from notifications.models import NotificationLog
 from wallet import passes
@@ -32,8 +36,15 @@ from wallet.models import AppleDeviceRegistration, WalletPass
 
 logger = logging.getLogger(__name__)
 
-PUSH_TOKEN_RE = re.compile(r"^[A-Za-z0-9]{1,256}$")
-MAX_LOG_LINES = 50
+PUSH_TOKEN_RE = re.compile(r"[A-Za-z0-9]{1,256}")  # used with fullmatch: "$" would allow a final newline
+# Device library identifiers are opaque, but printable and at most 128 characters (the column's size).
+DEVICE_ID_RE = re.compile(r"[\x21-\x7e]{1,128}")  # used with fullmatch
+MAX_BODY_BYTES = 64 * 1024  # a registration is a push token; a device log a few lines
+MAX_LOG_LINES = 50  # logged per request; the rest are counted
+MAX_LOG_LINE_CHARS = 500
+# Control characters (newlines forge log lines, escapes drive terminals), Unicode line and paragraph separators and
+# bidirectional overrides; written to our logs as escapes.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -66,11 +77,40 @@ def update_tag(*, moment: dt.datetime) -> str:
 
 
 def _parse_tag(tag: str) -> dt.datetime | None:
-    return _EPOCH + dt.timedelta(microseconds=int(tag)) if tag.isdigit() else None
+    """The moment of a tag from update_tag; None when it is not one (not ASCII digits, or past year 9999)."""
+    if not (tag.isascii() and tag.isdigit() and len(tag) <= 18):
+        return None
+    try:
+        return _EPOCH + dt.timedelta(microseconds=int(tag))
+    except OverflowError:
+        return None
+
+
+def _json_body(request: HttpRequest) -> tuple[bool, Any]:
+    """(True, the parsed JSON body) or (False, None) when it is too large, not JSON or nested too deeply."""
+    try:
+        if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY_BYTES:
+            return False, None
+        body = request.body
+    except (ValueError, RequestDataTooBig):
+        return False, None
+    if len(body) > MAX_BODY_BYTES:
+        return False, None
+    try:
+        return True, json.loads(body or b"{}")
+    except (ValueError, RecursionError):  # ValueError: not UTF-8, not JSON
+        return False, None
+
+
+def _printable(text: str) -> str:
+    """Client text made safe for a log line: control characters escaped (a newline is written as \\n)."""
+    return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _find_pass(*, pass_type_identifier: str, serial_number: str) -> WalletPass | None:
     if not settings.APPLE_PASS_TYPE_ID or pass_type_identifier != settings.APPLE_PASS_TYPE_ID:
+        return None
+    if not is_valid_id(serial_number, IdKind.PASS):  # e.g. a NUL, which PostgreSQL would refuse
         return None
     return (
         WalletPass.objects.select_related("customer__business")
@@ -111,7 +151,7 @@ def registration(
     )
     if error:
         return error
-    if len(device_library_identifier) > 128:
+    if not DEVICE_ID_RE.fullmatch(device_library_identifier):
         return HttpResponse(status=400)
     if request.method == "DELETE":
         AppleDeviceRegistration.objects.filter(
@@ -119,11 +159,11 @@ def registration(
         ).delete()
         logger.info("passkit device unregistered", extra={"pass_id": wallet_pass.pass_id})
         return HttpResponse(status=200)
-    try:
-        push_token = json.loads(request.body or b"{}").get("pushToken", "")
-    except (ValueError, AttributeError):
+    parsed, body = _json_body(request)
+    if not parsed or not isinstance(body, dict):
         return HttpResponse(status=400)
-    if not isinstance(push_token, str) or not PUSH_TOKEN_RE.match(push_token):
+    push_token = body.get("pushToken", "")
+    if not isinstance(push_token, str) or not PUSH_TOKEN_RE.fullmatch(push_token):
         return HttpResponse(status=400)
     registration_row, created = AppleDeviceRegistration.objects.get_or_create(
         wallet_pass=wallet_pass,
@@ -142,6 +182,8 @@ def updated_serials(request: HttpRequest, device_library_identifier: str, pass_t
     """The serial numbers of this device's passes updated since the tag it got last time (all without a tag)."""
     if not settings.APPLE_PASS_TYPE_ID or pass_type_identifier != settings.APPLE_PASS_TYPE_ID:
         return HttpResponse(status=204)
+    if not DEVICE_ID_RE.fullmatch(device_library_identifier):
+        return HttpResponse(status=400)
     since_tag = request.GET.get("passesUpdatedSince", "")
     since = _parse_tag(since_tag) if since_tag else None
     if since_tag and since is None:
@@ -175,7 +217,11 @@ def latest_pass(request: HttpRequest, pass_type_identifier: str, serial_number: 
         response = HttpResponse(status=304)
         response["Last-Modified"] = last_modified_header
         return response
-    content = passes.build_pkpass(wallet_pass=wallet_pass, config=apple_config())
+    try:
+        content = passes.build_pkpass(wallet_pass=wallet_pass, config=apple_config())
+    except ImproperlyConfigured as exc:
+        logger.error("passkit pass not served: %s", exc, extra={"pass_id": wallet_pass.pass_id})
+        return HttpResponse(status=503)
     record_delivery(wallet_pass=wallet_pass)
     response = HttpResponse(content, content_type=passes.PKPASS_CONTENT_TYPE)
     response["Last-Modified"] = last_modified_header
@@ -216,11 +262,18 @@ def record_delivery(*, wallet_pass: WalletPass) -> int:
 @csrf_exempt
 @require_POST
 def device_log(request: HttpRequest) -> HttpResponse:
-    """Wallet reports problems with the web service here; they are only logged."""
-    try:
-        lines = json.loads(request.body or b"{}").get("logs", [])
-    except (ValueError, AttributeError):
+    """Wallet reports problems with the web service here ({"logs": ["message", ...]}); they are only logged.
+
+    Anyone can call it, so what is written is bounded: the body (MAX_BODY_BYTES), the lines logged
+    (MAX_LOG_LINES, the rest counted) and their length (MAX_LOG_LINE_CHARS), control characters escaped so a line
+    cannot pass for several.
+    """
+    parsed, body = _json_body(request)
+    lines = body.get("logs") if parsed and isinstance(body, dict) else None
+    if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
         return HttpResponse(status=400)
-    for line in list(lines)[:MAX_LOG_LINES]:
-        logger.warning("passkit device log", extra={"device_log": str(line)[:500]})
+    for line in lines[:MAX_LOG_LINES]:
+        logger.warning("passkit device log", extra={"device_log": _printable(line)[:MAX_LOG_LINE_CHARS]})
+    if len(lines) > MAX_LOG_LINES:
+        logger.warning("passkit device log lines dropped", extra={"dropped_lines": len(lines) - MAX_LOG_LINES})
     return HttpResponse(status=200)

@@ -14,12 +14,15 @@ import logging
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from django.conf import settings
@@ -35,6 +38,7 @@ PKPASS_CONTENT_TYPE = "application/vnd.apple.pkpass"
 MESSAGE_FIELD_KEY = "message"
 DEFAULT_WEB_SERVICE_PATH = "/wallet/apple/"
 _TOKEN_SALT = "wallet.apple.authentication_token"
+_NOT_LOADED = "Apple Wallet certificate or key could not be loaded"
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,12 @@ def load_apple_config() -> AppleConfig:
     if missing := [name for name, value in required.items() if not value]:
         raise ImproperlyConfigured(f"Apple Wallet needs {', '.join(missing)}.")
     password = settings.APPLE_PASS_KEY_PASSWORD.encode() or None
-    try:
-        certificate = x509.load_pem_x509_certificate(Path(settings.APPLE_PASS_CERT_FILE).read_bytes())
-        private_key = serialization.load_pem_private_key(Path(settings.APPLE_PASS_KEY_FILE).read_bytes(), password)
-        wwdr_certificate = x509.load_pem_x509_certificate(Path(settings.APPLE_WWDR_CERT_FILE).read_bytes())
-    except (OSError, ValueError, TypeError) as exc:
-        raise ImproperlyConfigured(f"Apple Wallet certificate or key could not be loaded: {exc}") from exc
+    certificate = _load_pem("APPLE_PASS_CERT_FILE", x509.load_pem_x509_certificate)
+    private_key = _load_pem("APPLE_PASS_KEY_FILE", lambda data: serialization.load_pem_private_key(data, password))
+    wwdr_certificate = _load_pem("APPLE_WWDR_CERT_FILE", x509.load_pem_x509_certificate)
+    if _public_bytes(certificate.public_key()) != _public_bytes(private_key.public_key()):
+        # Signing would still "work", and Wallet would refuse every pass.
+        raise ImproperlyConfigured(f"{_NOT_LOADED}: APPLE_PASS_KEY_FILE is not the key of APPLE_PASS_CERT_FILE.")
     return AppleConfig(
         pass_type_id=settings.APPLE_PASS_TYPE_ID,
         team_id=settings.APPLE_TEAM_ID,
@@ -84,6 +88,24 @@ def load_apple_config() -> AppleConfig:
         wwdr_certificate=wwdr_certificate,
         images_dir=settings.APPLE_PASS_IMAGES_DIR,
     )
+
+
+def _load_pem(setting: str, load: Callable[[bytes], Any]) -> Any:
+    """Read and parse the file a setting names; ImproperlyConfigured names the setting (the path stays private:
+    the message reaches API clients in the 503)."""
+    try:
+        data = Path(getattr(settings, setting)).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise ImproperlyConfigured(f"{_NOT_LOADED}: {setting}: {reason}.") from exc
+    try:
+        return load(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # not PEM, wrong or missing key password
+        raise ImproperlyConfigured(f"{_NOT_LOADED}: {setting}: {exc}") from exc
+
+
+def _public_bytes(public_key: Any) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def web_service_path_prefix(*, web_service_url: str) -> str:
@@ -161,7 +183,11 @@ def _placeholder_png(*, size: int) -> bytes:
 def pass_images(*, images_dir: str) -> dict[str, bytes]:
     """The pass's images: the operator's PNGs from APPLE_PASS_IMAGES_DIR, else a generated icon."""
     if images_dir:
-        images = {path.name: path.read_bytes() for path in sorted(Path(images_dir).glob("*.png"))}
+        try:
+            images = {path.name: path.read_bytes() for path in sorted(Path(images_dir).glob("*.png"))}
+        except OSError as exc:
+            reason = exc.strerror or exc.__class__.__name__
+            raise ImproperlyConfigured(f"APPLE_PASS_IMAGES_DIR could not be read: {reason}.") from exc
         if "icon.png" in images:
             return images
         logger.warning("APPLE_PASS_IMAGES_DIR has no icon.png; using a generated icon", extra={"dir": images_dir})

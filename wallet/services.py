@@ -33,6 +33,8 @@ def business_create(*, name: str, email: str, password: str, timezone_name: str 
     errors: dict[str, list[str]] = {}
     if not name.strip():
         errors["name"] = ["May not be empty."]
+    elif "\x00" in name:
+        errors["name"] = ["May not contain null characters."]
     try:
         validate_email(email)
     except ValidationError:
@@ -180,11 +182,18 @@ def customer_update(*, customer: Customer, data: Mapping[str, Any]) -> Customer:
     return customer
 
 
+# Far enough from the first instant Python represents that the attribution window before a visit, and its local
+# date anywhere, stay representable (closer, crediting the visit is an OverflowError).
+EARLIEST_VISIT = dt.datetime(20, 1, 1, tzinfo=dt.UTC)
+
+
 def _visit_time_errors(occurred_at: dt.datetime, now: dt.datetime) -> list[str]:
     if timezone.is_naive(occurred_at):
         return ["Must include a UTC offset, e.g. 2026-03-01T09:30:00+01:00."]
     if occurred_at > now:
         return ["May not be in the future."]
+    if occurred_at < EARLIEST_VISIT:
+        return [f"May not be before {EARLIEST_VISIT.isoformat()}."]
     return []
 
 

@@ -30,7 +30,7 @@ def phone_errors(value: Any) -> list[str]:
     value = value.strip()
     if not value:
         return []
-    if not PHONE_CHARACTERS.match(value):
+    if not PHONE_CHARACTERS.fullmatch(value):
         return [PHONE_FORMAT_HELP]
     try:
         number = phonenumbers.parse(value, None)
