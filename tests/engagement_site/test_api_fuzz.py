@@ -6,6 +6,7 @@ and PostgreSQL alike. Examples per operation are few (FUZZ_EXAMPLES) to keep the
 to search harder, e.g. `FUZZ_EXAMPLES=500 .venv/bin/pytest tests/engagement_site/test_api_fuzz.py`.
 """
 
+import json
 import os
 import secrets
 
@@ -14,8 +15,9 @@ import schemathesis
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
-from hypothesis import HealthCheck
+from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -99,3 +101,50 @@ def test_the_api_answers_every_generated_request_as_its_schema_says(case, busine
         known = list(business.customers.order_by("pk").values_list("customer_id", flat=True))
         case.path_parameters["customer_id"] = ([*known, generated])[len(generated) % 4]
     case.call_and_validate(headers=headers, checks=CHECKS)
+
+
+def _operations_with_bodies() -> list[tuple[str, str, list[str]]]:
+    """(method, path, top-level body fields) of every operation that takes a JSON body."""
+    document = schema.raw_schema
+    found = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            content = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if not content:
+                continue
+            body_schema = content["schema"]
+            if "$ref" in body_schema:
+                body_schema = document["components"]["schemas"][body_schema["$ref"].rsplit("/", 1)[-1]]
+            found.append((method, path, sorted(body_schema.get("properties", {})) or ["value"]))
+    return found
+
+
+CONTROL_TEXT = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x1F), min_size=1, max_size=20)
+HOSTILE_VALUE = st.one_of(
+    CONTROL_TEXT.map(lambda text: "ok" + text),
+    st.integers(min_value=50, max_value=5000).map(lambda depth: "[" * depth + "]" * depth),
+    st.just("\x00"),
+)
+
+
+@pytest.mark.parametrize(("method", "path", "fields"), _operations_with_bodies())
+@hypothesis_settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_nul_control_characters_and_deep_nesting_never_get_a_5xx(client, business, method, path, fields, data):
+    """NUL and other control characters in any top-level field, and JSON nested thousands deep, answered 4xx or as
+    the schema says: never a server error."""
+    token = secrets.token_urlsafe(24)
+    BusinessSessionFactory(business=business, token=token)
+    customer_id = business.customers.order_by("pk").values_list("customer_id", flat=True).first()
+    url = path.replace("{customer_id}", customer_id)
+    field = data.draw(st.sampled_from(fields))
+    value = data.draw(HOSTILE_VALUE)
+    body = f'{{"{field}": {value}}}' if value.startswith("[") else json.dumps({field: value})
+    response = getattr(client, method)(
+        url,
+        data=body,
+        content_type="application/json",
+        HTTP_X_SESSION_TOKEN=token,
+        HTTP_X_BUSINESS_ID=business.business_id,
+    )
+    assert response.status_code < 500, (method, url, body[:80], response.content[:300])
