@@ -162,6 +162,7 @@ SPECTACULAR_SETTINGS = {
 BUSINESS_SESSION_TTL = env.int("BUSINESS_SESSION_TTL", default=14 * 24 * 3600)
 # Login attempts per client address, in DRF's rate syntax ("10/min", "100/hour"); more are answered 429.
 LOGIN_THROTTLE_RATE = env.str("LOGIN_THROTTLE_RATE", default="10/min")
+PASSKIT_LOG_THROTTLE_RATE = env.str("PASSKIT_LOG_THROTTLE_RATE", default="30/min")
 
 # One cache shared by every worker and host, so throttles count every attempt: Redis when REDIS_URL is set, else the
 # database (its table is created by a migration); per-process memory only while developing.

@@ -33,6 +33,7 @@ from notifications.channels import Channel
 from notifications.models import NotificationLog
 from wallet import passes
 from wallet.models import AppleDeviceRegistration, WalletPass
+from wallet.throttling import DeviceLogRateThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -264,10 +265,16 @@ def record_delivery(*, wallet_pass: WalletPass) -> int:
 def device_log(request: HttpRequest) -> HttpResponse:
     """Wallet reports problems with the web service here ({"logs": ["message", ...]}); they are only logged.
 
-    Anyone can call it, so what is written is bounded: the body (MAX_BODY_BYTES), the lines logged
+    Anyone can call it, so it is throttled per client address (PASSKIT_LOG_THROTTLE_RATE, in the shared cache) and
+    what is written is bounded: the body (MAX_BODY_BYTES), the lines logged
     (MAX_LOG_LINES, the rest counted) and their length (MAX_LOG_LINE_CHARS), control characters escaped so a line
     cannot pass for several.
     """
+    throttle = DeviceLogRateThrottle()
+    if not throttle.allow_request(request, None):
+        response = HttpResponse(status=429)
+        response["Retry-After"] = str(max(1, int(throttle.wait() or 60)))
+        return response
     parsed, body = _json_body(request)
     lines = body.get("logs") if parsed and isinstance(body, dict) else None
     if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):

@@ -26,6 +26,15 @@ class AdminLoginRateThrottle(LoginRateThrottle):
     scope = "admin_login"
 
 
+class DeviceLogRateThrottle(LoginRateThrottle):
+    """The PassKit web service's unauthenticated log endpoint, per client address."""
+
+    scope = "passkit_log"
+
+    def get_rate(self) -> str:
+        return settings.PASSKIT_LOG_THROTTLE_RATE
+
+
 def throttled_admin_login(request: HttpRequest, **kwargs: object) -> HttpResponse:
     """Django admin's login view, with the login rate applied to its form posts."""
     if request.method == "POST":

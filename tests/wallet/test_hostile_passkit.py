@@ -153,3 +153,10 @@ def test_the_passkit_latest_pass_without_certificates_is_a_503(client, apple_set
     wallet_pass, token = issued_apple_pass(customer=CustomerFactory(business=business))
     auth = {"HTTP_AUTHORIZATION": f"ApplePass {token}"}
     assert client.get(f"{PASSKIT}/passes/{PASS_TYPE_ID}/{wallet_pass.pass_id}", **auth).status_code == 503
+
+
+def test_the_device_log_endpoint_is_throttled_per_address(client, settings):
+    settings.PASSKIT_LOG_THROTTLE_RATE = "3/min"
+    body = json.dumps({"logs": ["Web service error"]})
+    statuses = [client.post(f"{PASSKIT}/log", data=body, content_type="application/json").status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
