@@ -7,6 +7,10 @@ run's status and the seconds since its last successful run; messages by channel 
 days, from the results summary so a scrape never scans the log). Set METRICS_TOKEN to require
 `Authorization: Bearer <token>`, or keep the path off the public Ingress.
 
+The web process's own metrics: `RequestMetricsMiddleware` counts requests by route, method and status and times
+them. gunicorn runs several worker processes, so with PROMETHEUS_MULTIPROC_DIR set (deploy/gunicorn.conf.py
+prepares it) every worker writes its samples there and a scrape answered by any worker sums them all.
+
 Kubelet probes and Prometheus call the pod by its IP, over plain HTTP: `ProbeMiddleware`, first in MIDDLEWARE,
 answers these three paths before the host check (ALLOWED_HOSTS) and the HTTPS redirect, which would otherwise turn
 every probe into a 400 or a 301 (and Kubernetes counts a 301 as healthy).
@@ -14,6 +18,8 @@ every probe into a 400 or a 301 (and Kubernetes counts a 301 as healthy).
 
 import datetime as dt
 import hmac
+import os
+import time
 from collections.abc import Callable, Iterator
 
 from django.conf import settings
@@ -30,12 +36,22 @@ from prometheus_client import (
     PLATFORM_COLLECTOR,
     PROCESS_COLLECTOR,
     CollectorRegistry,
+    Counter,
+    Histogram,
     generate_latest,
+    multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from autoengagement.models import AutoEngagementConfig, ResultsOutcome
+
+# Registered in a registry of their own: in multiprocess mode the samples are read back from the files instead.
+REQUEST_REGISTRY = CollectorRegistry(auto_describe=False)
+REQUESTS = Counter("http_requests", "HTTP requests answered.", ["route", "method", "status"], registry=REQUEST_REGISTRY)
+REQUEST_SECONDS = Histogram(
+    "http_request_duration_seconds", "Time to answer HTTP requests.", ["route", "method"], registry=REQUEST_REGISTRY
+)
 
 # The system checks that decide whether the channels can deliver (tagged by notifications.checks).
 READINESS_CHECK_IDS = ("notifications.E001", "notifications.E002", "notifications.E003", "autoengagement.E001")
@@ -123,6 +139,10 @@ class RunCollector(Collector):
 
 def _registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(REQUEST_REGISTRY)
     for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR, RunCollector()):
         registry.register(collector)
     return registry
@@ -148,3 +168,23 @@ class ProbeMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         probe = PROBES.get(request.path_info)
         return probe(request) if probe else self.get_response(request)
+
+
+class RequestMetricsMiddleware:
+    """Counts and times every request by its URL route (a bounded set of labels, never the raw path)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        route = match.route if match is not None and match.route else "unmatched"
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        REQUESTS.labels(route, method, str(response.status_code)).inc()
+        REQUEST_SECONDS.labels(route, method).observe(time.perf_counter() - started)
+        return response
+
+
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -38,3 +38,22 @@ logconfig_dict = {
     },
 }
 forwarded_allow_ips = _env("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+# Request metrics from every worker (autoengagement.monitoring): with PROMETHEUS_MULTIPROC_DIR set, each worker
+# writes its samples there; the directory is emptied when gunicorn starts and a dead worker's files are retired.
+_metrics_dir = _env("PROMETHEUS_MULTIPROC_DIR", "")
+
+
+def on_starting(server):
+    if _metrics_dir:
+        os.makedirs(_metrics_dir, exist_ok=True)
+        for name in os.listdir(_metrics_dir):
+            os.remove(os.path.join(_metrics_dir, name))
+
+
+def child_exit(server, worker):
+    if _metrics_dir:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # /healthz, /readyz and /metrics, answered before the host check and the HTTPS redirect (probes use the pod IP).
     "autoengagement.monitoring.ProbeMiddleware",
+    "autoengagement.monitoring.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (admin, API docs) from the app process itself: no other web server needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -67,3 +67,12 @@ def test_metrics_require_the_token_when_one_is_set(client, settings):
     assert client.get("/metrics", **POD).status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong", **POD).status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token", **POD).status_code == 200
+
+
+def test_metrics_count_requests_by_route_never_by_raw_path(client):
+    client.get("/api/customers/cust_AAAAAAAAAAAAAAAAAAAA", **POD)
+    client.get("/api/schema/", HTTP_HOST="localhost")
+    text = client.get("/metrics", **POD).content.decode()
+    assert 'route="api/schema/"' in text
+    assert "cust_AAAAAAAAAAAAAAAAAAAA" not in text, "ids never become labels"
+    assert "http_request_duration_seconds_bucket" in text

@@ -35,6 +35,7 @@ def production_server(tmp_path_factory):
         "STATIC_ROOT": str(workdir / "static"),
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "GUNICORN_WORKERS": "3",
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"),
         "LOG_LEVEL": "WARNING",
     }
     manage = [sys.executable, "manage.py"]

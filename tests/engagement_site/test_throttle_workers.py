@@ -1,4 +1,5 @@
-"""The login limits hold across gunicorn workers: every worker counts in the shared cache (the database here)."""
+"""Across gunicorn workers: the login limits hold (every worker counts in the shared cache, the database here) and
+the request metrics add up (every worker writes to PROMETHEUS_MULTIPROC_DIR)."""
 
 import re
 from collections import Counter
@@ -34,3 +35,15 @@ def test_the_admin_login_is_throttled_too(production_server):
             )
         statuses[response.status_code] += 1
     assert statuses == {200: 10, 429: 2}, "ten wrong passwords are checked, then the admin login answers 429"
+
+
+def test_request_metrics_add_up_over_every_worker(production_server):
+    for _ in range(9):
+        assert requests.get(f"{production_server}/api/schema/", headers={"Connection": "close"}, timeout=10).ok
+    text = requests.get(f"{production_server}/metrics", timeout=10).text
+    samples = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("http_requests_total{") and 'route="api/schema/"' in line and 'status="200"' in line
+    ]
+    assert sum(samples) == 9, samples
