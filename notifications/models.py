@@ -111,3 +111,17 @@ class LogRetention(models.Model):
 
     def __str__(self) -> str:
         return f"pruned before {self.pruned_before:%Y-%m-%d}"
+
+
+class ProviderQuota(models.Model):
+    """A provider's rate budget shared by every process on every host (notifications.backends.quota): the instant
+    the provider's next message may go out (GCRA's theoretical arrival time), moved on by each block of tokens."""
+
+    provider = models.CharField(max_length=64, unique=True)
+    next_free = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "provider quota"
+
+    def __str__(self) -> str:
+        return self.provider

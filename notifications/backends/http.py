@@ -31,6 +31,7 @@ from requests.adapters import HTTPAdapter
 from engagement_site.logging import carry_context
 from engagement_site.transport import request_not_written
 from notifications.backends.base import ChannelBackend, CircuitBreaker, Message, Result, not_attempted
+from notifications.backends.quota import SharedRateLimiter, shared_budget_available
 
 logger = logging.getLogger(__name__)
 
@@ -133,12 +134,16 @@ _shared_limiters: dict[tuple[str, float], RateLimiter] = {}
 _shared_limiters_lock = threading.Lock()
 
 
-def shared_rate_limiter(*, provider: str, rate: float) -> RateLimiter:
-    """One limiter per provider and rate for the whole process, so every backend instance shares the budget."""
+def shared_rate_limiter(*, provider: str, rate: float) -> "RateLimiter | SharedRateLimiter":
+    """One limiter per provider and rate for the whole process, so every backend instance shares the budget; on
+    PostgreSQL or with REDIS_URL it is also shared with every other process (notifications.backends.quota)."""
     with _shared_limiters_lock:
         key = (provider, rate)
         if key not in _shared_limiters:
-            _shared_limiters[key] = RateLimiter(rate=rate)
+            shared = rate > 0 and shared_budget_available()
+            _shared_limiters[key] = (
+                SharedRateLimiter(provider=provider, rate=rate) if shared else RateLimiter(rate=rate)
+            )
         return _shared_limiters[key]
 
 
@@ -385,6 +390,9 @@ class HttpChannelBackend(ChannelBackend):
         if self.session is not None:
             self.session.close()
             self.session = None
+            # The shared budget's own database connection is not kept open between runs (it reopens when needed).
+            if isinstance(self.delivery.limiter, SharedRateLimiter):
+                self.delivery.limiter.close()
 
     def send_batch(self, messages: Sequence[Message]) -> list[Result]:
         if self.session is not None:
