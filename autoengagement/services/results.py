@@ -177,9 +177,12 @@ def cohorts_from_log(spans: Sequence[DaySpan]) -> list[CohortCount]:
         )
         span_params += [span.business_id, adapt_date(span.first), adapt_date(span.last)]
         span_params += [adapt_datetime(start), adapt_datetime(end)]
+    # By customer alone (a customer has one business): the unique index that leads with the customer is then the only
+    # one that can serve it, whatever the planner's statistics say (stale or never gathered, it could pick the
+    # business-led history index and scan a whole business per probe).
     earlier = (
         f"SELECT MAX(e.run_date) FROM {table} e WHERE e.customer_id = l.customer_id "
-        "AND e.business_id = l.business_id AND e.type = %s AND e.status = l.status AND e.run_date < l.run_date"
+        "AND e.type = %s AND e.status = l.status AND e.run_date < l.run_date"
     )
     sql = f"""
         SELECT business_id, run_date, status, previous, credited, previous_credited, COUNT(*)
