@@ -135,6 +135,9 @@ class RunContext:
     template: dict[str, str]
     # No retry is planned after this instant (the day's send time plus the lateness bound).
     retry_deadline: dt.datetime | None = None
+    # Called before each send window: the run renews its lease there, so a slow provider draining a chunk never
+    # lets it expire (and a run that lost it stops before taking another window).
+    keep_alive: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         if self.retry_deadline is None:
@@ -287,6 +290,8 @@ def send_outgoing(
         for channel, items in by_channel.items():
             for start in range(0, len(items), window_size):
                 window = items[start : start + window_size]
+                if context.keep_alive is not None:
+                    context.keep_alive()
                 backend = backend_for(channel)
                 if backend.breaker is not None and not backend.breaker.allow():
                     # Not taken, so written only where the row still holds the status it was read with.

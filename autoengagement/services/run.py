@@ -4,6 +4,7 @@ import datetime as dt
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -286,7 +287,11 @@ def renew_lease(*, config: AutoEngagementConfig) -> None:
 
 
 def _context(
-    config: AutoEngagementConfig, now: dt.datetime, local_date: dt.date, send_at: dt.datetime | None = None
+    config: AutoEngagementConfig,
+    now: dt.datetime,
+    local_date: dt.date,
+    send_at: dt.datetime | None = None,
+    keep_alive: Callable[[], None] | None = None,
 ) -> RunContext:
     return RunContext(
         config=config,
@@ -295,7 +300,22 @@ def _context(
         run_date=local_date,
         template=config.get_message_template(),
         retry_deadline=(send_at or now) + _max_lateness(),
+        keep_alive=keep_alive,
     )
+
+
+def lease_keeper(config: AutoEngagementConfig) -> Callable[[], None]:
+    """Renews the config's lease when a third of it has gone by since the last renewal: a statement every few
+    minutes at most, whatever the number of send windows."""
+    renewed_at = time.monotonic()
+
+    def keep_alive() -> None:
+        nonlocal renewed_at
+        if time.monotonic() - renewed_at >= settings.AUTO_ENGAGEMENT_LEASE_SECONDS / 3:
+            renew_lease(config=config)
+            renewed_at = time.monotonic()
+
+    return keep_alive
 
 
 def run_config(
@@ -312,7 +332,7 @@ def run_config(
         local_date=claim.local_date.isoformat(),
         warnings=list(claim.warnings),
     )
-    context = _context(config, now, claim.local_date, claim.send_at)
+    context = _context(config, now, claim.local_date, claim.send_at, keep_alive=lease_keeper(config))
     log_fields = {"business_id": outcome.business_id, "config_id": outcome.config_id}
     results_day = (config.business_id, claim.local_date)
     chunk_size = settings.AUTO_ENGAGEMENT_CHUNK_SIZE

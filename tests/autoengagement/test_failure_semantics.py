@@ -5,6 +5,7 @@ business, the once-per-spell guard held by the business."""
 import datetime as dt
 import io
 import json
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -12,6 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import OperationalError
 from django.urls import reverse
+from django.utils import timezone
 
 from autoengagement.models import AutoEngagementConfig
 from autoengagement.services import delivery
@@ -330,3 +332,34 @@ def test_admin_lists_the_rows_waiting_for_a_retry(admin_client, outage):
     assert row.notification_id not in admin_client.get(url, {"retry": "waiting"}).content.decode()
     detail = admin_client.get(reverse("admin:notifications_notificationlog_change", args=[row.pk])).content.decode()
     assert "Attempts" in detail
+
+
+class SlowProvider(ChannelBackend):
+    """Takes 0.3 s per send window and notes, each time, how long the business's lease still has to run."""
+
+    lease_left: list[float] = []  # shared on purpose: the run opens its own instance
+
+    def __init__(self, channel: str = "") -> None:
+        self.channel = channel
+
+    def send_batch(self, messages: Sequence[Message]) -> list[Result]:
+        time.sleep(0.3)
+        expires = AutoEngagementConfig.objects.values_list("lease_expires_at", flat=True).get()
+        SlowProvider.lease_left.append((expires - timezone.now()).total_seconds())
+        return [Result(log_id=m.log_id, status="sent") for m in messages]
+
+
+def test_the_lease_is_renewed_while_a_slow_provider_drains_a_chunk(settings):
+    """One chunk outlasting the lease: renewed between send windows, it never expires under the run (so no other
+    worker may take the business over), and the run completes as the lease's owner."""
+    settings.SMS_CHANNEL = f"{__name__}.SlowProvider"
+    settings.AUTO_ENGAGEMENT_LEASE_SECONDS = 1
+    settings.AUTO_ENGAGEMENT_SEND_WINDOW = 1
+    SlowProvider.lease_left = []
+    config = sms_config(customers=8)  # one chunk, eight windows: about 2.4 s against a 1 s lease
+    code, summary = run(NOW)
+    assert (code, summary["notifications_sent"]) == (0, 8)
+    assert len(SlowProvider.lease_left) == 8
+    assert min(SlowProvider.lease_left) > 0, SlowProvider.lease_left
+    config.refresh_from_db()
+    assert config.last_run_status == "success"
