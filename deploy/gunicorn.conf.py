@@ -5,6 +5,8 @@ Each value comes from the environment (documented in .env.example); an empty one
 import multiprocessing
 import os
 
+from engagement_site.logging import formatters
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
@@ -23,14 +25,7 @@ _log_format = _env("LOG_FORMAT", "text")
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "text": {"()": "engagement_site.logging.ContextFormatter"},
-        "json": {
-            "()": "engagement_site.logging.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-        },
-    },
+    "formatters": formatters(),
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": _log_format, "stream": "ext://sys.stdout"}},
     "loggers": {
         "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},

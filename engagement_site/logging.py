@@ -9,6 +9,7 @@ escape control characters in the message and the context, so client text cannot 
 import contextvars
 import datetime as dt
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -17,7 +18,9 @@ from pythonjsonlogger.json import JsonFormatter as BaseJsonFormatter
 
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 _fields: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_fields", default={})  # noqa: B039
-_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)} | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+# Characters that could make one logged text pass for several lines or reorder what a reader sees: C0 and C1
+# controls, Unicode line and paragraph separators, bidirectional marks and overrides.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 T = TypeVar("T")
 
@@ -50,7 +53,8 @@ def iso_utc(record: logging.LogRecord) -> str:
 
 
 def escape_controls(text: str) -> str:
-    return text.translate(_CONTROL)
+    """`text` with each unprintable character written as its escape (a newline as \\n), so it stays one line."""
+    return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class ContextFormatter(logging.Formatter):
@@ -67,6 +71,18 @@ class ContextFormatter(logging.Formatter):
         if context:
             line += " " + " ".join(f"{key}={escape_controls(str(value))}" for key, value in sorted(context.items()))
         return line
+
+
+def formatters() -> dict[str, dict[str, Any]]:
+    """The `formatters` of a logging dictConfig, shared by Django's settings and gunicorn's config."""
+    return {
+        "text": {"()": "engagement_site.logging.ContextFormatter"},
+        "json": {
+            "()": "engagement_site.logging.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    }
 
 
 # gunicorn's access-log atoms (its record's args) kept as fields of a JSON line.

@@ -1,9 +1,8 @@
-"""What a failed HTTP request says about whether the provider could have acted on it (shared by every provider
-client: the channel backends over requests, Google Wallet, APNs over httpx)."""
+"""What a failed HTTP request says about whether the provider could have acted on it (shared by the clients over
+requests: the channel backends and Google Wallet; APNs retries every failure, its pushes being idempotent)."""
 
 import ssl
 
-import httpx
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.exceptions import SSLError as Urllib3SSLError
@@ -47,8 +46,3 @@ def tls_handshake_failure(exc: BaseException) -> bool:
             return True
         pending.extend([*error.args, error.__cause__, error.__context__])
     return False
-
-
-def httpx_request_not_written(exc: httpx.HTTPError) -> bool:
-    """The same for httpx: a failure to connect (refused, TLS, connect timeout) or to get a pooled connection."""
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)

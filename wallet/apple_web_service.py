@@ -28,6 +28,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from autoengagement.services import results
+from engagement_site.logging import escape_controls
 from engagement_site.secure_ids import IdKind, is_valid_id
 from notifications.channels import Channel
 from notifications.models import NotificationLog
@@ -45,7 +46,6 @@ MAX_LOG_LINES = 50  # logged per request; the rest are counted
 MAX_LOG_LINE_CHARS = 500
 # Control characters (newlines forge log lines, escapes drive terminals), Unicode line and paragraph separators and
 # bidirectional overrides; written to our logs as escapes.
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -101,11 +101,6 @@ def _json_body(request: HttpRequest) -> tuple[bool, Any]:
         return True, json.loads(body or b"{}")
     except (ValueError, RecursionError):  # ValueError: not UTF-8, not JSON
         return False, None
-
-
-def _printable(text: str) -> str:
-    """Client text made safe for a log line: control characters escaped (a newline is written as \\n)."""
-    return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _find_pass(*, pass_type_identifier: str, serial_number: str) -> WalletPass | None:
@@ -280,7 +275,7 @@ def device_log(request: HttpRequest) -> HttpResponse:
     if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
         return HttpResponse(status=400)
     for line in lines[:MAX_LOG_LINES]:
-        logger.warning("passkit device log", extra={"device_log": _printable(line)[:MAX_LOG_LINE_CHARS]})
+        logger.warning("passkit device log", extra={"device_log": escape_controls(line)[:MAX_LOG_LINE_CHARS]})
     if len(lines) > MAX_LOG_LINES:
         logger.warning("passkit device log lines dropped", extra={"dropped_lines": len(lines) - MAX_LOG_LINES})
     return HttpResponse(status=200)

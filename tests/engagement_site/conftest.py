@@ -19,6 +19,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_gunicorn(env: dict[str, str], **streams: object) -> subprocess.Popen:
+    """gunicorn with the project's config, as deployed, once /healthz answers on GUNICORN_BIND."""
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    server = subprocess.Popen(
+        [str(gunicorn), "-c", "deploy/gunicorn.conf.py", "engagement_site.wsgi"], cwd=PROJECT, env=env, **streams
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://{env['GUNICORN_BIND']}/healthz", timeout=1)
+            return server
+        except OSError:
+            if server.poll() is not None:
+                _, errors = server.communicate()
+                raise AssertionError(f"gunicorn exited: {str(errors)[-2000:]}") from None
+            assert time.monotonic() < deadline, "gunicorn did not start"
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def production_server(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("production")
@@ -41,24 +60,8 @@ def production_server(tmp_path_factory):
     manage = [sys.executable, "manage.py"]
     for command in (["migrate", "--noinput", "-v0"], ["collectstatic", "--noinput", "-v0"]):
         subprocess.run(manage + command, cwd=PROJECT, env=env, check=True, timeout=120)
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    server = subprocess.Popen(
-        [str(gunicorn), "-c", "deploy/gunicorn.conf.py", "engagement_site.wsgi"],
-        cwd=PROJECT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    server = start_gunicorn(env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=1)
-            break
-        except OSError:
-            assert server.poll() is None, server.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "gunicorn did not start"
-            time.sleep(0.2)
     yield base
     server.terminate()
     server.wait(timeout=10)

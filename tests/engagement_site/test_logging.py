@@ -5,17 +5,13 @@ import json
 import logging
 import os
 import subprocess
-import sys
-import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
 from engagement_site.logging import ContextFilter, ContextFormatter, JsonFormatter, carry_context, log_context
-from tests.engagement_site.conftest import PROJECT, free_port
+from tests.engagement_site.conftest import free_port, start_gunicorn
 from tests.factories import AutoEngagementConfigFactory, CustomerFactory
 
 
@@ -69,27 +65,9 @@ def test_gunicorn_access_lines_are_json_in_the_same_format(tmp_path):
         "GUNICORN_WORKERS": "1",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
     }
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    server = subprocess.Popen(
-        [str(gunicorn), "-c", "deploy/gunicorn.conf.py", "engagement_site.wsgi"],
-        cwd=PROJECT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz?probe=1", timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.2)
-    finally:
-        server.terminate()
-        output, _ = server.communicate(timeout=10)
+    server = start_gunicorn(env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server.terminate()
+    output, _ = server.communicate(timeout=10)
     lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     assert len(lines) == len(output.splitlines()), "every line is JSON"
     [access] = [line for line in lines if line["logger"] == "gunicorn.access"]
