@@ -209,7 +209,7 @@ APPLE_PASS_IMAGES_DIR = env.str("APPLE_PASS_IMAGES_DIR", default="")
 APNS_HOST = env.str("APNS_HOST", default="api.push.apple.com")
 APNS_CA_FILE = env.str("APNS_CA_FILE", default="")
 APNS_TIMEOUT = env.float("APNS_TIMEOUT", default=10.0)
-APNS_CONCURRENCY = env.int("APNS_CONCURRENCY", default=8)
+APNS_CONCURRENCY = env.int("APNS_CONCURRENCY", default=200)
 WALLET_WEB_SERVICE_URL = env.str("WALLET_WEB_SERVICE_URL", default="")
 GOOGLE_WALLET_ISSUER_ID = env.str("GOOGLE_WALLET_ISSUER_ID", default="")
 GOOGLE_WALLET_CREDENTIALS = env.str("GOOGLE_WALLET_CREDENTIALS", default="")
@@ -236,7 +236,7 @@ CHANNEL_HTTP_MAX_ATTEMPTS = env.int("CHANNEL_HTTP_MAX_ATTEMPTS", default=4)
 CHANNEL_HTTP_BACKOFF_BASE = env.float("CHANNEL_HTTP_BACKOFF_BASE", default=0.5)
 CHANNEL_HTTP_BACKOFF_MAX = env.float("CHANNEL_HTTP_BACKOFF_MAX", default=30.0)
 CHANNEL_HTTP_RETRY_AFTER_MAX = env.float("CHANNEL_HTTP_RETRY_AFTER_MAX", default=60.0)
-CHANNEL_HTTP_CONCURRENCY = env.int("CHANNEL_HTTP_CONCURRENCY", default=8)
+CHANNEL_HTTP_CONCURRENCY = env.int("CHANNEL_HTTP_CONCURRENCY", default=200)
 
 # SMS (SMS_CHANNEL=twilio). Credentials have no defaults; the backend refuses to open without them.
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
@@ -268,5 +268,7 @@ LOGGING = {
         # Django's own default handler would print its records a second time, unformatted.
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django.db.backends": {"level": "INFO"},
+        # httpx logs every request at INFO: one line per message is noise at provider speed.
+        "httpx": {"level": "WARNING"},
     },
 }

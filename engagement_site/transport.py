@@ -1,11 +1,18 @@
-"""What a failed HTTP request says about whether the provider could have acted on it (shared by the clients over
-requests: the channel backends and Google Wallet; APNs retries every failure, its pushes being idempotent)."""
+"""What a failed HTTP request says about whether the provider could have acted on it, for the clients not on
+engagement_site.curl (which says it itself), and google-auth's token transport over libcurl."""
 
 import ssl
 
+import google.auth.exceptions
+import google.auth.transport
+import httpx
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.exceptions import SSLError as Urllib3SSLError
+
+from engagement_site.curl import STREAMS_PER_CONNECTION, Answer, HttpRequest, TransferError, http2_connections, perform
+
+__all__ = ["STREAMS_PER_CONNECTION", "http2_connections"]
 
 
 def request_not_written(exc: requests.RequestException) -> bool:
@@ -18,6 +25,13 @@ def request_not_written(exc: requests.RequestException) -> bool:
     if isinstance(reason, NewConnectionError | ConnectTimeoutError):
         return True
     return isinstance(reason, Urllib3SSLError) and tls_handshake_failure(reason)
+
+
+def httpx_request_not_written(exc: httpx.HTTPError) -> bool:
+    """The same for httpx, where the connect phase (TCP, then the TLS handshake) has its own errors: connection
+    refused, a connect timeout, a failed handshake, or no pooled connection free in time. A write or read error, a
+    read timeout, or the peer closing or resetting a stream after the request went out leave it open."""
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout | httpx.ProxyError)
 
 
 # OpenSSL reasons that only a handshake produces (the certificate, the protocol version, the peer's alert).
@@ -46,3 +60,38 @@ def tls_handshake_failure(exc: BaseException) -> bool:
             return True
         pending.extend([*error.args, error.__cause__, error.__context__])
     return False
+
+
+class _GoogleAuthResponse(google.auth.transport.Response):
+    def __init__(self, answer: Answer) -> None:
+        self._answer = answer
+
+    @property
+    def status(self) -> int:
+        return self._answer.status_code
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return dict(self._answer.headers.items())
+
+    @property
+    def data(self) -> bytes:
+        return self._answer.content
+
+
+class GoogleAuthRequest(google.auth.transport.Request):
+    """google-auth's transport over libcurl (engagement_site.curl), so OAuth2 tokens come through the same HTTP
+    library as the calls they authorise, with our timeout instead of google-auth's two-minute default."""
+
+    def __init__(self, *, timeout: float) -> None:
+        self.timeout = timeout
+
+    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs) -> _GoogleAuthResponse:
+        if isinstance(body, str):
+            body = body.encode()
+        request = HttpRequest(method, url, dict(headers or {}), body or b"")
+        try:
+            answer = perform(request, timeout=timeout or self.timeout)
+        except TransferError as exc:
+            raise google.auth.exceptions.TransportError(str(exc)) from exc
+        return _GoogleAuthResponse(answer)

@@ -2,8 +2,8 @@
 
 A pass update push is authenticated with the Pass Type ID certificate as the TLS client certificate, its topic
 is the pass type identifier and its payload is empty ("{}"): the text the lock screen shows comes only from the
-changeMessage of the field that changed in the updated pass. One HTTP/2 connection (httpx + h2) carries the
-whole batch: the first push opens it, the rest are multiplexed over it from a small thread pool.
+changeMessage of the field that changed in the updated pass. The pushes of a batch are multiplexed as HTTP/2
+streams over kept connections, one per STREAMS_PER_CONNECTION pushes in flight (libcurl, engagement_site.curl).
 
 A pass-update push is idempotent: its payload is empty and the device only fetches the pass, whose lock-screen text
 shows once, when the `message` field changes value. So every transient failure (429, 5xx, a timeout or a reset) is
@@ -12,16 +12,20 @@ DeviceTokenNotForTopic (a token that can never succeed for this pass type), remo
 """
 
 import logging
-import ssl
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
-import httpx
-
-from engagement_site.logging import carry_context
+from engagement_site.curl import (
+    Answer,
+    ClientCertificate,
+    CurlPool,
+    HttpRequest,
+    TransferError,
+    http2_connections,
+    run_transfers,
+)
 from wallet.retry import retry_delay
 
 logger = logging.getLogger(__name__)
@@ -43,100 +47,113 @@ class PushOutcome:
     attempted: bool = True
 
 
-def apns_ssl_context(*, cert_file: str, key_file: str, key_password: str, ca_file: str) -> ssl.SSLContext:
-    """One TLS context holding the client certificate and, when given, the extra CA to trust for the APNs host."""
-    context = ssl.create_default_context()
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
-    context.load_cert_chain(certfile=cert_file, keyfile=key_file, password=key_password or None)
-    return context
+@dataclass(frozen=True)
+class ApnsTls:
+    """The Pass Type ID certificate (the TLS client certificate APNs authenticates) and, when given, the CA bundle
+    to trust for the APNs host instead of the default one (tests point it at a stand-in's CA)."""
+
+    cert_file: str
+    key_file: str
+    key_password: str = ""
+    ca_file: str = ""
 
 
 class ApnsClient:
-    """Sends pass-update pushes over one reused HTTP/2 connection, retrying 429, 5xx and network errors."""
+    """Sends pass-update pushes over reused HTTP/2 connections, up to `concurrency` in flight, retrying 429, 5xx
+    and network errors (a pass-update push is idempotent)."""
 
     def __init__(
         self,
         *,
         host: str,
         topic: str,
-        ssl_context: ssl.SSLContext,
+        tls: ApnsTls,
         timeout: float,
         concurrency: int,
         max_retries: int,
         backoff: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.host = host
         self.topic = topic
-        self.ssl_context = ssl_context
+        self.tls = tls
         self.timeout = timeout
         self.concurrency = max(1, concurrency)
         self.max_retries = max_retries
         self.backoff = backoff
+        self._clock = clock
+        self._sleep = sleep
         # The run's circuit breaker for the wallet channel, when set: consulted before, and told of, every push.
         self.breaker = None
-        self.client: httpx.Client | None = None
+        self.pool: CurlPool | None = None
 
     def open(self) -> None:
-        self.client = httpx.Client(
-            base_url=f"https://{self.host}",
+        self.pool = CurlPool(
             http2=True,
-            verify=self.ssl_context,
+            max_connections=http2_connections(self.concurrency),
             timeout=self.timeout,
-            # One connection: HTTP/2 multiplexes every push of the batch over it.
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            ca_file=self.tls.ca_file,
+            client_certificate=ClientCertificate(self.tls.cert_file, self.tls.key_file, self.tls.key_password),
         )
 
     def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
 
     def push_many(self, *, tokens: Sequence[str]) -> dict[str, PushOutcome]:
-        """Push to every distinct token; the first push alone opens the connection the others then share."""
-        unique = list(dict.fromkeys(tokens))
-        if not unique:
-            return {}
-        outcomes = {unique[0]: self.push(token=unique[0])}
-        if len(unique) > 1:
-            with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="apns") as pool:
-                for outcome in pool.map(carry_context(lambda token: self.push(token=token)), unique[1:]):
-                    outcomes[outcome.token] = outcome
-        return outcomes
+        """Push to every distinct token; 410 means the device unregistered, other 4xx are final."""
+        pushes = [_Push(token) for token in dict.fromkeys(tokens)]
+        run_transfers(
+            self.pool,
+            pushes,
+            start=self._start,
+            settle=self._settle,
+            concurrency=self.concurrency,
+            clock=self._clock,
+            sleep=self._sleep,
+        )
+        return {push.token: push.outcome for push in pushes}
 
     def push(self, *, token: str) -> PushOutcome:
-        """One push; 410 means the device unregistered, other 4xx are final."""
-        outcome = PushOutcome(token=token, ok=False, error="not attempted", retryable=True)
-        for attempt in range(self.max_retries + 1):
-            if self.breaker is not None and not self.breaker.allow():
-                if attempt == 0:
-                    error = f"not attempted: {self.breaker.reason}"
-                    return PushOutcome(token=token, ok=False, error=error, retryable=True, attempted=False)
-                return outcome
-            retry_after = None
-            try:
-                response = self.client.post(
-                    f"/3/device/{quote(token, safe='')}",
-                    content=PAYLOAD,
-                    headers={"apns-topic": self.topic, "content-type": "application/json"},
-                )
-            except httpx.HTTPError as exc:
-                outcome = PushOutcome(
-                    token=token, ok=False, error=f"APNs unreachable: {type(exc).__name__}", retryable=True
-                )
-            else:
-                outcome = _outcome(token=token, response=response)
-                retry_after = response.headers.get("retry-after")
-            if self.breaker is not None:
-                self.breaker.record(ok=not outcome.retryable, error=outcome.error)
-            if outcome.ok or not outcome.retryable or attempt == self.max_retries:
-                break
-            logger.info("apns push retried", extra={"attempt": attempt + 1, "error": outcome.error})
-            time.sleep(retry_delay(attempt=attempt, backoff=self.backoff, retry_after=retry_after))
-        return outcome
+        return self.push_many(tokens=[token])[token]
+
+    def _start(self, push: "_Push") -> HttpRequest | None:
+        if self.breaker is not None and not self.breaker.allow():
+            if push.attempts == 0:
+                error = f"not attempted: {self.breaker.reason}"
+                push.outcome = PushOutcome(token=push.token, ok=False, error=error, retryable=True, attempted=False)
+            return None
+        push.attempts += 1
+        headers = {"apns-topic": self.topic, "content-type": "application/json"}
+        return HttpRequest("POST", f"https://{self.host}/3/device/{quote(push.token, safe='')}", headers, PAYLOAD)
+
+    def _settle(self, push: "_Push", answer: Answer | TransferError) -> float | None:
+        retry_after = None
+        if isinstance(answer, TransferError):
+            error = f"APNs unreachable: {answer.kind}"
+            push.outcome = PushOutcome(token=push.token, ok=False, error=error, retryable=True)
+        else:
+            push.outcome = _outcome(token=push.token, response=answer)
+            retry_after = answer.headers.get("retry-after")
+        outcome = push.outcome
+        if self.breaker is not None:
+            self.breaker.record(ok=not outcome.retryable, error=outcome.error)
+        if outcome.ok or not outcome.retryable or push.attempts > self.max_retries:
+            return None
+        logger.info("apns push retried", extra={"attempt": push.attempts, "error": outcome.error})
+        return retry_delay(attempt=push.attempts - 1, backoff=self.backoff, retry_after=retry_after)
 
 
-def _outcome(*, token: str, response: httpx.Response) -> PushOutcome:
+class _Push:
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.attempts = 0
+        self.outcome = PushOutcome(token=token, ok=False, error="not attempted", retryable=True)
+
+
+def _outcome(*, token: str, response: Answer) -> PushOutcome:
     apns_id = response.headers.get("apns-id", "")
     status = response.status_code
     if status == 200:

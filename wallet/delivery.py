@@ -27,7 +27,7 @@ from notifications.backends.base import ChannelBackend, Message, Result
 from notifications.channels import Channel
 from notifications.consent import NO_PASS
 from wallet import passes
-from wallet.apns import ApnsClient, PushOutcome, apns_ssl_context
+from wallet.apns import ApnsClient, ApnsTls, PushOutcome
 from wallet.google_wallet import (
     OUR_MESSAGE_PREFIX,
     AddMessageOutcome,
@@ -108,7 +108,7 @@ class WalletBackend(ChannelBackend):
             self.apns = ApnsClient(
                 host=settings.APNS_HOST,
                 topic=self.apple.pass_type_id,
-                ssl_context=apns_ssl_context(
+                tls=ApnsTls(
                     cert_file=self.apple.cert_file,
                     key_file=self.apple.key_file,
                     key_password=self.apple.key_password,

@@ -2,7 +2,8 @@
 
 POST {FCM_API_BASE}/v1/projects/{project}/messages:send with an OAuth2 access token of a service account
 (FCM_CREDENTIALS, the JSON key file; its token_uri is where tokens come from). The token is fetched once,
-reused across the batch, refreshed when it nears expiry and once more if FCM answers 401.
+reused across the batch, refreshed when it nears expiry and once more if FCM answers 401. FCM speaks HTTP/2: the
+batch's requests are multiplexed over a few connections (notifications.backends.http).
 
 A token FCM no longer knows (UNREGISTERED), one it says is not a registration token (INVALID_ARGUMENT on
 message.token) or one from another Firebase project (SENDER_ID_MISMATCH) is dead: the result is revoked so
@@ -16,17 +17,18 @@ from collections.abc import Callable
 from typing import Any
 
 import google.auth.exceptions
-import google.auth.transport.requests
-import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from google.oauth2 import service_account
 
+from engagement_site.curl import Answer, HttpRequest
+from engagement_site.transport import GoogleAuthRequest
 from notifications.backends.base import Message, Result
 from notifications.backends.http import (
     NOT_PROCESSED,
     BatchError,
     HttpChannelBackend,
+    SendAgain,
     raise_for_transient_status,
 )
 
@@ -40,19 +42,6 @@ DEAD_TOKEN_CODES = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
 THIRD_PARTY_AUTH_CODES = frozenset({"THIRD_PARTY_AUTH_ERROR", "APNS_AUTH_ERROR"})
 # FCM documents 503 UNAVAILABLE as "the server is overloaded": retried with backoff; a 500 INTERNAL may have sent.
 FCM_NOT_PROCESSED = NOT_PROCESSED | {503}
-
-
-class _TokenRequest(google.auth.transport.requests.Request):
-    """google-auth's transport over our Session, with our timeout instead of its two-minute default."""
-
-    def __init__(self, session: requests.Session, timeout: float) -> None:
-        super().__init__(session=session)
-        self._timeout = timeout
-
-    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
-        return super().__call__(
-            url, method=method, body=body, headers=headers, timeout=timeout or self._timeout, **kwargs
-        )
 
 
 def _read_key_file(path: str) -> dict[str, Any]:
@@ -69,6 +58,8 @@ def _read_key_file(path: str) -> dict[str, Any]:
 
 
 class FcmPushBackend(HttpChannelBackend):
+    http2 = True
+
     def __init__(
         self,
         channel: str = "push",
@@ -78,6 +69,7 @@ class FcmPushBackend(HttpChannelBackend):
     ) -> None:
         super().__init__(channel, clock=clock, sleep=sleep)
         self._token_lock = threading.Lock()
+        self._sent_again: set[int] = set()
 
     @staticmethod
     def configuration_errors() -> list[str]:
@@ -93,7 +85,7 @@ class FcmPushBackend(HttpChannelBackend):
         return []
 
     def open(self) -> None:
-        if self.session is not None:
+        if self.pool is not None:
             return
         if errors := self.configuration_errors():
             raise ImproperlyConfigured("PUSH_CHANNEL=fcm: " + " ".join(errors))
@@ -104,15 +96,12 @@ class FcmPushBackend(HttpChannelBackend):
             raise ImproperlyConfigured(f"FCM_CREDENTIALS: unusable service-account key ({exc}).") from exc
         project = settings.FCM_PROJECT_ID or info["project_id"]
         self.url = f"{settings.FCM_API_BASE.rstrip('/')}/v1/projects/{project}/messages:send"
-        self._start(provider=PROVIDER, rate=float(settings.FCM_RATE_LIMIT))
-        self._token_request = _TokenRequest(self.session, self.options.timeout)
+        self._start(provider=PROVIDER, url=self.url, rate=float(settings.FCM_RATE_LIMIT))
+        self._token_request = GoogleAuthRequest(timeout=self.options.timeout)
 
     def _access_token(self, *, stale: str | None = None) -> str:
-        """The current token, refreshed when it nears expiry or when FCM just rejected `stale`.
-
-        Under a lock, so concurrent senders share one refresh; a 401 refreshes only if no other thread has
-        already replaced the rejected token.
-        """
+        """The current token, refreshed when it nears expiry or when FCM just rejected `stale` (unless another
+        answer already replaced it)."""
         with self._token_lock:
             if not self.credentials.valid or (stale is not None and self.credentials.token == stale):
                 try:
@@ -127,22 +116,24 @@ class FcmPushBackend(HttpChannelBackend):
                 logger.info("fcm token refreshed", extra={"expiry": self.credentials.expiry})
             return self.credentials.token
 
-    def _send(self, message: Message) -> requests.Response:
+    def _request(self, message: Message) -> HttpRequest:
         payload = {
             "message": {"token": message.recipient, "notification": {"title": message.header, "body": message.body}}
         }
-        token = self._access_token()
-        response = self._post(payload, token)
-        if response.status_code == 401 and _error_code(_error(response)) not in THIRD_PARTY_AUTH_CODES:
-            response = self._post(payload, self._access_token(stale=token))
-        return response
+        return HttpRequest.json("POST", self.url, payload, {"Authorization": f"Bearer {self._access_token()}"})
 
-    def _post(self, payload: dict[str, Any], token: str) -> requests.Response:
-        return self.session.post(
-            self.url, json=payload, headers={"Authorization": f"Bearer {token}"}, timeout=self.options.timeout
-        )
+    def _refresh_after_401(self, message: Message, answer: Answer, request: HttpRequest) -> None:
+        """A 401 about our token: refresh it (once per message) and send the message again at once."""
+        if answer.status_code != 401 or _error_code(_error(answer)) in THIRD_PARTY_AUTH_CODES:
+            return
+        if message.log_id in self._sent_again:
+            return
+        self._sent_again.add(message.log_id)
+        self._access_token(stale=request.headers["Authorization"].removeprefix("Bearer "))
+        raise SendAgain
 
-    def _classify(self, message: Message, response: requests.Response) -> Result:
+    def _classify(self, message: Message, response: Answer, request: HttpRequest) -> Result:
+        self._refresh_after_401(message, response, request)
         raise_for_transient_status(response, provider=PROVIDER, not_processed=FCM_NOT_PROCESSED)
         if 200 <= response.status_code < 300:
             return Result(
@@ -151,7 +142,7 @@ class FcmPushBackend(HttpChannelBackend):
         error = _error(response)
         code = _error_code(error)
         status = error.get("status") or ""
-        description = str(error.get("message") or response.reason or "error")[:300]
+        description = str(error.get("message") or response.reason_phrase or "error")[:300]
         if response.status_code == 401 and code not in THIRD_PARTY_AUTH_CODES:
             raise BatchError("FCM rejected the OAuth2 token after a refresh (HTTP 401)")
         if response.status_code == 403 and code not in DEAD_TOKEN_CODES:
@@ -165,7 +156,7 @@ class FcmPushBackend(HttpChannelBackend):
         return Result(log_id=message.log_id, status="failed", error=f"FCM {label}: {description}", revoked=revoked)
 
 
-def _json(response: requests.Response) -> dict[str, Any]:
+def _json(response: Answer) -> dict[str, Any]:
     try:
         payload = response.json()
     except ValueError:
@@ -173,7 +164,7 @@ def _json(response: requests.Response) -> dict[str, Any]:
     return payload if isinstance(payload, dict) else {}
 
 
-def _error(response: requests.Response) -> dict[str, Any]:
+def _error(response: Answer) -> dict[str, Any]:
     error = _json(response).get("error")
     return error if isinstance(error, dict) else {}
 

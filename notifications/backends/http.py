@@ -1,15 +1,21 @@
 """Shared machinery for channel backends that call an HTTP provider (Twilio, FCM, and any later one).
 
-A provider module supplies two callables: `send(message) -> requests.Response`, which makes one request, and
-`classify(message, response) -> Result`, which turns the answer into a result. This module adds what every
-provider needs around them: timeouts, bounded retries with exponential backoff and jitter (honouring
-Retry-After), a rate limit per provider, and a bounded thread pool so a batch of thousands is not sent one
-request at a time. Results come back in input order, one per message; a single bad message never raises.
+A provider module supplies two callables: `request(message) -> HttpRequest`, the request that sends it, and
+`classify(message, answer, request) -> Result`, which turns the provider's answer into a result. This module adds
+what every provider needs around them: timeouts, bounded retries with exponential backoff and jitter (honouring
+Retry-After), a rate limit per provider, and many requests in flight at once (engagement_site.curl: HTTP/2 streams
+over a few kept connections where the provider speaks HTTP/2, a pool of HTTP/1.1 connections otherwise), so a batch
+of thousands is not sent one request at a time. Results come back in input order, one per message; a single bad
+message never raises.
+
+The batch runs on the calling thread (engagement_site.curl.run_transfers): messages start as soon as a request
+slot, the rate limit and their backoff allow; between starts it waits on the transfers in flight.
 
 Errors are classified by raising: `TransientError` when the provider provably did not act (the connection was
 refused or its TLS handshake failed before the request was written, a 429, a 503): retried with backoff;
 `UnknownOutcome` when it may have acted (a timeout or a reset after the request was written, any other 5xx): never
-retried; `BatchError` when nothing more can be sent (e.g. rejected credentials): the batch stops. The backend's
+retried; `BatchError` when nothing more can be sent (e.g. rejected credentials): the batch stops; `SendAgain` when
+the same request should go out again at once (a token the provider rejected has just been refreshed). The backend's
 circuit breaker, when the run sets one, sees every attempt and stops the calls once the provider keeps failing.
 Clock, sleep and randomness are injectable so tests run on a fake clock without waiting.
 """
@@ -21,26 +27,20 @@ import random as random_module
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import requests
 from django.conf import settings
-from requests.adapters import HTTPAdapter
 
-from engagement_site.logging import carry_context
-from engagement_site.transport import request_not_written
+from engagement_site.curl import AT_ONCE, Answer, CurlPool, HttpRequest, TransferError, http2_connections, run_transfers
 from notifications.backends.base import ChannelBackend, CircuitBreaker, Message, Result, not_attempted
 from notifications.backends.quota import SharedRateLimiter, shared_budget_available
 
 logger = logging.getLogger(__name__)
 
-USER_AGENT = "auto-engagement/1.0"
-
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
-Send = Callable[[Message], requests.Response]
-Classify = Callable[[Message, requests.Response], Result]
+BuildRequest = Callable[[Message], HttpRequest]
+Classify = Callable[[Message, Answer, HttpRequest], Result]
 
 
 class TransientError(Exception):
@@ -69,6 +69,10 @@ class BatchError(Exception):
         self.retryable = retryable
 
 
+class SendAgain(Exception):
+    """Send the same message again at once, not counted as an attempt (a rejected token was just refreshed)."""
+
+
 @dataclass(frozen=True)
 class HttpOptions:
     """Timeouts, retries and concurrency shared by every HTTP provider (CHANNEL_HTTP_* settings)."""
@@ -78,7 +82,7 @@ class HttpOptions:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     retry_after_max: float = 60.0
-    concurrency: int = 8
+    concurrency: int = 200
 
     @classmethod
     def from_settings(cls) -> "HttpOptions":
@@ -95,32 +99,28 @@ class HttpOptions:
 class RateLimiter:
     """A token bucket (as GCRA): at most `rate` requests a second on average, bursts of at most `burst`.
 
-    Thread-safe. `acquire()` reserves the next free slot under a lock and sleeps outside it, so waiting
-    threads do not block each other's bookkeeping. A rate of 0 or less means no limit.
+    `reserve()` books the next free slot and says how long to wait for it: the batch's scheduler starts that
+    message then and sends others meanwhile. Thread-safe. A rate of 0 or less means no limit.
     """
 
-    def __init__(self, *, rate: float, burst: int = 1, clock: Clock = time.monotonic, sleep: Sleep = time.sleep):
+    def __init__(self, *, rate: float, burst: int = 1, clock: Clock = time.monotonic) -> None:
         self.rate = rate
         self.burst = max(1, burst)
         self._interval = 1.0 / rate if rate > 0 else 0.0
         self._clock = clock
-        self._sleep = sleep
         self._lock = threading.Lock()
         self._next_free = float("-inf")
 
-    def acquire(self) -> float:
-        """Wait for a slot; return how long we waited."""
+    def reserve(self) -> float:
+        """Book a slot; return how long to wait for it."""
         if self._interval == 0:
             return 0.0
         with self._lock:
             now = self._clock()
             theoretical = max(self._next_free, now)
             wait = theoretical - (self.burst - 1) * self._interval - now
-            wait = wait if wait > 1e-9 else 0.0
             self._next_free = theoretical + self._interval
-        if wait > 0:
-            self._sleep(wait)
-        return wait
+        return wait if wait > 1e-9 else 0.0
 
     def pause(self, seconds: float) -> None:
         """Hold every sender back for `seconds` (the provider answered 429 with Retry-After)."""
@@ -170,7 +170,7 @@ NOT_PROCESSED = frozenset({429})
 
 
 def raise_for_transient_status(
-    response: requests.Response, *, provider: str, not_processed: frozenset[int] = NOT_PROCESSED
+    response: Answer, *, provider: str, not_processed: frozenset[int] = NOT_PROCESSED
 ) -> None:
     """Answers the provider documents as not processed: TransientError (carrying Retry-After). Any other 5xx
     leaves it open whether the message went out: UnknownOutcome."""
@@ -183,18 +183,6 @@ def raise_for_transient_status(
         raise UnknownOutcome(f"{provider} answered HTTP {status}; the message may have been sent")
 
 
-def make_session(*, concurrency: int, auth: tuple[str, str] | None = None) -> requests.Session:
-    """A Session whose connection pool fits the thread pool; requests' own retries stay off (we retry)."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, concurrency), max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    session.headers["User-Agent"] = USER_AGENT
-    if auth:
-        session.auth = auth
-    return session
-
-
 class HttpDelivery:
     """Sends a batch through one provider: rate-limited, retried, concurrent, one Result per Message."""
 
@@ -203,8 +191,9 @@ class HttpDelivery:
         *,
         provider: str,
         options: HttpOptions,
-        limiter: RateLimiter,
+        limiter: "RateLimiter | SharedRateLimiter",
         breaker: CircuitBreaker | None = None,
+        clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
         random: Callable[[], float] = random_module.random,
     ) -> None:
@@ -212,6 +201,7 @@ class HttpDelivery:
         self.options = options
         self.limiter = limiter
         self.breaker = breaker
+        self._clock = clock
         self._sleep = sleep
         self._random = random
 
@@ -223,33 +213,11 @@ class HttpDelivery:
             delay = max(delay, retry_after)
         return delay
 
-    def deliver(self, messages: Sequence[Message], *, send: Send, classify: Classify) -> list[Result]:
-        aborted: list[BatchError] = []
-        abort_lock = threading.Lock()
-
-        def one(message: Message) -> Result:
-            if aborted:
-                if aborted[0].retryable and self.breaker is not None and not self.breaker.allow():
-                    return not_attempted(message, self.breaker)
-                return self._failed_by_abort(message, aborted[0])
-            try:
-                return self._deliver_one(message, send=send, classify=classify)
-            except BatchError as exc:
-                with abort_lock:
-                    if not aborted:
-                        aborted.append(exc)
-                        logger.error(
-                            "batch stopped",
-                            extra={"provider": self.provider, "log_id": message.log_id, "error": exc.error},
-                        )
-                return self._failed_by_abort(message, exc)
-
-        if self.options.concurrency == 1 or len(messages) <= 1:
-            results = [one(message) for message in messages]
-        else:
-            workers = min(self.options.concurrency, len(messages))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"send-{self.provider}") as pool:
-                results = list(pool.map(carry_context(one), messages))
+    def deliver(
+        self, messages: Sequence[Message], *, pool: CurlPool, build: BuildRequest, classify: Classify
+    ) -> list[Result]:
+        batch = _Batch(self, messages, pool=pool, build=build, classify=classify)
+        results = batch.run()
         logger.info(
             "batch delivered",
             extra={
@@ -262,11 +230,11 @@ class HttpDelivery:
         )
         return results
 
-    def _failed_by_abort(self, message: Message, exc: BatchError) -> Result:
+    def failed_by_abort(self, message: Message, exc: BatchError) -> Result:
         """A retryable abort (the token endpoint unreachable, say) never reached the provider: each message it
         stops counts as a failed call for the breaker, and not as an attempt."""
         if exc.retryable:
-            self._record(ok=False, error=exc.error)
+            self.record(ok=False, error=exc.error)
         return Result(
             log_id=message.log_id,
             status="failed",
@@ -275,67 +243,22 @@ class HttpDelivery:
             attempted=not exc.retryable,
         )
 
-    def _deliver_one(self, message: Message, *, send: Send, classify: Classify) -> Result:
-        attempt, error = 0, ""
-        while True:
-            attempt += 1
-            if self.breaker is not None and not self.breaker.allow():
-                if attempt == 1:
-                    return not_attempted(message, self.breaker)
-                return self._gave_up(message, f"{error}; {self.breaker.reason}", attempt - 1)
-            self.limiter.acquire()
-            try:
-                result = self._attempt(message, send=send, classify=classify)
-            except TransientError as exc:
-                error, retry_after = exc.error, exc.retry_after
-                self._record(ok=False, error=error)
-            except UnknownOutcome as exc:
-                self._record(ok=False, error=exc.error)
-                logger.warning("outcome unknown", extra={"provider": self.provider, "log_id": message.log_id})
-                return Result(log_id=message.log_id, status="unknown", error=exc.error)
-            else:
-                self._record(ok=True)
-                return result
-            if retry_after is not None and retry_after > self.options.retry_after_max:
-                return self._gave_up(message, f"{error}; Retry-After {retry_after:.0f}s is too long", attempt)
-            if attempt >= self.options.max_attempts:
-                return self._gave_up(message, error, attempt)
-            if retry_after is not None:
-                self.limiter.pause(retry_after)
-            delay = self.backoff(attempt=attempt, retry_after=retry_after)
-            logger.info(
-                "retrying",
-                extra={"provider": self.provider, "log_id": message.log_id, "attempt": attempt, "delay": delay},
-            )
-            self._sleep(delay)
+    def no_answer(self, exc: TransferError) -> Exception:
+        """What a transfer without an answer means for the message."""
+        if exc.configuration:
+            # A malformed URL or an unreadable certificate: every other message would fail the same way.
+            return BatchError(f"cannot send to {self.provider}: {exc}")
+        if not exc.written:
+            return TransientError(f"could not connect to {self.provider} ({exc.kind})")
+        return UnknownOutcome(
+            f"{self.provider}: no answer after the request was sent ({exc.kind}); it may have been sent"
+        )
 
-    def _attempt(self, message: Message, *, send: Send, classify: Classify) -> Result:
-        """One request and its classification; TransientError / UnknownOutcome / BatchError say what failed."""
-        try:
-            response = send(message)
-        except requests.RequestException as exc:
-            if isinstance(exc, requests.ConnectionError | requests.Timeout):
-                if request_not_written(exc):
-                    raise TransientError(f"could not connect to {self.provider} ({type(exc).__name__})") from exc
-                raise UnknownOutcome(
-                    f"{self.provider}: no answer after the request was sent ({type(exc).__name__}); "
-                    "it may have been sent"
-                ) from exc
-            # A malformed URL or the like: every other message would fail the same way.
-            raise BatchError(f"cannot send to {self.provider}: {type(exc).__name__}") from exc
-        try:
-            return classify(message, response)
-        except (TransientError, UnknownOutcome, BatchError):
-            raise
-        except Exception as exc:
-            logger.exception("unexpected answer", extra={"provider": self.provider, "log_id": message.log_id})
-            raise UnknownOutcome(f"unexpected answer from {self.provider}: {type(exc).__name__}") from exc
-
-    def _record(self, *, ok: bool, error: str = "") -> None:
+    def record(self, *, ok: bool, error: str = "") -> None:
         if self.breaker is not None:
             self.breaker.record(ok=ok, error=error)
 
-    def _gave_up(self, message: Message, error: str, attempts: int) -> Result:
+    def gave_up(self, message: Message, error: str, attempts: int) -> Result:
         logger.warning(
             "gave up", extra={"provider": self.provider, "log_id": message.log_id, "attempts": attempts, "error": error}
         )
@@ -345,12 +268,158 @@ class HttpDelivery:
         )
 
 
-class HttpChannelBackend(ChannelBackend):
-    """A backend over one pooled requests session: `open()` sets `session` and `delivery`; subclasses give
-    `_send` (one request) and `_classify` (its response as a Result). A batch sent without open() opens and
-    closes around itself, like Django's email backends."""
+class _Batch:
+    """One batch on engagement_site.curl.run_transfers: each message starts when the breaker, the rate limit and its
+    backoff allow, and each answer becomes a result, a retry later, or the end of the batch."""
 
-    session: requests.Session | None = None
+    def __init__(
+        self,
+        delivery: HttpDelivery,
+        messages: Sequence[Message],
+        *,
+        pool: CurlPool,
+        build: BuildRequest,
+        classify: Classify,
+    ) -> None:
+        self.delivery = delivery
+        self.messages = messages
+        self.pool = pool
+        self.build = build
+        self.classify = classify
+        count = len(messages)
+        self.results: list[Result | None] = [None] * count
+        self.attempts = [0] * count
+        self.errors = [""] * count
+        self.holds_slot = [False] * count
+        self.send_again = [False] * count
+        self.sent: dict[int, HttpRequest] = {}
+        self.aborted: BatchError | None = None
+
+    def run(self) -> list[Result]:
+        run_transfers(
+            self.pool,
+            range(len(self.messages)),
+            start=self._start,
+            settle=self._settle,
+            concurrency=self.delivery.options.concurrency,
+            clock=self.delivery._clock,
+            sleep=self.delivery._sleep,
+        )
+        return [result for result in self.results if result is not None]
+
+    def _start(self, index: int) -> HttpRequest | float | None:
+        delivery, message = self.delivery, self.messages[index]
+        if self.send_again[index]:
+            self.send_again[index] = False
+            return self._request(index)
+        if self.aborted is not None:
+            breaker = delivery.breaker
+            if self.aborted.retryable and breaker is not None and not breaker.allow():
+                self.results[index] = not_attempted(message, breaker)
+            else:
+                self.results[index] = delivery.failed_by_abort(message, self.aborted)
+            return None
+        attempt = self.attempts[index] + 1
+        if delivery.breaker is not None and not delivery.breaker.allow():
+            if attempt == 1:
+                self.results[index] = not_attempted(message, delivery.breaker)
+            else:
+                error = f"{self.errors[index]}; {delivery.breaker.reason}"
+                self.results[index] = delivery.gave_up(message, error, attempt - 1)
+            return None
+        if not self.holds_slot[index] and (wait := delivery.limiter.reserve()) > 0:
+            self.holds_slot[index] = True
+            return wait
+        self.holds_slot[index] = False
+        self.attempts[index] = attempt
+        return self._request(index)
+
+    def _request(self, index: int) -> HttpRequest | None:
+        message = self.messages[index]
+        try:
+            request = self.build(message)
+            if "://" not in request.url:
+                # libcurl would take a URL without a scheme for plain HTTP, credentials and all.
+                raise BatchError(f"cannot send to {self.delivery.provider}: the URL has no scheme (https://)")
+        except BatchError as exc:
+            self._abort(message, exc)
+            self.results[index] = self.delivery.failed_by_abort(message, exc)
+            return None
+        self.sent[index] = request
+        return request
+
+    def _abort(self, message: Message, exc: BatchError) -> None:
+        if self.aborted is None:
+            self.aborted = exc
+            logger.error(
+                "batch stopped",
+                extra={"provider": self.delivery.provider, "log_id": message.log_id, "error": exc.error},
+            )
+
+    def _settle(self, index: int, outcome: Answer | TransferError) -> float | None:
+        delivery, message = self.delivery, self.messages[index]
+        try:
+            if isinstance(outcome, TransferError):
+                raise delivery.no_answer(outcome)
+            result = self._classified(message, outcome, self.sent[index])
+        except SendAgain:
+            self.send_again[index] = True
+            return AT_ONCE
+        except TransientError as exc:
+            delivery.record(ok=False, error=exc.error)
+            return self._retry(index, exc)
+        except UnknownOutcome as exc:
+            delivery.record(ok=False, error=exc.error)
+            logger.warning("outcome unknown", extra={"provider": delivery.provider, "log_id": message.log_id})
+            self.results[index] = Result(log_id=message.log_id, status="unknown", error=exc.error)
+        except BatchError as exc:
+            self._abort(message, exc)
+            self.results[index] = delivery.failed_by_abort(message, exc)
+        else:
+            delivery.record(ok=True)
+            self.results[index] = result
+        return None
+
+    def _classified(self, message: Message, answer: Answer, request: HttpRequest) -> Result:
+        try:
+            return self.classify(message, answer, request)
+        except (TransientError, UnknownOutcome, BatchError, SendAgain):
+            raise
+        except Exception as exc:
+            provider = self.delivery.provider
+            logger.exception("unexpected answer", extra={"provider": provider, "log_id": message.log_id})
+            raise UnknownOutcome(f"unexpected answer from {provider}: {type(exc).__name__}") from exc
+
+    def _retry(self, index: int, exc: TransientError) -> float | None:
+        """The backoff before the next attempt, or None when the message has had its attempts (a final result)."""
+        delivery, message, attempt = self.delivery, self.messages[index], self.attempts[index]
+        self.errors[index] = exc.error
+        retry_after = exc.retry_after
+        if retry_after is not None and retry_after > delivery.options.retry_after_max:
+            error = f"{exc.error}; Retry-After {retry_after:.0f}s is too long"
+            self.results[index] = delivery.gave_up(message, error, attempt)
+            return None
+        if attempt >= delivery.options.max_attempts:
+            self.results[index] = delivery.gave_up(message, exc.error, attempt)
+            return None
+        if retry_after is not None:
+            delivery.limiter.pause(retry_after)
+        delay = delivery.backoff(attempt=attempt, retry_after=retry_after)
+        logger.info(
+            "retrying",
+            extra={"provider": delivery.provider, "log_id": message.log_id, "attempt": attempt, "delay": delay},
+        )
+        return delay
+
+
+class HttpChannelBackend(ChannelBackend):
+    """A backend over a CurlPool opened once per invocation: `open()` calls `_start`, which sets `delivery` and
+    `pool`; subclasses give `_request` (the request for a message) and `_classify` (the answer as a Result). A batch
+    sent without open() opens and closes around itself, like Django's email backends. `http2` says the provider
+    speaks HTTP/2 (multiplexed over a few connections when the URL is https)."""
+
+    http2 = False
+    pool: CurlPool | None = None
     delivery: HttpDelivery
 
     def __init__(
@@ -363,42 +432,56 @@ class HttpChannelBackend(ChannelBackend):
         self.channel = channel
         self._clock = clock
         self._sleep = sleep
-        self.session = None
+        self.pool = None
 
-    def _start(self, *, provider: str, rate: float, auth: tuple[str, str] | None = None) -> None:
-        """Options, rate limiter, retrying delivery and pooled session for a provider. Tests inject a fake clock
+    def _start(self, *, provider: str, url: str, rate: float, auth: tuple[str, str] | None = None) -> None:
+        """Options, rate limiter, retrying delivery and connection pool for a provider. Tests inject a fake clock
         (and get a limiter of their own); otherwise every backend of the provider in this process shares one."""
         self.options = HttpOptions.from_settings()
-        sleep = self._sleep or time.sleep
+        clock = self._clock or time.monotonic
         limiter = (
-            RateLimiter(rate=rate, clock=self._clock, sleep=sleep)
-            if self._clock
-            else shared_rate_limiter(provider=provider, rate=rate)
+            RateLimiter(rate=rate, clock=clock) if self._clock else shared_rate_limiter(provider=provider, rate=rate)
         )
         self.delivery = HttpDelivery(
-            provider=provider, options=self.options, limiter=limiter, breaker=self.breaker, sleep=sleep
+            provider=provider,
+            options=self.options,
+            limiter=limiter,
+            breaker=self.breaker,
+            clock=clock,
+            sleep=self._sleep or time.sleep,
         )
-        self.session = make_session(concurrency=self.options.concurrency, auth=auth)
+        multiplexed = self.http2 and url.startswith("https://")
+        concurrency = self.options.concurrency
+        self.pool = CurlPool(
+            http2=multiplexed,
+            max_connections=http2_connections(concurrency) if multiplexed else concurrency,
+            timeout=self.options.timeout,
+            basic_auth=auth,
+        )
 
-    def _send(self, message: Message) -> requests.Response:
+    def _request(self, message: Message) -> HttpRequest:
         raise NotImplementedError
 
-    def _classify(self, message: Message, response: requests.Response) -> Result:
+    def _classify(self, message: Message, answer: Answer, request: HttpRequest) -> Result:
         raise NotImplementedError
 
     def close(self) -> None:
-        if self.session is not None:
-            self.session.close()
-            self.session = None
-            # The shared budget's own database connection is not kept open between runs (it reopens when needed).
-            if isinstance(self.delivery.limiter, SharedRateLimiter):
-                self.delivery.limiter.close()
+        if self.pool is None:
+            return
+        pool, self.pool = self.pool, None
+        pool.close()
+        # The shared budget's own database connection is not kept open between runs (it reopens when needed).
+        if isinstance(self.delivery.limiter, SharedRateLimiter):
+            self.delivery.limiter.close()
 
     def send_batch(self, messages: Sequence[Message]) -> list[Result]:
-        if self.session is not None:
-            return self.delivery.deliver(messages, send=self._send, classify=self._classify)
+        if self.pool is not None:
+            return self._deliver(messages)
         self.open()
         try:
-            return self.delivery.deliver(messages, send=self._send, classify=self._classify)
+            return self._deliver(messages)
         finally:
             self.close()
+
+    def _deliver(self, messages: Sequence[Message]) -> list[Result]:
+        return self.delivery.deliver(messages, pool=self.pool, build=self._request, classify=self._classify)

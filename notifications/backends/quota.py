@@ -4,7 +4,7 @@ copies run (CronJob parallelism, several cron hosts).
 The budget is a GCRA schedule kept in one place: PostgreSQL by default (a row per provider in `ProviderQuota`), or
 Redis when REDIS_URL is set. A process takes a block of tokens at once, a tenth of a second's worth, with one
 statement that moves the provider's next free instant on by the block and returns the slots it got; the process then
-hands those slots out to its sending threads, sleeping until each one. So the shared store sees a few statements a
+hands those slots out to its senders, each waiting until its own. So the shared store sees a few statements a
 second per process, whatever the rate, and the sum over every process never exceeds the rate. The database's clock
 (or Redis's) is the reference: the slots are translated to this process's monotonic clock when they are taken.
 
@@ -43,7 +43,7 @@ RETURNING extract(epoch FROM next_free) - %(span)s, extract(epoch FROM clock_tim
 
 
 class SharedRateLimiter:
-    """Same interface as notifications.backends.http.RateLimiter (acquire, pause), one budget for all processes."""
+    """Same interface as notifications.backends.http.RateLimiter (reserve, pause), one budget for all processes."""
 
     def __init__(self, *, provider: str, rate: float) -> None:
         self.provider = provider
@@ -55,17 +55,17 @@ class SharedRateLimiter:
         self._pause = 0.0
         self._store = _RedisStore(provider) if settings.REDIS_URL else _PostgresStore(provider)
 
-    def acquire(self) -> float:
-        """Wait for this process's next slot in the shared schedule; return how long we waited."""
+    def reserve(self) -> float:
+        """Book this process's next slot in the shared schedule (taking a block from the store when none is left);
+        return how long to wait for it."""
         with self._lock:
             if not self._slots:
                 self._take_block()
-            slot = self._slots.popleft()
-        wait = slot - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-            return wait
-        return 0.0
+            return self._next_wait()
+
+    def _next_wait(self) -> float:
+        wait = self._slots.popleft() - time.monotonic()
+        return wait if wait > 0 else 0.0
 
     def pause(self, seconds: float) -> None:
         """Hold every sender of every process back for `seconds` (a 429's Retry-After): the next block starts later."""
@@ -87,7 +87,7 @@ class SharedRateLimiter:
 
 
 class _PostgresStore:
-    """The schedule in PostgreSQL, through a connection of its own (the sending threads share it under the lock)."""
+    """The schedule in PostgreSQL, through a connection of its own (threads taking blocks share it under the lock)."""
 
     def __init__(self, provider: str) -> None:
         self.provider = provider

@@ -9,11 +9,12 @@ is opted out of SMS), other 4xx codes are permanent, 429 and 5xx are retried.
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
-import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from engagement_site.curl import Answer, HttpRequest
 from notifications.backends.base import Message, Result
 from notifications.backends.http import (
     BatchError,
@@ -62,7 +63,7 @@ class TwilioSmsBackend(HttpChannelBackend):
         return errors
 
     def open(self) -> None:
-        if self.session is not None:
+        if self.pool is not None:
             return
         if errors := self.configuration_errors():
             raise ImproperlyConfigured("SMS_CHANNEL=twilio: " + " ".join(errors))
@@ -76,19 +77,21 @@ class TwilioSmsBackend(HttpChannelBackend):
         self.max_segments = settings.SMS_MAX_SEGMENTS
         self._start(
             provider=PROVIDER,
+            url=self.url,
             rate=float(settings.TWILIO_RATE_LIMIT),
             auth=(self.account_sid, settings.TWILIO_AUTH_TOKEN),
         )
 
-    def _send(self, message: Message) -> requests.Response:
+    def _request(self, message: Message) -> HttpRequest:
         data = {
             "To": message.recipient,
             **self.sender,
             "Body": sms_text(header=message.header, body=message.body, max_segments=self.max_segments),
         }
-        return self.session.post(self.url, data=data, timeout=self.options.timeout)
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        return HttpRequest("POST", self.url, headers, urlencode(data).encode())
 
-    def _classify(self, message: Message, response: requests.Response) -> Result:
+    def _classify(self, message: Message, response: Answer, request: HttpRequest) -> Result:
         raise_for_transient_status(response, provider=PROVIDER)
         payload = _json(response)
         if 200 <= response.status_code < 300:
@@ -96,7 +99,7 @@ class TwilioSmsBackend(HttpChannelBackend):
         code = payload.get("code")
         if response.status_code == 401 or (response.status_code == 403 and code in (AUTHENTICATION_FAILED, None)):
             raise BatchError(f"Twilio rejected the credentials (HTTP {response.status_code}, code {code})")
-        detail = KNOWN_ERRORS.get(code) or str(payload.get("message") or response.reason or "error")
+        detail = KNOWN_ERRORS.get(code) or str(payload.get("message") or response.reason_phrase or "error")
         error = f"Twilio error {code} (HTTP {response.status_code}): {detail.replace(message.recipient, '…')}"
         revoked = code == UNSUBSCRIBED_RECIPIENT
         logger.warning(
@@ -112,7 +115,7 @@ class TwilioSmsBackend(HttpChannelBackend):
         return Result(log_id=message.log_id, status="failed", error=error[:500], revoked=revoked)
 
 
-def _json(response: requests.Response) -> dict[str, Any]:
+def _json(response: Answer) -> dict[str, Any]:
     try:
         payload = response.json()
     except ValueError:

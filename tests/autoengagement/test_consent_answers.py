@@ -1,6 +1,6 @@
-"""Providers' answers that mean "no", through whole runs of the command, faked only at the transport: Twilio and
-FCM with `responses`, APNs with the local HTTP/2 stand-in. Each answer is recorded on the log row, is never retried,
-changes the customer, and the next run acts on it.
+"""Providers' answers that mean "no", through whole runs of the command, against local stand-ins of the providers:
+Twilio's and FCM's over HTTP (tests/notifications/providers.py), APNs's over HTTP/2. Each answer is recorded on the
+log row, is never retried, changes the customer, and the next run acts on it.
 """
 
 import datetime as dt

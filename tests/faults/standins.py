@@ -341,6 +341,9 @@ class HttpStandIn(TcpStandIn):
     def __init__(self, *, fault: Fault = Fault.OK, slow_seconds: float = 3.0) -> None:
         super().__init__(fault=fault, slow_seconds=slow_seconds)
         self.received: list[Request] = []
+        # Called with every request added to `received`, on the stand-in's thread, before it is answered (a test
+        # notes what it needs then, e.g. its fake clock's reading).
+        self.on_request: Callable[[Request], None] | None = None
 
     @property
     def base_url(self) -> str:
@@ -378,6 +381,8 @@ class HttpStandIn(TcpStandIn):
         fault = self.next_fault(route.recipient)
         with self.lock:
             self.received.append(request)
+        if self.on_request is not None:
+            self.on_request(request)
         if route.reply is not None:  # e.g. credentials refused: answered whatever the fault
             self._send(handler, route.reply)
             return
@@ -468,6 +473,7 @@ class OAuthStandIn(HttpStandIn):
         self.require_auth = require_auth
         self.token_expires_in = token_expires_in
         self.token_requests = 0
+        self.token_grants: list[Request] = []  # every request to POST /token, as received
         self.tokens: set[str] = set()
         # When set, POST /token answers this instead of a token (e.g. Reply(400, {"error": "invalid_grant"})).
         self.token_error: Reply | None = None
@@ -487,6 +493,7 @@ class OAuthStandIn(HttpStandIn):
     def token_reply(self, request: Request) -> Reply:
         with self.lock:
             self.token_requests += 1
+            self.token_grants.append(request)
             if self.token_error is not None:
                 return self.token_error
             form = request.form() if request.body else {}

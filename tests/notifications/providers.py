@@ -1,82 +1,64 @@
-"""Every live channel backend pointed at local fakes: a real SMTP server, Twilio and FCM at the transport.
+"""Every live channel backend pointed at local providers: a real SMTP server, and the Twilio and FCM stand-ins of
+tests/faults/standins.py (real HTTP servers that speak each provider's protocol; FCM's also issues the OAuth2 tokens).
 
 Use the `live_channels` fixture (import it into a test module) to run anything that sends email, SMS and
 push — the backends themselves or the daily run — fully offline, then read what each provider received (every
-request, refused ones included). `refusals` scripts a provider's answer for one phone number or push token.
+request, refused ones included). `refusals` scripts a provider's answer for one phone number or push token: every
+request for it gets that answer.
 """
 
-import functools
-import json
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs
+from typing import Any
 
 import pytest
-import responses
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.faults.conftest import service_account_key
+from tests.faults.standins import DEFAULT_TWILIO_SID, FcmStandIn, Reply, TwilioStandIn
 from tests.notifications.smtp import Inbox, SmtpServer
 
-TWILIO_SID = "AC" + "f" * 32
-TWILIO_URL = f"https://twilio.test/2010-04-01/Accounts/{TWILIO_SID}/Messages.json"
-FCM_TOKEN_URI = "https://oauth2.test/token"
-FCM_SEND_URL = "https://fcm.test/v1/projects/fake-project/messages:send"
+TWILIO_SID = DEFAULT_TWILIO_SID
+FCM_PROJECT = "fake-project"
 
 
 @dataclass
 class LiveChannels:
     inbox: Inbox
-    sms: list[dict[str, str]] = field(default_factory=list)
-    pushes: list[dict] = field(default_factory=list)
+    twilio: TwilioStandIn
+    fcm: FcmStandIn
+    sms: list[dict[str, str]] = field(default_factory=list)  # the form of every request Twilio received
+    pushes: list[dict] = field(default_factory=list)  # the JSON body of every request FCM received
     # Scripted refusals: recipient (phone number or push token) -> (HTTP status, JSON body) the provider answers.
     refusals: dict[str, tuple[int, dict]] = field(default_factory=dict)
 
 
-@functools.cache
-def _private_key_pem() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+class _Refusals:
+    """A stand-in that answers every request for a recipient in `refusals` with the refusal scripted for it."""
+
+    refusals: dict[str, tuple[int, dict]]
+
+    def next_fault(self, recipient: str) -> Any:
+        fault = super().next_fault(recipient)
+        if recipient in self.refusals:
+            status, body = self.refusals[recipient]
+            return Reply(status, body)
+        return fault
+
+
+class _Twilio(_Refusals, TwilioStandIn):
+    pass
+
+
+class _Fcm(_Refusals, FcmStandIn):
+    pass
 
 
 @pytest.fixture
 def live_channels(settings, tmp_path):
-    key_file = tmp_path / "fcm-service-account.json"
-    key_file.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": "fake-project",
-                "private_key_id": "fake-key",
-                "private_key": _private_key_pem(),
-                "client_email": "sender@fake-project.iam.gserviceaccount.com",
-                "token_uri": FCM_TOKEN_URI,
-            }
-        )
-    )
-    with SmtpServer() as smtp, responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        channels = LiveChannels(inbox=smtp.inbox)
-
-        def twilio(request):
-            form = {key: values[0] for key, values in parse_qs(request.body).items()}
-            channels.sms.append(form)
-            if form["To"] in channels.refusals:
-                status, body = channels.refusals[form["To"]]
-                return status, {}, json.dumps(body)
-            return 201, {}, json.dumps({"sid": f"SM{len(channels.sms):032d}", "status": "queued"})
-
-        def fcm(request):
-            payload = json.loads(request.body)
-            channels.pushes.append(payload)
-            if payload["message"]["token"] in channels.refusals:
-                status, body = channels.refusals[payload["message"]["token"]]
-                return status, {}, json.dumps(body)
-            return 200, {}, json.dumps({"name": f"projects/fake-project/messages/{len(channels.pushes)}"})
-
-        mock.add_callback(responses.POST, TWILIO_URL, callback=twilio)
-        mock.add_callback(responses.POST, FCM_SEND_URL, callback=fcm)
-        mock.post(FCM_TOKEN_URI, json={"access_token": "fake-access-token", "expires_in": 3600})
+    with SmtpServer() as smtp, _Twilio(account_sid=TWILIO_SID) as twilio, _Fcm(project_id=FCM_PROJECT) as fcm:
+        channels = LiveChannels(inbox=smtp.inbox, twilio=twilio, fcm=fcm)
+        twilio.refusals = fcm.refusals = channels.refusals
+        twilio.on_request = lambda request: channels.sms.append(request.form())
+        fcm.on_request = lambda request: channels.pushes.append(request.json())
         settings.EMAIL_CHANNEL = "django"
         settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
         settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp.port
@@ -85,11 +67,9 @@ def live_channels(settings, tmp_path):
         settings.PUBLIC_BASE_URL = "https://engage.example.com"
         settings.DEFAULT_FROM_EMAIL = "hello@mail.example.com"
         settings.SMS_CHANNEL = "twilio"
-        settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = TWILIO_SID, "fake-auth-token"
-        settings.TWILIO_FROM_NUMBER, settings.TWILIO_MESSAGING_SERVICE_SID = "+15005550006", ""
-        settings.TWILIO_API_BASE = "https://twilio.test"
+        twilio.configure(settings)
         settings.PUSH_CHANNEL = "fcm"
-        settings.FCM_CREDENTIALS, settings.FCM_PROJECT_ID = str(key_file), ""
-        settings.FCM_API_BASE = "https://fcm.test"
+        fcm.configure(settings, service_account_key(tmp_path, token_uri=fcm.token_uri, project_id=FCM_PROJECT))
+        settings.FCM_PROJECT_ID = ""  # the key file's project_id
         settings.TWILIO_RATE_LIMIT = settings.FCM_RATE_LIMIT = 0
         yield channels

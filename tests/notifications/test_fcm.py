@@ -1,10 +1,12 @@
+"""The FCM backend against the local FCM stand-in (tests/faults/standins.py): a real HTTP server that speaks FCM HTTP
+v1, issues OAuth2 access tokens at /token, only accepts the tokens it issued, and records every request it received
+on its side. The backend runs on a fake clock: its backoff waits are recorded, never waited."""
+
 import base64
 import json
-from urllib.parse import parse_qs
+import time
 
 import pytest
-import requests
-import responses
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.core.exceptions import ImproperlyConfigured
@@ -12,10 +14,11 @@ from django.core.exceptions import ImproperlyConfigured
 from notifications.backends import get_backend
 from notifications.backends.base import Message, Result
 from notifications.backends.fcm import FcmPushBackend
+from tests.faults.standins import Fault, FcmStandIn, Reply, Request
 from tests.notifications.fakes import FakeClock
 
-TOKEN_URI = "https://oauth2.test/token"
-SEND_URL = "https://fcm.test/v1/projects/demo-project/messages:send"
+PROJECT = "demo-project"
+SEND_PATH = f"/v1/projects/{PROJECT}/messages:send"
 CLIENT_EMAIL = "fcm-sender@demo-project.iam.gserviceaccount.com"
 
 
@@ -24,34 +27,44 @@ def private_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-@pytest.fixture
-def key_file(tmp_path, private_key):
+def write_key_file(path, private_key: rsa.RSAPrivateKey, *, token_uri: str):
     pem = private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    path = tmp_path / "service-account.json"
     path.write_text(
         json.dumps(
             {
                 "type": "service_account",
-                "project_id": "demo-project",
+                "project_id": PROJECT,
                 "private_key_id": "key-1",
                 "private_key": pem,
                 "client_email": CLIENT_EMAIL,
                 "client_id": "1234567890",
-                "token_uri": TOKEN_URI,
+                "token_uri": token_uri,
             }
         )
     )
     return path
 
 
+@pytest.fixture
+def fcm():
+    """FCM and its OAuth2 token endpoint: one local server."""
+    with FcmStandIn(project_id=PROJECT) as standin:
+        yield standin
+
+
+@pytest.fixture
+def key_file(tmp_path, private_key, fcm):
+    return write_key_file(tmp_path / "service-account.json", private_key, token_uri=fcm.token_uri)
+
+
 @pytest.fixture(autouse=True)
-def fcm_settings(settings, key_file):
+def fcm_settings(settings, key_file, fcm):
     settings.PUSH_CHANNEL = "fcm"
     settings.FCM_CREDENTIALS = str(key_file)
     settings.FCM_PROJECT_ID = ""
-    settings.FCM_API_BASE = "https://fcm.test"
+    settings.FCM_API_BASE = fcm.base_url + "/"  # a trailing slash is fine
     settings.FCM_RATE_LIMIT = 0
     settings.CHANNEL_HTTP_TIMEOUT = 5
     settings.CHANNEL_HTTP_MAX_ATTEMPTS = 3
@@ -64,13 +77,8 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def token_endpoint(*tokens: str, expires_in: int = 3600) -> None:
-    for token in tokens:
-        responses.post(TOKEN_URI, json={"access_token": token, "expires_in": expires_in, "token_type": "Bearer"})
-
-
-def send(clock: FakeClock, messages: list[Message]) -> list[Result]:
-    with FcmPushBackend(clock=clock, sleep=clock.sleep) as backend:
+def send(clock: FakeClock, messages: list[Message], *, sleep=None) -> list[Result]:
+    with FcmPushBackend(clock=clock, sleep=sleep or clock.sleep) as backend:
         return backend.send_batch(messages)
 
 
@@ -78,12 +86,9 @@ def push(log_id: int = 1, token: str = "device-token-1") -> Message:
     return Message(log_id=log_id, recipient=token, header="We miss you", body="A free coffee is waiting.")
 
 
-def fcm_calls() -> list:
-    return [call for call in responses.calls if call.request.url == SEND_URL]
-
-
-def token_calls() -> list:
-    return [call for call in responses.calls if call.request.url == TOKEN_URI]
+def bearers(fcm: FcmStandIn) -> list[str]:
+    """The access token of every push the stand-in received, in order."""
+    return [request.headers["authorization"].removeprefix("Bearer ") for request in fcm.received]
 
 
 def fcm_error(http_status: int, status: str, message: str, error_code: str | None = None, **extra) -> dict:
@@ -106,17 +111,15 @@ def test_the_alias_selects_this_backend():
     assert isinstance(get_backend("push"), FcmPushBackend)
 
 
-@responses.activate
-def test_token_from_the_service_account_then_the_exact_send_request(clock, private_key):
-    token_endpoint("access-token-1")
-    responses.post(SEND_URL, json={"name": "projects/demo-project/messages/0:1"})
+def test_token_from_the_service_account_then_the_exact_send_request(clock, fcm, private_key):
     [result] = send(clock, [push()])
-    assert result == Result(log_id=1, status="sent", provider_message_id="projects/demo-project/messages/0:1")
+    assert result == Result(log_id=1, status="sent", provider_message_id=f"projects/{PROJECT}/messages/1")
 
-    [grant] = token_calls()
-    form = parse_qs(grant.request.body.decode())
-    assert form["grant_type"] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
-    header_b64, claims_b64, signature_b64 = form["assertion"][0].split(".")
+    [grant] = fcm.token_grants
+    assert (grant.method, grant.path) == ("POST", "/token")
+    form = grant.form()
+    assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    header_b64, claims_b64, signature_b64 = form["assertion"].split(".")
     header, claims = json.loads(b64decode(header_b64)), json.loads(b64decode(claims_b64))
     assert header == {"alg": "RS256", "typ": "JWT", "kid": "key-1"}
     assert claims["iss"] == CLIENT_EMAIL
@@ -126,201 +129,190 @@ def test_token_from_the_service_account_then_the_exact_send_request(clock, priva
         b64decode(signature_b64), f"{header_b64}.{claims_b64}".encode(), padding.PKCS1v15(), hashes.SHA256()
     )
 
-    [call] = fcm_calls()
-    assert call.request.method == "POST"
-    assert call.request.headers["Authorization"] == "Bearer access-token-1"
-    assert json.loads(call.request.body) == {
+    [request] = fcm.received
+    assert (request.method, request.path) == ("POST", SEND_PATH)
+    assert request.headers["content-type"] == "application/json"
+    [token] = bearers(fcm)
+    assert token in fcm.tokens, "the token the endpoint issued"
+    assert request.json() == {
         "message": {
             "token": "device-token-1",
             "notification": {"title": "We miss you", "body": "A free coffee is waiting."},
         }
     }
-    assert call.request.req_kwargs["timeout"] == 5.0
 
 
-@responses.activate
-def test_one_token_serves_the_whole_batch(clock, settings):
+def test_the_timeout_setting_bounds_the_wait_for_an_answer(clock, settings, fcm):
+    settings.CHANNEL_HTTP_TIMEOUT = 0.3
+    fcm.fault = Fault.HANGING
+    started = time.monotonic()
+    [result] = send(clock, [push()])
+    assert time.monotonic() - started < 3
+    assert (result.status, result.error) == (
+        "unknown",
+        "FCM: no answer after the request was sent (timeout); it may have been sent",
+    )
+    assert len(fcm.received) == 1
+
+
+def test_one_token_serves_the_whole_batch(clock, fcm, settings):
     settings.CHANNEL_HTTP_CONCURRENCY = 4
-    token_endpoint("access-token-1")
-    responses.post(SEND_URL, json={"name": "projects/demo-project/messages/0:1"})
     results = send(clock, [push(log_id=n, token=f"t{n}") for n in range(8)])
     assert [result.status for result in results] == ["sent"] * 8
-    assert len(token_calls()) == 1
-    assert len(fcm_calls()) == 8
+    assert fcm.token_requests == 1
+    assert len(fcm.received) == 8
+    assert len(set(bearers(fcm))) == 1
 
 
-@responses.activate
-def test_project_id_setting_overrides_the_key_file(clock, settings):
+def test_project_id_setting_overrides_the_key_file(clock, fcm, settings):
     settings.FCM_PROJECT_ID = "other-project"
-    token_endpoint("access-token-1")
-    responses.post("https://fcm.test/v1/projects/other-project/messages:send", json={"name": "n"})
     [result] = send(clock, [push()])
     assert result.status == "sent"
+    assert [request.path for request in fcm.received] == ["/v1/projects/other-project/messages:send"]
 
 
-@responses.activate
-def test_429_with_retry_after_then_success(clock):
-    token_endpoint("access-token-1")
+def test_429_with_retry_after_then_success(clock, fcm):
     times: list[float] = []
 
-    def answer(request):
+    def note(request: Request) -> None:
         times.append(clock())
-        if len(times) == 1:
-            return (
-                429,
-                {"Retry-After": "3"},
-                json.dumps(fcm_error(429, "RESOURCE_EXHAUSTED", "quota", "QUOTA_EXCEEDED")),
-            )
-        return 200, {}, '{"name": "projects/demo-project/messages/0:2"}'
 
-    responses.add_callback(responses.POST, SEND_URL, callback=answer)
+    fcm.on_request = note
+    quota = fcm_error(429, "RESOURCE_EXHAUSTED", "quota", "QUOTA_EXCEEDED")
+    fcm.script("device-token-1", [Reply(429, quota, headers={"Retry-After": "3"}), Fault.OK])
     [result] = send(clock, [push()])
-    assert result.provider_message_id == "projects/demo-project/messages/0:2"
+    assert result.provider_message_id == f"projects/{PROJECT}/messages/1"
+    assert len(times) == 2
     assert times[1] - times[0] >= 3
 
 
-@responses.activate
-def test_503_then_success(clock):
-    token_endpoint("access-token-1")
-    responses.post(SEND_URL, status=503, json=fcm_error(503, "UNAVAILABLE", "overloaded", "UNAVAILABLE"))
-    responses.post(SEND_URL, json={"name": "projects/demo-project/messages/0:3"})
+def test_503_then_success(clock, fcm):
+    fcm.script("device-token-1", [Reply(503, fcm_error(503, "UNAVAILABLE", "overloaded", "UNAVAILABLE")), Fault.OK])
     [result] = send(clock, [push()])
     assert result.status == "sent"
-    assert len(fcm_calls()) == 2
+    assert len(fcm.received) == 2
 
 
-@responses.activate
-def test_500_may_have_sent_the_push_so_it_is_unknown_and_not_retried(clock):
-    token_endpoint("access-token-1")
-    responses.post(SEND_URL, status=500, json=fcm_error(500, "INTERNAL", "internal error", "INTERNAL"))
-    responses.post(SEND_URL, json={"name": "projects/demo-project/messages/0:3"})
+def test_500_may_have_sent_the_push_so_it_is_unknown_and_not_retried(clock, fcm):
+    fcm.script("device-token-1", [Reply(500, fcm_error(500, "INTERNAL", "internal error", "INTERNAL")), Fault.OK])
     [result] = send(clock, [push()])
     assert result.status == "unknown"
-    assert len(fcm_calls()) == 1
+    assert result.error == "FCM answered HTTP 500; the message may have been sent"
+    assert len(fcm.received) == 1
 
 
-@responses.activate
 @pytest.mark.parametrize("code", ["APNS_AUTH_ERROR", "THIRD_PARTY_AUTH_ERROR"])
-def test_a_third_party_auth_error_fails_that_message_and_the_batch_goes_on(clock, code):
-    token_endpoint("access-token-1")
-    responses.post(SEND_URL, status=401, json=fcm_error(401, "UNAUTHENTICATED", "Auth error from APNS", code))
-    responses.post(SEND_URL, json={"name": "projects/demo-project/messages/0:3"})
+def test_a_third_party_auth_error_fails_that_message_and_the_batch_goes_on(clock, fcm, code):
+    fcm.reject_auth("device-token-1", error_code=code)
     first, second = send(clock, [push(log_id=1), push(log_id=2)])
     assert (first.status, first.retryable, first.revoked) == ("failed", False, False)
     assert code in first.error
     assert second.status == "sent"
-    assert len(fcm_calls()) == 2, "no token refresh, no resend"
+    assert len(fcm.received) == 2, "no resend"
+    assert fcm.token_requests == 1, "no token refresh"
 
 
-@responses.activate
-def test_400_unrelated_to_the_token_is_permanent_and_keeps_the_token(clock):
-    token_endpoint("access-token-1")
-    responses.post(
-        SEND_URL, status=400, json=fcm_error(400, "INVALID_ARGUMENT", "Message is too big", "INVALID_ARGUMENT")
-    )
+def test_400_unrelated_to_the_token_is_permanent_and_keeps_the_token(clock, fcm):
+    fcm.fault = Reply(400, fcm_error(400, "INVALID_ARGUMENT", "Message is too big", "INVALID_ARGUMENT"))
     [result] = send(clock, [push()])
-    assert len(fcm_calls()) == 1
+    assert len(fcm.received) == 1
     assert result.status == "failed"
     assert result.retryable is False
     assert result.revoked is False
     assert result.error == "FCM INVALID_ARGUMENT: Message is too big"
 
 
-@responses.activate
-def test_unregistered_token_is_revoked_and_not_retried(clock):
-    token_endpoint("access-token-1")
-    responses.post(
-        SEND_URL, status=404, json=fcm_error(404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED")
-    )
+def test_unregistered_token_is_revoked_and_not_retried(clock, fcm):
+    fcm.unregistered("device-token-1", times=3)
     [result] = send(clock, [push()])
-    assert len(fcm_calls()) == 1
+    assert len(fcm.received) == 1
     assert (result.status, result.revoked, result.retryable) == ("failed", True, False)
     assert "UNREGISTERED" in result.error
 
 
-@responses.activate
-def test_invalid_registration_token_is_revoked(clock):
-    token_endpoint("access-token-1")
+def test_invalid_registration_token_is_revoked(clock, fcm):
     violation = {
         "@type": "type.googleapis.com/google.rpc.BadRequest",
         "fieldViolations": [{"field": "message.token", "description": "Invalid registration token"}],
     }
-    responses.post(
-        SEND_URL,
-        status=400,
-        json=fcm_error(400, "INVALID_ARGUMENT", "Invalid value", "INVALID_ARGUMENT", details=[violation]),
-    )
+    fcm.fault = Reply(400, fcm_error(400, "INVALID_ARGUMENT", "Invalid value", "INVALID_ARGUMENT", details=[violation]))
     [result] = send(clock, [push()])
     assert (result.status, result.revoked) == ("failed", True)
 
 
-@responses.activate
-def test_connect_timeout_then_success(clock):
-    token_endpoint("access-token-1")
-    responses.post(SEND_URL, body=requests.ConnectTimeout("connect timed out"))
-    responses.post(SEND_URL, json={"name": "projects/demo-project/messages/0:4"})
-    [result] = send(clock, [push()])
+def test_refused_connection_then_success(clock, fcm, settings, tmp_path, private_key):
+    # Tokens come from a second stand-in, so only the FCM endpoint refuses connections; FCM takes its tokens.
+    with FcmStandIn(project_id=PROJECT) as tokens:
+        key_file = write_key_file(tmp_path / "other-key.json", private_key, token_uri=tokens.token_uri)
+        settings.FCM_CREDENTIALS = str(key_file)
+        fcm.tokens = tokens.tokens
+        fcm.down()
+
+        def sleep(seconds: float) -> None:  # FCM is back by the time the backoff is over
+            clock.sleep(seconds)
+            fcm.up()
+
+        [result] = send(clock, [push()], sleep=sleep)
     assert result.status == "sent"
-    assert len(fcm_calls()) == 2
+    assert len(clock.sleeps) == 1, "one backoff: the refused attempt, then the one that went through"
+    assert len(fcm.received) == 1
+    assert tokens.token_requests == 1
 
 
-@responses.activate
-def test_a_401_refreshes_the_token_once_and_resends(clock):
-    token_endpoint("old-token", "new-token")
-
-    def answer(request):
-        if request.headers["Authorization"] == "Bearer old-token":
-            return 401, {}, json.dumps(fcm_error(401, "UNAUTHENTICATED", "Request had invalid authentication"))
-        return 200, {}, '{"name": "projects/demo-project/messages/0:5"}'
-
-    responses.add_callback(responses.POST, SEND_URL, callback=answer)
+def test_a_401_refreshes_the_token_once_and_resends(clock, fcm):
+    fcm.script(
+        "device-token-1",
+        [Reply(401, fcm_error(401, "UNAUTHENTICATED", "Request had invalid authentication"))],
+    )
     first, second = send(clock, [push(log_id=1), push(log_id=2)])
     assert (first.status, second.status) == ("sent", "sent")
-    assert len(token_calls()) == 2
-    assert [call.request.headers["Authorization"] for call in fcm_calls()] == [
-        "Bearer old-token",
-        "Bearer new-token",
-        "Bearer new-token",
-    ]
+    assert fcm.token_requests == 2
+    old, new, again = bearers(fcm)
+    assert old != new == again
 
 
-@responses.activate
-def test_a_token_near_expiry_is_refreshed_before_use(clock):
-    token_endpoint("short-1", "short-2", expires_in=60)
-    responses.post(SEND_URL, json={"name": "n"})
+def test_an_expired_token_is_refreshed_and_the_message_sent_again(clock, fcm):
+    with FcmPushBackend(clock=clock, sleep=clock.sleep) as backend:
+        [first] = backend.send_batch([push(log_id=1)])
+        fcm.expire_tokens()  # FCM now answers 401 to the token the backend holds
+        [second] = backend.send_batch([push(log_id=2)])
+    assert (first.status, second.status) == ("sent", "sent")
+    assert fcm.token_requests == 2
+    old, rejected, new = bearers(fcm)
+    assert old == rejected != new
+    assert fcm.deliveries == {"device-token-1": 2}
+
+
+def test_a_token_near_expiry_is_refreshed_before_use(clock, fcm):
+    fcm.token_expires_in = 60
     send(clock, [push(log_id=1), push(log_id=2)])
-    assert len(token_calls()) == 2
-    assert [call.request.headers["Authorization"] for call in fcm_calls()] == ["Bearer short-1", "Bearer short-2"]
+    assert fcm.token_requests == 2
+    first, second = bearers(fcm)
+    assert first != second
 
 
-@responses.activate
-def test_a_token_rejected_even_after_refresh_fails_the_whole_batch(clock):
-    token_endpoint("bad-1", "bad-2")
-    responses.post(SEND_URL, status=401, json=fcm_error(401, "UNAUTHENTICATED", "invalid authentication"))
+def test_a_token_rejected_even_after_refresh_fails_the_whole_batch(clock, fcm):
+    fcm.fault = Reply(401, fcm_error(401, "UNAUTHENTICATED", "invalid authentication"))
     results = send(clock, [push(log_id=n) for n in range(4)])
-    assert len(fcm_calls()) == 2
+    assert len(fcm.received) == 2
+    assert fcm.token_requests == 2
     assert [result.log_id for result in results] == [0, 1, 2, 3]
     assert all(result.status == "failed" and "401" in result.error for result in results)
 
 
-@responses.activate
-def test_token_endpoint_refusing_the_key_fails_the_batch_without_sending(clock):
-    responses.post(
-        TOKEN_URI, status=400, json={"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
-    )
+def test_token_endpoint_refusing_the_key_fails_the_batch_without_sending(clock, fcm):
+    fcm.token_error = Reply(400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
     results = send(clock, [push(log_id=n) for n in range(3)])
-    assert fcm_calls() == []
-    assert len(token_calls()) == 1
+    assert fcm.received == []
+    assert fcm.token_requests == 1
     assert all(result.status == "failed" and "invalid_grant" in result.error for result in results)
     assert all(result.retryable is False for result in results)
 
 
-@responses.activate
-def test_permission_denied_fails_the_whole_batch(clock):
-    token_endpoint("access-token-1")
-    responses.post(SEND_URL, status=403, json=fcm_error(403, "PERMISSION_DENIED", "Permission denied"))
+def test_permission_denied_fails_the_whole_batch(clock, fcm):
+    fcm.fault = Reply(403, fcm_error(403, "PERMISSION_DENIED", "Permission denied"))
     results = send(clock, [push(log_id=n) for n in range(3)])
-    assert len(fcm_calls()) == 1
+    assert len(fcm.received) == 1
     assert all(result.status == "failed" and "PERMISSION_DENIED" in result.error for result in results)
 
 
@@ -344,10 +336,12 @@ def test_a_key_file_that_is_not_a_service_account_refuses_to_open(settings, tmp_
         FcmPushBackend().open()
 
 
-@responses.activate
-def test_unreachable_token_endpoint_fails_the_batch_as_retryable(clock):
-    responses.post(TOKEN_URI, body=requests.ConnectionError("refused"))
+def test_unreachable_token_endpoint_fails_the_batch_as_retryable(clock, settings, tmp_path, private_key, fcm):
+    with FcmStandIn() as gone:
+        token_uri = gone.token_uri
+    # The key's token endpoint refuses connections; FCM itself is up.
+    settings.FCM_CREDENTIALS = str(write_key_file(tmp_path / "other-key.json", private_key, token_uri=token_uri))
     results = send(clock, [push(log_id=n) for n in range(2)])
-    assert fcm_calls() == []
+    assert fcm.received == []
     assert all(result.status == "failed" and result.retryable for result in results)
     assert "token endpoint" in results[0].error

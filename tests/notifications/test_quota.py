@@ -20,7 +20,7 @@ limiter = shared_rate_limiter(provider="quota-test", rate={RATE})
 assert type(limiter).__name__ == "SharedRateLimiter", type(limiter)
 times = []
 for _ in range({TOKENS}):
-    limiter.acquire()
+    time.sleep(limiter.reserve())
     times.append(time.time())
 print(json.dumps(times))
 """

@@ -1,12 +1,11 @@
 import json
-import ssl
 
-import httpx
 import pytest
 from cryptography import x509
 
+from engagement_site.curl import HttpRequest, TransferError, perform
 from tests.wallet.certs import KEY_PASSWORD, PASS_TYPE_ID
-from wallet.apns import ApnsClient, apns_ssl_context
+from wallet.apns import ApnsClient, ApnsTls
 
 TOKENS = [f"{n:064x}" for n in range(1, 6)]
 
@@ -16,7 +15,7 @@ def apns_client(apns_server, cert_chain):
     client = ApnsClient(
         host=apns_server.host,
         topic=PASS_TYPE_ID,
-        ssl_context=apns_ssl_context(
+        tls=ApnsTls(
             cert_file=str(cert_chain.pass_cert_file),
             key_file=str(cert_chain.pass_key_file),
             key_password=KEY_PASSWORD,
@@ -93,12 +92,11 @@ def test_403_is_a_permanent_failure_that_keeps_the_registration(apns_client, apn
 
 
 def test_the_server_refuses_a_client_without_the_pass_certificate(apns_server, cert_chain):
-    context = ssl.create_default_context(cafile=str(cert_chain.ca_file))
-    with (
-        httpx.Client(base_url=f"https://{apns_server.host}", http2=True, verify=context, timeout=5) as client,
-        pytest.raises(httpx.HTTPError),
-    ):
-        client.post(f"/3/device/{TOKENS[0]}", content=b"{}", headers={"apns-topic": PASS_TYPE_ID})
+    request = HttpRequest(
+        "POST", f"https://{apns_server.host}/3/device/{TOKENS[0]}", {"apns-topic": PASS_TYPE_ID}, b"{}"
+    )
+    with pytest.raises(TransferError):
+        perform(request, timeout=5, ca_file=str(cert_chain.ca_file))
     assert apns_server.pushes == []
 
 
@@ -106,11 +104,10 @@ def test_an_unreachable_host_is_a_retryable_failure(cert_chain):
     client = ApnsClient(
         host="127.0.0.1:9",
         topic=PASS_TYPE_ID,
-        ssl_context=apns_ssl_context(
+        tls=ApnsTls(
             cert_file=str(cert_chain.pass_cert_file),
             key_file=str(cert_chain.pass_key_file),
             key_password=KEY_PASSWORD,
-            ca_file="",
         ),
         timeout=1,
         concurrency=1,
@@ -125,3 +122,31 @@ def test_an_unreachable_host_is_a_retryable_failure(cert_chain):
     assert not outcome.ok
     assert outcome.retryable
     assert "unreachable" in outcome.error
+
+
+def test_many_pushes_share_few_connections_with_streams_in_flight_together(apns_server, cert_chain):
+    """250 pushes with 200 in flight: two HTTP/2 connections (100 streams each), kept for the next batch."""
+    client = ApnsClient(
+        host=apns_server.host,
+        topic=PASS_TYPE_ID,
+        tls=ApnsTls(
+            cert_file=str(cert_chain.pass_cert_file),
+            key_file=str(cert_chain.pass_key_file),
+            key_password=KEY_PASSWORD,
+            ca_file=str(cert_chain.ca_file),
+        ),
+        timeout=10,
+        concurrency=200,
+        max_retries=0,
+        backoff=0.01,
+    )
+    tokens = [f"{n:064x}" for n in range(1000, 1250)]
+    client.open()
+    try:
+        first = client.push_many(tokens=tokens[:150])
+        second = client.push_many(tokens=tokens[150:])
+    finally:
+        client.close()
+    assert all(outcome.ok for outcome in [*first.values(), *second.values()])
+    assert len(apns_server.pushes) == 250
+    assert apns_server.connections == 2
