@@ -222,6 +222,34 @@ class AutoEngagementConfig(models.Model):
         return bool(updated)
 
 
+class RunPart(models.Model):
+    """One key range of a big business's customers for one run day (AUTO_ENGAGEMENT_PART_SIZE customers or so):
+    claimed by one worker at a time under a lease, so several processes share one business. The run that claimed
+    the config planned the parts and finishes the day once every part is done."""
+
+    config = models.ForeignKey(AutoEngagementConfig, on_delete=models.CASCADE, related_name="parts")
+    run_date = models.DateField()
+    number = models.PositiveIntegerField()
+    first_customer = models.BigIntegerField(help_text="Customer primary keys from this one...")
+    last_customer = models.BigIntegerField(help_text="...to this one, inclusive.")
+    owner = models.CharField(max_length=64, blank=True, help_text="The run working on this part.")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    tally = models.JSONField(default=dict, blank=True, help_text="The part's counts once done.")
+
+    class Meta:
+        ordering = ["config", "run_date", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["config", "run_date", "number"], name="run_part_unique"),
+            models.CheckConstraint(
+                condition=Q(first_customer__lte=models.F("last_customer")), name="run_part_range_ordered"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.config_id} {self.run_date} part {self.number}"
+
+
 class ResultsDay(models.Model):
     """One business's results for one run date, summarised so the stats read a few rows per day instead of the
     log (autoengagement/services/results.py). The project's writers of log rows create it (others must call

@@ -2,7 +2,7 @@
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import connection, models
@@ -28,17 +28,21 @@ def _json_default(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _json_relation(fields: Sequence[models.Field], rows: Sequence[Sequence[Any]]) -> tuple[str, list[str]]:
-    """A relation (c0, c1, ...) of `rows` read from one JSON parameter, each column cast to its field's type.
+def _json_relation(
+    fields: Sequence[models.Field], rows: Sequence[Sequence[Any]], *, same: Sequence[models.Field] = ()
+) -> tuple[str, list[str]]:
+    """A relation (c0, c1, ...) of `rows` read from one JSON parameter, each column cast to its field's type,
+    followed by one column per field of `same` read from a parameter of its own (placed before the document's).
 
     One JSON document is far cheaper to build and send than a bound parameter per value or per-column arrays
     (psycopg adapts array elements one by one in Python): the run writes tens of thousands of rows a second.
+    It is read as jsonb, parsed once, rather than json, which each `->>` parses again (about half the INSERT's
+    server time with fourteen columns).
     """
-    columns = ", ".join(
-        f"CAST(e->>{index} AS {field.db_type(connection)}) AS c{index}" for index, field in enumerate(fields)
-    )
+    columns = [f"CAST(e->>{index} AS {field.db_type(connection)}) AS c{index}" for index, field in enumerate(fields)]
+    columns += [f"CAST(%s AS {field.db_type(connection)})" for field in same]
     payload = json.dumps(rows, default=_json_default, separators=(",", ":"), ensure_ascii=False)
-    return f"SELECT {columns} FROM json_array_elements(%s::json) AS e", [payload]
+    return f"SELECT {', '.join(columns)} FROM jsonb_array_elements(%s::jsonb) AS e", [payload]
 
 
 def bulk_insert_rows(
@@ -46,41 +50,54 @@ def bulk_insert_rows(
     fields: Sequence[str],
     rows: Sequence[Sequence[Any]],
     *,
+    same: Mapping[str, Any] | None = None,
     returning: Sequence[str] = (),
 ) -> list[tuple[Any, ...]]:
-    """Insert rows (tuples in `fields` order; foreign keys as raw ids), skipping any that break a unique
-    constraint, and return the `returning` columns of the rows actually inserted.
+    """Insert rows (tuples in `fields` order; foreign keys as raw ids), each also given the values of `same`
+    (field name -> one value for every row), skipping any that break a unique constraint, and return the
+    `returning` columns of the rows actually inserted.
 
-    PostgreSQL gets one `INSERT ... SELECT ... FROM json_array_elements(...) ON CONFLICT DO NOTHING` with the
-    rows as a single JSON parameter, so neither Django nor the driver handles thousands of placeholders; SQLite
+    PostgreSQL gets one `INSERT ... SELECT ... FROM jsonb_array_elements(...) ON CONFLICT DO NOTHING` with the
+    rows as a single JSON parameter, so neither Django nor the driver handles thousands of placeholders, and the
+    `same` values as one parameter each, so the document carries (and the server unpacks) only what varies; SQLite
     gets `INSERT OR IGNORE ... VALUES` in batches under its parameter limit. Both report inserted rows through
     RETURNING (SQLite 3.35+).
     """
     if not rows:
         return []
+    same = same or {}
     model_fields = _columns(model, fields)
+    same_fields = _columns(model, list(same))
+    same_values = [
+        field.get_db_prep_save(value, connection) for field, value in zip(same_fields, same.values(), strict=True)
+    ]
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
-    columns = ", ".join(quote(field.column) for field in model_fields)
+    columns = ", ".join(quote(field.column) for field in [*model_fields, *same_fields])
     returned = _columns(model, returning)
     returning_sql = f" RETURNING {', '.join(quote(field.column) for field in returned)}" if returned else ""
     results: list[tuple[Any, ...]] = []
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            relation, params = _json_relation(model_fields, rows)
-            cursor.execute(f"INSERT INTO {table} ({columns}) {relation} ON CONFLICT DO NOTHING{returning_sql}", params)
+            relation, params = _json_relation(model_fields, rows, same=same_fields)
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) {relation} ON CONFLICT DO NOTHING{returning_sql}",
+                [*same_values, *params],
+            )
             if returned:
                 results.extend(cursor.fetchall())
             return results
-        row_sql = "(" + ", ".join(["%s"] * len(model_fields)) + ")"
-        batch_rows = max(1, SQLITE_MAX_PARAMETERS // len(model_fields))
+        width = len(model_fields) + len(same_fields)
+        row_sql = "(" + ", ".join(["%s"] * width) + ")"
+        batch_rows = max(1, SQLITE_MAX_PARAMETERS // width)
         for start in range(0, len(rows), batch_rows):
             batch = rows[start : start + batch_rows]
-            params = [
-                field.get_db_prep_save(value, connection)
-                for row in batch
-                for field, value in zip(model_fields, row, strict=True)
-            ]
+            params = []
+            for row in batch:
+                params += [
+                    field.get_db_prep_save(value, connection) for field, value in zip(model_fields, row, strict=True)
+                ]
+                params += same_values
             cursor.execute(
                 f"INSERT OR IGNORE INTO {table} ({columns}) VALUES {', '.join([row_sql] * len(batch))}{returning_sql}",
                 params,

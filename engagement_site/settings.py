@@ -186,6 +186,8 @@ AUTO_ENGAGEMENT_LEASE_SECONDS = env.int("AUTO_ENGAGEMENT_LEASE_SECONDS", default
 AUTO_ENGAGEMENT_MAX_LATENESS_MINUTES = env.int("AUTO_ENGAGEMENT_MAX_LATENESS_MINUTES", default=180)
 AUTO_ENGAGEMENT_CHUNK_SIZE = env.int("AUTO_ENGAGEMENT_CHUNK_SIZE", default=2000)
 AUTO_ENGAGEMENT_SEND_WINDOW = env.int("AUTO_ENGAGEMENT_SEND_WINDOW", default=500)
+# A business with more customers than this is split into parts of about this many, which several workers share.
+AUTO_ENGAGEMENT_PART_SIZE = env.int("AUTO_ENGAGEMENT_PART_SIZE", default=50000)
 AUTO_ENGAGEMENT_MAX_ATTEMPTS = env.int("AUTO_ENGAGEMENT_MAX_ATTEMPTS", default=3)
 AUTO_ENGAGEMENT_RETRY_BACKOFF_MINUTES = env.int("AUTO_ENGAGEMENT_RETRY_BACKOFF_MINUTES", default=15)
 AUTO_ENGAGEMENT_BREAKER_THRESHOLD = env.int("AUTO_ENGAGEMENT_BREAKER_THRESHOLD", default=10)
@@ -220,6 +222,10 @@ GOOGLE_WALLET_NOTIFY_LIMIT = env.int("GOOGLE_WALLET_NOTIFY_LIMIT", default=3)
 GOOGLE_WALLET_OVER_LIMIT = env.str("GOOGLE_WALLET_OVER_LIMIT", default="text")
 GOOGLE_WALLET_MESSAGE_DAYS = env.int("GOOGLE_WALLET_MESSAGE_DAYS", default=14)
 GOOGLE_WALLET_KEEP_MESSAGES = env.int("GOOGLE_WALLET_KEEP_MESSAGES", default=3)
+# addMessage calls in flight at once (HTTP/2 streams on one connection), and calls a second over every process
+# (Google's documented limit is 20 requests per second; 0 = no limit).
+GOOGLE_WALLET_CONCURRENCY = env.int("GOOGLE_WALLET_CONCURRENCY", default=100)
+GOOGLE_WALLET_RATE_LIMIT = env.float("GOOGLE_WALLET_RATE_LIMIT", default=20.0)
 WALLET_MAX_RETRIES = env.int("WALLET_MAX_RETRIES", default=3)
 WALLET_RETRY_BACKOFF = env.float("WALLET_RETRY_BACKOFF", default=0.5)
 

@@ -8,10 +8,13 @@ pass was reached.
 
 A batch costs a constant number of queries whatever its size: customers, passes and registrations are read in
 three, passes are updated in one bulk update, dead registrations removed in one delete, Google's daily counts
-read in one query and written in one insert. Pushes share one HTTP/2 connection; Google calls are made one after
-another over one kept-alive HTTPS session.
+read in one query and written in one insert. Pushes share one HTTP/2 connection. Google calls go out concurrently
+(up to GOOGLE_WALLET_CONCURRENCY in flight, multiplexed over one HTTP/2 connection) at most GOOGLE_WALLET_RATE_LIMIT a
+second, a budget shared by every process (notifications.backends.http.shared_rate_limiter); each (message, pass) is
+its own coroutine on the Google client's event loop, with no database access until every call has returned.
 """
 
+import asyncio
 import datetime as dt
 import logging
 from collections import defaultdict
@@ -24,6 +27,8 @@ from django.db.models import Count, Prefetch
 from django.utils import timezone
 
 from notifications.backends.base import ChannelBackend, Message, Result
+from notifications.backends.http import shared_rate_limiter
+from notifications.backends.quota import SharedRateLimiter
 from notifications.channels import Channel
 from notifications.consent import NO_PASS
 from wallet import passes
@@ -41,6 +46,7 @@ from wallet.models import AppleDeviceRegistration, Customer, GoogleWalletMessage
 logger = logging.getLogger(__name__)
 
 GOOGLE_NOTIFY_WINDOW = dt.timedelta(hours=24)
+GOOGLE_PROVIDER = "Google Wallet"  # the name of its shared rate-limit budget
 NO_REGISTERED_DEVICE = "no registered device"
 
 
@@ -128,6 +134,8 @@ class WalletBackend(ChannelBackend):
                 max_retries=settings.WALLET_MAX_RETRIES,
                 backoff=settings.WALLET_RETRY_BACKOFF,
                 breaker=self.breaker,
+                limiter=shared_rate_limiter(provider=GOOGLE_PROVIDER, rate=float(settings.GOOGLE_WALLET_RATE_LIMIT)),
+                concurrency=settings.GOOGLE_WALLET_CONCURRENCY,
             )
             self.google_client.open()
         self._opened = True
@@ -136,7 +144,12 @@ class WalletBackend(ChannelBackend):
         if self.apns is not None:
             self.apns.close()
         if self.google_client is not None:
-            self.google_client.close()
+            try:
+                self.google_client.close()
+            finally:
+                # The shared budget's own database connection is not kept open between runs (it reopens when needed).
+                if isinstance(self.google_client.limiter, SharedRateLimiter):
+                    self.google_client.limiter.close()
         self._opened = False
 
     def send_batch(self, messages: Sequence[Message]) -> list[Result]:
@@ -233,7 +246,12 @@ class WalletBackend(ChannelBackend):
     def _send_google(
         self, *, work: list[tuple[Message, WalletPass]], attempts: dict[int, list[_Attempt]], now: dt.datetime
     ) -> None:
-        """addMessage on each loyalty object, notifying only while the pass is under the daily cap."""
+        """addMessage on each loyalty object, notifying only while the pass is under the daily cap.
+
+        Every (message, pass) is its own coroutine and they all run at once on the Google client's loop (the client
+        bounds the calls in flight and their rate). A pass's own items, should a batch ever hold two for it, run one
+        after the other, so its count of notifications stays right. The database is read before and written after.
+        """
         notified = dict(
             GoogleWalletMessage.objects.filter(
                 wallet_pass__in=[wallet_pass for _, wallet_pass in work],
@@ -244,46 +262,76 @@ class WalletBackend(ChannelBackend):
             .annotate(count=Count("id"))
             .values_list("wallet_pass", "count")
         )
+        by_pass: dict[int, list[int]] = defaultdict(list)
+        for index, (_, wallet_pass) in enumerate(work):
+            by_pass[wallet_pass.pk].append(index)
+        done: dict[int, tuple[_Attempt, bool | None]] = {}
+
+        async def one_pass(indexes: list[int]) -> None:
+            for index in indexes:
+                message, wallet_pass = work[index]
+                done[index] = await self._google_item(message=message, wallet_pass=wallet_pass, notified=notified)
+
+        async def batch() -> None:
+            await asyncio.gather(*(one_pass(indexes) for indexes in by_pass.values()))
+
+        self.google_client.run(batch())
         added: list[GoogleWalletMessage] = []
-        for message, wallet_pass in work:
+        for index, (message, wallet_pass) in enumerate(work):
+            attempt, notify = done[index]
+            attempts[message.log_id].append(attempt)
+            if notify is not None:
+                added.append(
+                    GoogleWalletMessage(
+                        wallet_pass=wallet_pass, message_id=_google_message_id(message), notified=notify, sent_at=now
+                    )
+                )
+        GoogleWalletMessage.objects.bulk_create(added, batch_size=500)
+
+    async def _google_item(
+        self, *, message: Message, wallet_pass: WalletPass, notified: dict[int, int]
+    ) -> tuple[_Attempt, bool | None]:
+        """One message on one pass: added notifying while the pass is under the cap, added again as TEXT when Google
+        says it is at its cap. Returns the attempt and, when the message was added, whether it notified."""
+        try:
             notify = notified.get(wallet_pass.pk, 0) < self.google.notify_limit
             if not notify and self.google.over_limit == "skip":
-                attempts[message.log_id].append(_Attempt("skipped", "Google notification limit reached"))
-                continue
-            outcome = self._add_google_message(message=message, wallet_pass=wallet_pass, notify=notify)
+                return _Attempt("skipped", "Google notification limit reached"), None
+            outcome = await self._add_google_message(message=message, wallet_pass=wallet_pass, notify=notify)
             if outcome.quota_exceeded:
                 # Notified elsewhere than through us: the pass is at Google's cap for now.
                 notified[wallet_pass.pk] = self.google.notify_limit
                 notify = False
-                if self.google.over_limit == "text":
-                    outcome = self._add_google_message(message=message, wallet_pass=wallet_pass, notify=False)
-                else:
-                    attempts[message.log_id].append(_Attempt("skipped", outcome.error))
-                    continue
-            if outcome.ok:
-                notified[wallet_pass.pk] = notified.get(wallet_pass.pk, 0) + int(notify)
-                added.append(
-                    GoogleWalletMessage(
-                        wallet_pass=wallet_pass, message_id=outcome.message_id, notified=notify, sent_at=now
-                    )
-                )
-                attempts[message.log_id].append(_Attempt("sent", provider_id=f"google:{outcome.message_id}"))
-            elif outcome.unknown:
-                attempts[message.log_id].append(_Attempt("unknown", outcome.error))
-            else:
-                attempts[message.log_id].append(
-                    _Attempt("failed", outcome.error, retryable=outcome.retryable, attempted=outcome.attempted)
-                )
-        GoogleWalletMessage.objects.bulk_create(added, batch_size=500)
+                if self.google.over_limit != "text":
+                    return _Attempt("skipped", outcome.error), None
+                outcome = await self._add_google_message(message=message, wallet_pass=wallet_pass, notify=False)
+        except Exception as exc:
+            # Whatever went wrong, a call may have been made: never sent again (and the other items go on).
+            logger.exception("google wallet message failed unexpectedly", extra={"log_id": message.log_id})
+            return _Attempt(
+                "unknown", f"Google Wallet: unexpected error ({type(exc).__name__}); it may be on the pass"
+            ), None
+        if outcome.ok:
+            notified[wallet_pass.pk] = notified.get(wallet_pass.pk, 0) + int(notify)
+            return _Attempt("sent", provider_id=f"google:{outcome.message_id}"), notify
+        if outcome.unknown:
+            return _Attempt("unknown", outcome.error), None
+        return _Attempt("failed", outcome.error, retryable=outcome.retryable, attempted=outcome.attempted), None
 
-    def _add_google_message(self, *, message: Message, wallet_pass: WalletPass, notify: bool) -> AddMessageOutcome:
-        return self.google_client.add_message(
+    async def _add_google_message(
+        self, *, message: Message, wallet_pass: WalletPass, notify: bool
+    ) -> AddMessageOutcome:
+        return await self.google_client.add_message(
             object_id=loyalty_object_id(issuer_id=self.google.issuer_id, pass_id=wallet_pass.pass_id),
-            message_id=f"{OUR_MESSAGE_PREFIX}{message.log_id}",
+            message_id=_google_message_id(message),
             header=message.header,
             body=message.body,
             notify=notify,
         )
+
+
+def _google_message_id(message: Message) -> str:
+    return f"{OUR_MESSAGE_PREFIX}{message.log_id}"
 
 
 def _apple_attempt(outcome: PushOutcome) -> _Attempt:

@@ -66,9 +66,14 @@ def audience_queryset(*, config: AutoEngagementConfig, now: dt.datetime) -> Quer
 
 
 def iter_audience_chunks(
-    *, config: AutoEngagementConfig, now: dt.datetime, chunk_size: int
+    *,
+    config: AutoEngagementConfig,
+    now: dt.datetime,
+    chunk_size: int,
+    customers: tuple[int, int] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
-    """The audience as lists of plain dicts (no model instances), in primary-key order.
+    """The audience as lists of plain dicts (no model instances), in primary-key order; with `customers`, only
+    the customers whose keys fall in that inclusive range.
 
     Each chunk is three plain index lookups: a keyset page of inactive customers, their logs in this config
     (by customer id), their wallet passes (by customer id); the reminder rule of `audience_queryset` is then
@@ -78,6 +83,10 @@ def iter_audience_chunks(
     """
     candidates = inactive_customers(config=config, now=now).order_by("pk").values(*CANDIDATE_FIELDS)
     last_pk = 0
+    if customers is not None:
+        # One part of a business split over several workers (services.parts): its keys, first to last inclusive.
+        candidates = candidates.filter(pk__lte=customers[1])
+        last_pk = customers[0] - 1
     while True:
         chunk = list(candidates.filter(pk__gt=last_pk)[:chunk_size])
         if not chunk:

@@ -105,22 +105,16 @@ class ChunkTally:
 
 
 class PlannedLog(NamedTuple):
-    """A NotificationLog row to insert, as a plain tuple (tens of thousands are built per second)."""
+    """What varies between the NotificationLog rows of a chunk, as a plain tuple (tens of thousands are built per
+    second); the rest is the same for every row (`shared_log_values`)."""
 
     notification_id: str
-    business_id: int
     customer_id: int
-    config_id: int
-    type: str
     channel: str
     status: str
     header: str
     body: str
     error: str
-    provider_message_id: str
-    attempts: int
-    run_date: dt.date
-    created_at: dt.datetime
 
 
 LOG_FIELDS = PlannedLog._fields
@@ -160,47 +154,46 @@ def _skip_reason(channel: str, member: dict[str, Any]) -> str | None:
     return consent.skip_reason(channel=channel, customer=member)
 
 
+def shared_log_values(context: RunContext) -> dict[str, Any]:
+    """The columns every log row of a run writes alike: sent to the database once per chunk, not once per row."""
+    return {
+        "business_id": context.config.business_id,
+        "config_id": context.config.pk,
+        "type": NotificationLog.Type.AUTO_REENGAGEMENT.value,
+        "provider_message_id": "",
+        "attempts": 0,
+        "run_date": context.run_date,
+        "created_at": context.now,
+    }
+
+
 def plan_chunk(context: RunContext, members: Sequence[dict[str, Any]]) -> tuple[list[PlannedLog], ChunkTally]:
     """The log rows for a chunk: what would be sent, skipped (and why) or held out. Writes nothing."""
     config = context.config
     tally = ChunkTally(audience=len(members))
     rows: list[PlannedLog] = []
     ids = iter(make_ids(IdKind.NOTIFICATION, len(members) * len(config.channels)))
+    pending, skipped, holdout = Status.PENDING.value, Status.SKIPPED.value, Status.HOLDOUT.value
     for member in members:
-        holdout = in_holdout(
+        held = in_holdout(
             config_id=config.config_id,
             customer_id=member["customer_id"],
             spell_start=member["quiet_since"],
             holdout_percent=config.holdout_percent,
         )
-        header, body = ("", "") if holdout else render_for(context, member)
-        tally.holdout += holdout
+        if held:
+            tally.holdout += 1
+            rows.extend(
+                PlannedLog(next(ids), member["pk"], channel, holdout, "", "", "") for channel in config.channels
+            )
+            continue
+        header, body = render_for(context, member)
         for channel in config.channels:
-            reason = None if holdout else _skip_reason(channel, member)
-            if holdout:
-                status = Status.HOLDOUT
-            elif reason:
-                status = Status.SKIPPED
+            reason = _skip_reason(channel, member)
+            if reason:
                 tally.skip(reason)
-            else:
-                status = Status.PENDING
             rows.append(
-                PlannedLog(
-                    next(ids),
-                    config.business_id,
-                    member["pk"],
-                    config.pk,
-                    NotificationLog.Type.AUTO_REENGAGEMENT.value,
-                    channel,
-                    status.value,
-                    header,
-                    body,
-                    reason or "",
-                    "",
-                    0,
-                    context.run_date,
-                    context.now,
-                )
+                PlannedLog(next(ids), member["pk"], channel, skipped if reason else pending, header, body, reason or "")
             )
     return rows, tally
 
@@ -211,7 +204,9 @@ def deliver_chunk(
     backend_for: Callable[[str], ChannelBackend],
 ) -> ChunkTally:
     rows, tally = plan_chunk(context, members)
-    inserted = bulk_insert_rows(NotificationLog, LOG_FIELDS, rows, returning=("pk", "notification_id"))
+    inserted = bulk_insert_rows(
+        NotificationLog, LOG_FIELDS, rows, same=shared_log_values(context), returning=("pk", "notification_id")
+    )
 
     # Customers who visited since the claim get nothing: checked once for the whole chunk, right before sending.
     active_again = set(

@@ -177,12 +177,14 @@ def cohorts_from_log(spans: Sequence[DaySpan]) -> list[CohortCount]:
         )
         span_params += [span.business_id, adapt_date(span.first), adapt_date(span.last)]
         span_params += [adapt_datetime(start), adapt_datetime(end)]
-    # By customer alone (a customer has one business): the unique index that leads with the customer is then the only
-    # one that can serve it, whatever the planner's statistics say (stale or never gathered, it could pick the
-    # business-led history index and scan a whole business per probe).
+    # By customer alone (a customer has one business), with the type tested in the aggregate's FILTER rather than the
+    # WHERE: no condition then names a column of the business-led history index, so the unique index that leads with
+    # the customer is the only one that can serve the probe, whatever the planner's statistics say. (With the type in
+    # the WHERE, a log analysed while it held only dead rows looked empty, the two indexes cost the same, and the
+    # history index was scanned whole on `type` for every customer: 11 s for a day of 2,000 customers.)
     earlier = (
-        f"SELECT MAX(e.run_date) FROM {table} e WHERE e.customer_id = l.customer_id "
-        "AND e.type = %s AND e.status = l.status AND e.run_date < l.run_date"
+        f"SELECT MAX(e.run_date) FILTER (WHERE e.type = %s) FROM {table} e WHERE e.customer_id = l.customer_id "
+        "AND e.status = l.status AND e.run_date < l.run_date"
     )
     sql = f"""
         SELECT business_id, run_date, status, previous, credited, previous_credited, COUNT(*)

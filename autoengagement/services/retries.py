@@ -114,14 +114,23 @@ def next_retry_at(*, business_id: int, run_date: dt.date) -> dt.datetime | None:
     return waiting.aggregate(first=Min("next_attempt_at"))["first"]
 
 
-def retry_due_rows(context: RunContext, backend_for: Callable[[str], ChannelBackend], *, chunk_size: int) -> ChunkTally:
+def retry_due_rows(
+    context: RunContext,
+    backend_for: Callable[[str], ChannelBackend],
+    *,
+    chunk_size: int,
+    customers: tuple[int, int] | None = None,
+) -> ChunkTally:
     """Send the day's rows that are due: `pending` rows a stopped run never sent, and failed rows whose next
-    attempt has come. A customer who visited since the row was written, or has since opted out or lost the
-    address, is skipped instead (with the reason)."""
+    attempt has come (with `customers`, those of the customers in that inclusive key range: one part of a split
+    business). A customer who visited since the row was written, or has since opted out or lost the address, is
+    skipped instead (with the reason)."""
     tally = ChunkTally()
     due = day_rows(business_id=context.business.pk, run_date=context.run_date).filter(
         Q(status=Status.PENDING) | Q(status=Status.FAILED, next_attempt_at__lte=context.now)
     )
+    if customers is not None:
+        due = due.filter(customer_id__gte=customers[0], customer_id__lte=customers[1])
     last_pk = 0
     while True:
         rows = list(due.filter(pk__gt=last_pk).order_by("pk").values(*RETRY_FIELDS)[:chunk_size])

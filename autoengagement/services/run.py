@@ -17,6 +17,7 @@ from autoengagement.models import AutoEngagementConfig
 from autoengagement.services import results
 from autoengagement.services.audience import iter_audience_chunks
 from autoengagement.services.delivery import ChunkTally, RunContext, deliver_chunk, plan_chunk
+from autoengagement.services.parts import helpable_config_pks, plan_parts, wait_for_parts, work_parts
 from autoengagement.services.retries import close_day, next_retry_at, recover_interrupted, retry_due_rows
 from autoengagement.services.scheduling import Due, Schedule, schedule_for
 from engagement_site.logging import log_context
@@ -96,6 +97,8 @@ class Claim:
     resume: bool = False
     send_at: dt.datetime | None = None
     warnings: tuple[str, ...] = ()
+    # The day is split into this many parts that several workers share (services.parts); 0: one worker runs it.
+    parts: int = 0
 
 
 class BackendPool:
@@ -148,8 +151,8 @@ def _schedule(config_fields: dict[str, object] | AutoEngagementConfig, now: dt.d
 
 def due_config_pks(*, now: dt.datetime) -> list[int]:
     """Configs whose send time has come (or passed too long ago, to be reported missed), whose last run crashed
-    today, whose run today left messages to retry that are due, or that staff asked to run now: the claim re-checks
-    each under its row lock."""
+    today, whose run today left messages to retry that are due, that staff asked to run now, or whose running day
+    has parts left for another worker: the claim re-checks each under its row lock."""
     wall_clock = _wall_clock()
     due = []
     rows = AutoEngagementConfig.objects.filter(enabled=True).values(
@@ -175,7 +178,7 @@ def due_config_pks(*, now: dt.datetime) -> list[int]:
             or (schedule.state == Due.ALREADY_RAN and (crashed or retry_due))
         ):
             due.append(row["pk"])
-    return due
+    return sorted({*due, *helpable_config_pks()})
 
 
 @transaction.atomic
@@ -240,7 +243,18 @@ def claim_config(*, config_pk: int, now: dt.datetime, owner: str, forced: bool =
     config.mark_as_running(now=now, local_date=schedule.local_date, lease_expires_at=_lease_expiry(), owner=owner)
     # The day's rows are about to change: the stats count it (and any later day) from the log until refreshed.
     results.mark_stale_from(business_id=config.business_id, run_date=schedule.local_date)
-    return Claim(config, "claimed", schedule.local_date, resume=resume, send_at=schedule.send_at, warnings=warnings)
+    # Planned in the claim's transaction, so a worker that waited on this row finds the parts as soon as it sees
+    # the config running.
+    parts = plan_parts(config=config, run_date=schedule.local_date, resume=resume)
+    return Claim(
+        config,
+        "claimed",
+        schedule.local_date,
+        resume=resume,
+        send_at=schedule.send_at,
+        warnings=warnings,
+        parts=parts,
+    )
 
 
 def _claim_state(
@@ -343,16 +357,10 @@ def run_config(
             finally:
                 results.mark_stale([results_day])
             renew_lease(config=config)
-        for members in iter_audience_chunks(config=config, now=now, chunk_size=chunk_size):
-            try:
-                outcome.add(deliver_chunk(context, members, backends))
-            finally:
-                # Again after the chunk's writes: a run that outlived its lease writes after the run that took
-                # over refreshed the day, and this mark is what sends the day back to the log.
-                results.mark_stale([results_day])
-            renew_lease(config=config)
-            if progress:
-                progress(outcome, outcome.audience)
+        if claim.parts:
+            outcome.add(_run_parts(config, claim, now=now, backends=backends))
+        else:
+            _run_audience(context, outcome, backends=backends, progress=progress)
     except Exception as exc:
         outcome.status = RunStatus.FAILED
         outcome.error = f"{type(exc).__name__}: {exc}"
@@ -381,6 +389,81 @@ def run_config(
             "skipped": outcome.skipped,
         },
     )
+    return outcome
+
+
+def _run_audience(
+    context: RunContext, outcome: BusinessOutcome, *, backends: BackendPool, progress: Progress | None
+) -> None:
+    """A whole business on this worker, chunk by chunk, renewing the lease after each."""
+    config, day = context.config, (context.config.business_id, context.run_date)
+    for members in iter_audience_chunks(config=config, now=context.now, chunk_size=settings.AUTO_ENGAGEMENT_CHUNK_SIZE):
+        try:
+            outcome.add(deliver_chunk(context, members, backends))
+        finally:
+            # Again after the chunk's writes: a run that outlived its lease writes after the run that took over
+            # refreshed the day, and this mark is what sends the day back to the log.
+            results.mark_stale([day])
+        renew_lease(config=config)
+        if progress:
+            progress(outcome, outcome.audience)
+
+
+def _run_parts(config: AutoEngagementConfig, claim: Claim, *, now: dt.datetime, backends: BackendPool) -> ChunkTally:
+    """The coordinator's share of a split business: parts until all are done, then the day's summed counts."""
+    day = (config.business_id, claim.local_date)
+
+    def keep_alive() -> None:
+        results.mark_stale([day])
+        renew_lease(config=config)
+
+    return wait_for_parts(
+        config=config,
+        run_date=claim.local_date,
+        owner=config.lease_owner,
+        context_for=lambda part_alive: _context(config, now, claim.local_date, claim.send_at, keep_alive=part_alive),
+        backends=backends,
+        keep_alive=keep_alive,
+    )
+
+
+def help_run(*, config_pk: int, now: dt.datetime, owner: str, backends: BackendPool) -> BusinessOutcome | None:
+    """Another run holds this config: take parts of its day, if it is split. The row lock waits for a claim in
+    progress, whose transaction also plans the parts."""
+    with transaction.atomic():
+        config = (
+            AutoEngagementConfig.objects.select_for_update(of=("self",))
+            .select_related("business")
+            .filter(pk=config_pk)
+            .first()
+        )
+    if config is None or not config.is_leased(_wall_clock()) or config.last_run_local_date is None:
+        return None
+    run_date = config.last_run_local_date
+    outcome = BusinessOutcome(
+        business_id=config.business.business_id,
+        config_id=config.config_id,
+        status="helped",
+        local_date=run_date.isoformat(),
+    )
+    try:
+        done, tally = work_parts(
+            config=config,
+            run_date=run_date,
+            owner=owner,
+            context_for=lambda part_alive: _context(config, now, run_date, keep_alive=part_alive),
+            backends=backends,
+            after_chunk=lambda: results.mark_stale([(config.business_id, run_date)]),
+        )
+    except Exception as exc:
+        # The part's lease runs out and another worker (the coordinator at the latest) takes it over.
+        outcome.status, outcome.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
+        logger.exception("part failed", extra={"business_id": outcome.business_id, "error": outcome.error})
+        return outcome
+    if not done:
+        return None
+    outcome.add(tally)
+    logger.info("parts run", extra={"business_id": outcome.business_id, "parts": done, "notified": tally.notified})
     return outcome
 
 
@@ -549,6 +632,8 @@ def _run_one(
     claim = claim_config(config_pk=config_pk, now=now, owner=owner, forced=forced)
     if claim.status == "claimed":
         return run_config(claim=claim, now=now, backends=backends, progress=progress)
+    if claim.status == "busy" and (helped := help_run(config_pk=config_pk, now=now, owner=owner, backends=backends)):
+        return helped
     if claim.config is None or claim.status == "not_due":
         return None
     business_id = claim.config.business.business_id

@@ -53,18 +53,21 @@ class SharedRateLimiter:
         self._slots: deque[float] = deque()
         self._lock = threading.Lock()
         self._pause = 0.0
+        self._offset: float | None = None
         self._store = _RedisStore(provider) if settings.REDIS_URL else _PostgresStore(provider)
 
     def reserve(self) -> float:
         """Book this process's next slot in the shared schedule (taking a block from the store when none is left);
-        return how long to wait for it."""
+        return how long to wait for it. A slot this process let pass (busy opening connections, say) is dropped,
+        never used late: late slots would crowd the slots other processes use on time, and the provider would see
+        more than the rate."""
         with self._lock:
+            missed = time.monotonic() - self._interval
+            while self._slots and self._slots[0] < missed:
+                self._slots.popleft()
             if not self._slots:
                 self._take_block()
-            return self._next_wait()
-
-    def _next_wait(self) -> float:
-        wait = self._slots.popleft() - time.monotonic()
+            wait = self._slots.popleft() - time.monotonic()
         return wait if wait > 0 else 0.0
 
     def pause(self, seconds: float) -> None:
@@ -82,7 +85,12 @@ class SharedRateLimiter:
         span = self._block * self._interval
         start, store_now = self._store.take(span=span, pause=self._pause)
         self._pause = 0.0
-        local_start = time.monotonic() + (start - store_now)
+        # The store's clock read as this process's: the smallest offset seen so far (the reading least delayed on
+        # its way back), kept from block to block, so a statement answered late never shifts one block against
+        # the next and crowds their slots together.
+        offset = time.monotonic() - store_now
+        self._offset = offset if self._offset is None else min(self._offset, offset)
+        local_start = start + self._offset
         self._slots.extend(local_start + index * self._interval for index in range(self._block))
 
 

@@ -35,3 +35,19 @@ def test_bench_runs_every_business_once_across_workers_and_deletes_its_data(monk
     assert not Business.objects.exists()
     assert not Customer.objects.exists()
     assert not NotificationLog.objects.exists()
+
+
+def test_shared_workers_split_one_big_business_and_count_each_notification_once(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", database_url())
+    monkeypatch.setenv("AUTO_ENGAGEMENT_PART_SIZE", "50")
+    out = io.StringIO()
+    call_command(
+        "bench_auto_engagement",
+        *("--businesses", "1", "--customers", "400", "--inactive-share", "1", "--workers", "2", "--shared"),
+        stdout=out,
+    )
+    figures = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert (figures["businesses"], figures["workers"]) == (1, 2)
+    # Wallet only (the default), no holdout in the synthetic configs: every customer has one row, counted once.
+    assert figures["notifications"] == 400
+    assert not NotificationLog.objects.exists()

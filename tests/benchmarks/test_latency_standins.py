@@ -163,3 +163,23 @@ def test_bench_delivery_prints_one_json_line_with_every_message_sent(provider):
     assert report["connections"] >= 1
     assert report["messages_per_second"] > 0
     assert report["cpu_ms_per_message"] > 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_four_processes_sending_through_twilio_stay_within_the_shared_rate_at_the_standin():
+    """Counted on the stand-in's side: four processes, each allowed the whole rate on its own, share one budget."""
+    from tests.autoengagement.test_concurrency import database_url
+
+    # In a process of its own: the benchmark points SSL_CERT_FILE at its throw-away CA for its own workers.
+    command = [sys.executable, "-m", "benchmarks.bench_quota", "--rate", "40", "--seconds", "12", "--window", "10"]
+    finished = subprocess.run(
+        [*command, "--database-url", database_url()], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    figures = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert figures["requests"] == figures["messages"] == 480
+    assert figures["statuses"] == {"sent": 480}
+    # The issue's bound: never more than 5% above the rate over any 10-second window.
+    assert not figures["exceeds_limit"], figures["per_second"]
+    assert figures["mean_rate"] <= 40 * 1.05

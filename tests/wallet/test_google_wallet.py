@@ -3,8 +3,9 @@ import datetime as dt
 import json
 from urllib.parse import parse_qs
 
+import httpx
 import pytest
-import responses
+import respx
 from cryptography.hazmat.primitives import serialization
 from django.utils import timezone
 from google.auth import crypt, jwt
@@ -31,9 +32,9 @@ def _add_message_url(pass_id: str) -> str:
 
 @pytest.fixture
 def google_api(google_settings):
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.post(
-            GOOGLE_TOKEN_URI, json={"access_token": "ya29.test-token", "expires_in": 3600, "token_type": "Bearer"}
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(GOOGLE_TOKEN_URI).respond(
+            json={"access_token": "ya29.test-token", "expires_in": 3600, "token_type": "Bearer"}
         )
         yield mock
 
@@ -47,24 +48,29 @@ def google_client(google_api):
 
 
 def _calls_to(mock, url: str) -> list:
-    return [call for call in mock.calls if call.request.url == url]
+    return [call for call in mock.calls if str(call.request.url) == url]
+
+
+def _add(client: GoogleWalletClient, pass_id: str = "pass_A", **fields):
+    """One addMessage through the client's event loop."""
+    fields = {"message_id": "m", "header": "h", "body": "b", "notify": True, **fields}
+    return client.run(client.add_message(object_id=f"{GOOGLE_ISSUER_ID}.{pass_id}", **fields))
 
 
 def test_add_message_request_shape_and_bearer_token(google_client, google_api):
-    google_api.post(_add_message_url("pass_A"), json={"resource": {}})
-    outcome = google_client.add_message(
-        object_id=f"{GOOGLE_ISSUER_ID}.pass_A",
+    google_api.post(_add_message_url("pass_A")).respond(json={"resource": {}})
+    outcome = _add(
+        google_client,
         message_id="reengagement-7",
         header="We miss you",
         body="Come back",
-        notify=True,
         now=dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC),
     )
     assert outcome.ok
     [call] = _calls_to(google_api, _add_message_url("pass_A"))
     assert call.request.method == "POST"
     assert call.request.headers["Authorization"] == "Bearer ya29.test-token"
-    assert json.loads(call.request.body) == {
+    assert json.loads(call.request.content) == {
         "message": {
             "id": "reengagement-7",
             "header": "We miss you",
@@ -83,13 +89,10 @@ def test_the_oauth_token_is_a_signed_service_account_assertion_exchanged_once(
     google_client, google_api, google_service_account
 ):
     for pass_id in ("pass_A", "pass_B"):
-        google_api.post(_add_message_url(pass_id), json={})
-        google_client.add_message(
-            object_id=f"{GOOGLE_ISSUER_ID}.{pass_id}", message_id="m", header="h", body="b", notify=False
-        )
+        google_api.post(_add_message_url(pass_id)).respond(json={})
+        _add(google_client, pass_id, notify=False)
     [token_call] = _calls_to(google_api, GOOGLE_TOKEN_URI)
-    body = token_call.request.body
-    form = parse_qs(body.decode() if isinstance(body, bytes) else body)
+    form = parse_qs(token_call.request.content.decode())
     assert form["grant_type"] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
     # google-auth addresses the assertion to Google's token endpoint whatever token_uri it is posted to.
     claims = jwt.decode(
@@ -102,19 +105,15 @@ def test_the_oauth_token_is_a_signed_service_account_assertion_exchanged_once(
 
 
 def test_text_without_notification(google_client, google_api):
-    google_api.post(_add_message_url("pass_A"), json={})
-    google_client.add_message(
-        object_id=f"{GOOGLE_ISSUER_ID}.pass_A", message_id="m", header="h", body="b", notify=False
-    )
+    google_api.post(_add_message_url("pass_A")).respond(json={})
+    _add(google_client, notify=False)
     call = _calls_to(google_api, _add_message_url("pass_A"))[0]
-    assert json.loads(call.request.body)["message"]["messageType"] == "TEXT"
+    assert json.loads(call.request.content)["message"]["messageType"] == "TEXT"
 
 
 def test_404_object_missing_is_permanent_and_not_retried(google_client, google_api):
-    google_api.post(_add_message_url("pass_A"), status=404, json={"error": {"code": 404, "message": "not found"}})
-    outcome = google_client.add_message(
-        object_id=f"{GOOGLE_ISSUER_ID}.pass_A", message_id="m", header="h", body="b", notify=True
-    )
+    google_api.post(_add_message_url("pass_A")).respond(404, json={"error": {"code": 404, "message": "not found"}})
+    outcome = _add(google_client)
     assert (outcome.ok, outcome.retryable) == (False, False)
     assert "not found" in outcome.error
     assert len(_calls_to(google_api, _add_message_url("pass_A"))) == 1
@@ -122,11 +121,13 @@ def test_404_object_missing_is_permanent_and_not_retried(google_client, google_a
 
 def test_429_is_retried_then_sent(google_client, google_api):
     url = _add_message_url("pass_A")
-    google_api.post(url, status=429, json={"error": {"message": "Rate Limit Exceeded"}}, headers={"Retry-After": "0"})
-    google_api.post(url, json={})
-    outcome = google_client.add_message(
-        object_id=f"{GOOGLE_ISSUER_ID}.pass_A", message_id="m", header="h", body="b", notify=True
+    google_api.post(url).mock(
+        side_effect=[
+            httpx.Response(429, json={"error": {"message": "Rate Limit Exceeded"}}, headers={"Retry-After": "0"}),
+            httpx.Response(200, json={}),
+        ]
     )
+    outcome = _add(google_client)
     assert outcome.ok
     assert len(_calls_to(google_api, url)) == 2
 
@@ -134,10 +135,8 @@ def test_429_is_retried_then_sent(google_client, google_api):
 @pytest.mark.parametrize("status", [500, 503])
 def test_a_5xx_may_have_added_the_message_so_it_is_unknown_and_not_retried(google_client, google_api, status):
     url = _add_message_url("pass_A")
-    google_api.post(url, status=status, json={"error": {"message": "backend error"}})
-    outcome = google_client.add_message(
-        object_id=f"{GOOGLE_ISSUER_ID}.pass_A", message_id="m", header="h", body="b", notify=True
-    )
+    google_api.post(url).respond(status, json={"error": {"message": "backend error"}})
+    outcome = _add(google_client)
     assert (outcome.ok, outcome.retryable, outcome.unknown) == (False, False, True)
     assert str(status) in outcome.error
     assert len(_calls_to(google_api, url)) == 1
@@ -145,10 +144,8 @@ def test_a_5xx_may_have_added_the_message_so_it_is_unknown_and_not_retried(googl
 
 def test_429_past_the_retries_is_a_retryable_failure(google_client, google_api):
     url = _add_message_url("pass_A")
-    google_api.post(url, status=429, json={"error": {"code": 429, "message": "Too many requests"}})
-    outcome = google_client.add_message(
-        object_id=f"{GOOGLE_ISSUER_ID}.pass_A", message_id="m", header="h", body="b", notify=True
-    )
+    google_api.post(url).respond(429, json={"error": {"code": 429, "message": "Too many requests"}})
+    outcome = _add(google_client)
     assert (outcome.ok, outcome.retryable, outcome.unknown) == (False, True, False)
     assert len(_calls_to(google_api, url)) == 3
 
@@ -162,10 +159,8 @@ def test_403_quota_exceeded_is_the_notification_quota(google_client, google_api)
             "errors": [{"message": "Quota exceeded", "domain": "walletobjects", "reason": "quotaExceeded"}],
         }
     }
-    google_api.post(url, status=403, json=body)
-    outcome = google_client.add_message(
-        object_id=f"{GOOGLE_ISSUER_ID}.pass_A", message_id="m", header="h", body="b", notify=True
-    )
+    google_api.post(url).respond(403, json=body)
+    outcome = _add(google_client)
     assert (outcome.ok, outcome.quota_exceeded, outcome.retryable) == (False, True, False)
     assert len(_calls_to(google_api, url)) == 1
 
@@ -173,26 +168,22 @@ def test_403_quota_exceeded_is_the_notification_quota(google_client, google_api)
 def test_only_the_newest_of_our_messages_stay_on_the_object(google_client, google_api):
     others = [{"id": "platform-offer", "header": "Offer", "body": "10% off"}]
     ours = [{"id": f"reengagement-{n}", "header": "h", "body": "b"} for n in range(1, 6)]
-    google_api.post(_add_message_url("pass_A"), json={"resource": {"messages": others[:1] + ours}})
+    google_api.post(_add_message_url("pass_A")).respond(json={"resource": {"messages": others[:1] + ours}})
     object_url = _add_message_url("pass_A").removesuffix("/addMessage")
-    google_api.patch(object_url, json={})
-    outcome = google_client.add_message(
-        object_id=f"{GOOGLE_ISSUER_ID}.pass_A", message_id="reengagement-5", header="h", body="b", notify=True
-    )
+    google_api.patch(object_url).respond(json={})
+    outcome = _add(google_client, message_id="reengagement-5")
     assert outcome.ok
     [patch] = [call for call in google_api.calls if call.request.method == "PATCH"]
-    kept = json.loads(patch.request.body)["messages"]
+    kept = json.loads(patch.request.content)["messages"]
     assert [m["id"] for m in kept] == ["platform-offer", "reengagement-3", "reengagement-4", "reengagement-5"]
 
 
 def test_a_failed_token_exchange_is_a_retryable_failure(google_settings):
-    with responses.RequestsMock() as mock:
-        mock.post(GOOGLE_TOKEN_URI, status=500, json={"error": "internal"})
+    with respx.mock() as mock:
+        mock.post(GOOGLE_TOKEN_URI).respond(500, json={"error": "internal"})
         client = GoogleWalletClient(config=load_google_config(), max_retries=0, backoff=0.01)
         client.open()
-        outcome = client.add_message(
-            object_id=f"{GOOGLE_ISSUER_ID}.pass_A", message_id="m", header="h", body="b", notify=True
-        )
+        outcome = _add(client)
         client.close()
     assert (outcome.ok, outcome.retryable) == (False, True)
 
@@ -212,13 +203,14 @@ def _message(customer, log_id: int) -> Message:
 
 def _message_types(mock, pass_id: str) -> list[str]:
     return [
-        json.loads(call.request.body)["message"]["messageType"] for call in _calls_to(mock, _add_message_url(pass_id))
+        json.loads(call.request.content)["message"]["messageType"]
+        for call in _calls_to(mock, _add_message_url(pass_id))
     ]
 
 
 def test_past_three_notifications_in_24_hours_the_message_goes_as_text(google_api):
     wallet_pass = WalletPassFactory(platform="google")
-    google_api.post(_add_message_url(wallet_pass.pass_id), json={})
+    google_api.post(_add_message_url(wallet_pass.pass_id)).respond(json={})
     GoogleWalletMessage.objects.create(
         wallet_pass=wallet_pass, message_id="old", notified=True, sent_at=timezone.now() - dt.timedelta(hours=25)
     )
@@ -232,7 +224,7 @@ def test_past_three_notifications_in_24_hours_the_message_goes_as_text(google_ap
 def test_past_the_cap_skip_mode_makes_no_call(google_api, google_settings):
     google_settings.GOOGLE_WALLET_OVER_LIMIT = "skip"
     wallet_pass = WalletPassFactory(platform="google")
-    google_api.post(_add_message_url(wallet_pass.pass_id), json={})
+    google_api.post(_add_message_url(wallet_pass.pass_id)).respond(json={})
     GoogleWalletMessage.objects.bulk_create(
         GoogleWalletMessage(wallet_pass=wallet_pass, message_id=f"m{n}", notified=True) for n in range(3)
     )
@@ -245,7 +237,7 @@ def test_past_the_cap_skip_mode_makes_no_call(google_api, google_settings):
 
 def test_a_failed_call_does_not_count_against_the_cap(google_api):
     wallet_pass = WalletPassFactory(platform="google")
-    google_api.post(_add_message_url(wallet_pass.pass_id), status=404, json={"error": {"message": "gone"}})
+    google_api.post(_add_message_url(wallet_pass.pass_id)).respond(404, json={"error": {"message": "gone"}})
     with WalletBackend() as backend:
         [result] = backend.send_batch([_message(wallet_pass.customer, 1)])
     assert result.status == "failed"
@@ -256,12 +248,8 @@ def test_a_failed_call_does_not_count_against_the_cap(google_api):
 def test_a_quota_refusal_from_google_is_not_retried_and_the_message_goes_as_text(google_api):
     wallet_pass = WalletPassFactory(platform="google")
     url = _add_message_url(wallet_pass.pass_id)
-    google_api.post(
-        url,
-        status=429,
-        json={"error": {"code": 429, "message": "QuotaExceededException: too many notifications", "status": "x"}},
-    )
-    google_api.post(url, json={})
+    quota = {"error": {"code": 429, "message": "QuotaExceededException: too many notifications", "status": "x"}}
+    google_api.post(url).mock(side_effect=[httpx.Response(429, json=quota), httpx.Response(200, json={})])
     with WalletBackend() as backend:
         [result] = backend.send_batch([_message(wallet_pass.customer, 1)])
     assert result.status == "sent"

@@ -4,8 +4,9 @@ import shutil
 import subprocess
 import zipfile
 
+import httpx
 import pytest
-import responses
+import respx
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -29,10 +30,14 @@ def _add_message_url(pass_id: str) -> str:
 
 @pytest.fixture
 def live(apns_server, google_settings):
-    """Both platforms configured: APNs is the local HTTP/2 stand-in, the Google API answered through responses."""
+    """Both platforms configured: APNs is the local HTTP/2 stand-in, the Google API answered through respx (any
+    other request made through httpx to the local stand-in goes through untouched)."""
     google_settings.WALLET_CHANNEL = "live"
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as google_api:
-        google_api.post(GOOGLE_TOKEN_URI, json={"access_token": "ya29.t", "expires_in": 3600, "token_type": "Bearer"})
+    with respx.mock(assert_all_called=False) as google_api:
+        google_api.route(host=apns_server.host.partition(":")[0]).pass_through()
+        google_api.post(GOOGLE_TOKEN_URI).respond(
+            json={"access_token": "ya29.t", "expires_in": 3600, "token_type": "Bearer"}
+        )
         yield apns_server, google_api
 
 
@@ -75,8 +80,8 @@ def test_mixed_batch_reaches_each_customer_on_every_pass(live):
     apns_server.answer("a2" * 32, 410)
     apns_server.answer("c1" * 32, 410)
     for wallet_pass in (google_only, both_google):
-        google_api.post(_add_message_url(wallet_pass.pass_id), json={})
-    google_api.post(_add_message_url(google_missing.pass_id), status=404, json={"error": {"message": "not found"}})
+        google_api.post(_add_message_url(wallet_pass.pass_id)).respond(json={})
+    google_api.post(_add_message_url(google_missing.pass_id)).respond(404, json={"error": {"message": "not found"}})
 
     customers = [
         apple_two_devices.customer,
@@ -160,7 +165,7 @@ def test_queries_do_not_grow_with_the_batch(live, django_assert_max_num_queries)
     small, small_urls = _batch(2, 100)
     large, large_urls = _batch(12, 200)
     for url in small_urls + large_urls:
-        google_api.post(url, json={})
+        google_api.post(url).respond(json={})
     batches = []
     with WalletBackend() as backend:
         with CaptureQueriesContext(connection) as small_queries:
@@ -278,16 +283,17 @@ def test_a_5xx_from_google_is_unknown_and_a_quota_answer_falls_back_to_text(live
     _, google_api = live
     lost = WalletPassFactory(platform="google")
     capped = WalletPassFactory(platform="google")
-    google_api.post(_add_message_url(lost.pass_id), status=500, json={"error": {"message": "backend error"}})
+    google_api.post(_add_message_url(lost.pass_id)).respond(500, json={"error": {"message": "backend error"}})
     quota = {"error": {"code": 403, "errors": [{"reason": "quotaExceeded", "domain": "walletobjects"}]}}
-    google_api.post(_add_message_url(capped.pass_id), status=403, json=quota)
-    google_api.post(_add_message_url(capped.pass_id), json={})
+    google_api.post(_add_message_url(capped.pass_id)).mock(
+        side_effect=[httpx.Response(403, json=quota), httpx.Response(200, json={})]
+    )
     with WalletBackend() as backend:
         unknown, sent = backend.send_batch(
             [_message(lost.customer.customer_id, 1), _message(capped.customer.customer_id, 2)]
         )
     assert (unknown.status, unknown.retryable) == ("unknown", False)
-    assert len([c for c in google_api.calls if lost.pass_id in c.request.url]) == 1, "never retried"
+    assert len([c for c in google_api.calls if lost.pass_id in str(c.request.url)]) == 1, "never retried"
     assert sent.status == "sent"
-    capped_calls = [json.loads(c.request.body) for c in google_api.calls if capped.pass_id in c.request.url]
+    capped_calls = [json.loads(c.request.content) for c in google_api.calls if capped.pass_id in str(c.request.url)]
     assert [call["message"]["messageType"] for call in capped_calls] == ["TEXT_AND_NOTIFY", "TEXT"]

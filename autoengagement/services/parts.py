@@ -1,0 +1,217 @@
+"""One big business shared by several workers.
+
+A business with more than AUTO_ENGAGEMENT_PART_SIZE customers has its day split into parts, key ranges of its
+customers, planned in the claim's transaction by the run that claims the config (the coordinator). Every worker that
+finds the config running (its own claim, or another run's: CronJob parallelism N, `--workers N`) takes parts one at a
+time under a lease of their own and runs each part's audience exactly as a whole business is run: the once-per-spell
+constraint, the holdout draw (per customer) and the guarded send windows are the same, so the split changes nothing
+but who sends. A part whose worker died (its lease expired) is taken over: the rows its last window had in flight
+become `unknown`, its pending rows are sent, then its audience. The coordinator waits for every part, sums their
+counts and finishes the day as for any business; if the coordinator dies, the next claim of the day resumes the same
+parts.
+"""
+
+import dataclasses
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from autoengagement.models import AutoEngagementConfig, RunPart
+from autoengagement.services.audience import iter_audience_chunks
+from autoengagement.services.delivery import ChunkTally, RunContext, deliver_chunk
+from autoengagement.services.retries import INTERRUPTED, day_rows, retry_due_rows
+from notifications.backends.base import ChannelBackend
+from notifications.models import NotificationLog
+from wallet.models import Customer
+
+logger = logging.getLogger(__name__)
+
+Status = NotificationLog.Status
+LAST_KEY = 2**63 - 1
+# How often a coordinator whose parts are all taken looks again (for a part whose worker died).
+WAIT_SECONDS = 1.0
+
+
+def plan_parts(*, config: AutoEngagementConfig, run_date: dt.date, resume: bool) -> int:
+    """The day's parts: those of the run being resumed (a crash, retries), else planned anew (a run of a day
+    already completed, forced or requested, starts from fresh parts); none for a business of at most PART_SIZE
+    customers. The first part starts at key 0 and the last ends at the largest key, so customers created during the
+    run fall in a part too. Returns how many parts the day has."""
+    day_parts = RunPart.objects.filter(config=config, run_date=run_date)
+    if resume and (existing := day_parts.count()):
+        return existing
+    day_parts.delete()
+    size = max(1, settings.AUTO_ENGAGEMENT_PART_SIZE)
+    keys = Customer.objects.filter(business_id=config.business_id).order_by("pk").values_list("pk", flat=True)
+    if keys.count() <= size:
+        return 0
+    starts = [key for index, key in enumerate(keys.iterator(chunk_size=10000)) if index % size == 0]
+    starts[0] = 0
+    ends = [start - 1 for start in starts[1:]] + [LAST_KEY]
+    RunPart.objects.bulk_create(
+        RunPart(config=config, run_date=run_date, number=number, first_customer=start, last_customer=end)
+        for number, (start, end) in enumerate(zip(starts, ends, strict=True))
+    )
+    logger.info(
+        "business split into parts",
+        extra={"business_id": config.business.business_id, "config_id": config.config_id, "parts": len(starts)},
+    )
+    return len(starts)
+
+
+def helpable_config_pks() -> set[int]:
+    """Configs running a split day with parts nobody has finished: another worker may take some."""
+    return set(
+        RunPart.objects.filter(
+            done_at__isnull=True,
+            config__last_run_status=AutoEngagementConfig.RunStatus.RUNNING,
+            run_date=F("config__last_run_local_date"),
+        )
+        .values_list("config_id", flat=True)
+        .distinct()
+    )
+
+
+def _lease_expiry() -> dt.datetime:
+    return timezone.now() + dt.timedelta(seconds=settings.AUTO_ENGAGEMENT_LEASE_SECONDS)
+
+
+@transaction.atomic
+def claim_part(*, config: AutoEngagementConfig, run_date: dt.date, owner: str) -> tuple[RunPart | None, bool]:
+    """The next part nobody works on (or whose worker's lease expired), taken for `owner`; and whether it was
+    taken over from a worker that died."""
+    part = (
+        RunPart.objects.select_for_update(skip_locked=True)
+        .filter(config=config, run_date=run_date, done_at__isnull=True)
+        .filter(Q(owner="") | Q(lease_expires_at__lte=timezone.now()))
+        .order_by("number")
+        .first()
+    )
+    if part is None:
+        return None, False
+    taken_over = bool(part.owner)
+    part.owner, part.lease_expires_at = owner, _lease_expiry()
+    part.save(update_fields=["owner", "lease_expires_at"])
+    return part, taken_over
+
+
+class PartLost(Exception):
+    """Another worker took the part over (this one was too slow to renew its lease): stop sending it."""
+
+
+def renew_part(part: RunPart) -> None:
+    renewed = RunPart.objects.filter(pk=part.pk, owner=part.owner, done_at__isnull=True).update(
+        lease_expires_at=_lease_expiry()
+    )
+    if not renewed:
+        raise PartLost(f"part {part.number} was taken over by another run")
+
+
+def run_part(
+    part: RunPart,
+    *,
+    context: RunContext,
+    backends: Callable[[str], ChannelBackend],
+    taken_over: bool,
+    after_chunk: Callable[[], None],
+) -> ChunkTally:
+    """Send one part's audience (after what a dead worker left of it) and record its counts on the part."""
+    customers = (part.first_customer, part.last_customer)
+    chunk_size = settings.AUTO_ENGAGEMENT_CHUNK_SIZE
+    tally = ChunkTally()
+    if taken_over:
+        recovered = _recover(part)
+        logger.warning("part taken over", extra={"part": part.number, "rows": recovered})
+        tally.add(retry_due_rows(context, backends, chunk_size=chunk_size, customers=customers))
+        after_chunk()
+    audience = iter_audience_chunks(config=context.config, now=context.now, chunk_size=chunk_size, customers=customers)
+    for members in audience:
+        tally.add(deliver_chunk(context, members, backends))
+        after_chunk()
+    RunPart.objects.filter(pk=part.pk, owner=part.owner).update(
+        done_at=timezone.now(), lease_expires_at=None, tally=tally_as_json(tally)
+    )
+    return tally
+
+
+def _recover(part: RunPart) -> int:
+    """The rows the dead worker's last window had in the provider's hands: `unknown`, never sent again."""
+    return (
+        day_rows(business_id=part.config.business_id, run_date=part.run_date)
+        .filter(customer_id__gte=part.first_customer, customer_id__lte=part.last_customer, status=Status.SENDING)
+        .update(status=Status.UNKNOWN, error=INTERRUPTED)
+    )
+
+
+def work_parts(
+    *,
+    config: AutoEngagementConfig,
+    run_date: dt.date,
+    owner: str,
+    context_for: Callable[[Callable[[], None]], RunContext],
+    backends: Callable[[str], ChannelBackend],
+    after_chunk: Callable[[], None],
+) -> tuple[int, ChunkTally]:
+    """Take and run parts of the day until none is left to take; return how many this worker ran, and their counts."""
+    done, tally = 0, ChunkTally()
+    while True:
+        part, taken_over = claim_part(config=config, run_date=run_date, owner=owner)
+        if part is None:
+            return done, tally
+        part.config = config
+
+        def keep_alive(part: RunPart = part) -> None:
+            renew_part(part)
+            after_chunk()
+
+        context = context_for(keep_alive)
+        tally.add(run_part(part, context=context, backends=backends, taken_over=taken_over, after_chunk=keep_alive))
+        done += 1
+
+
+def wait_for_parts(
+    *,
+    config: AutoEngagementConfig,
+    run_date: dt.date,
+    owner: str,
+    context_for: Callable[[Callable[[], None]], RunContext],
+    backends: Callable[[str], ChannelBackend],
+    keep_alive: Callable[[], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> ChunkTally:
+    """The coordinator: run parts until every part of the day is done (taking over any whose worker died), keeping
+    the config's lease alive meanwhile; then the day's counts, summed over the parts."""
+    while True:
+        work_parts(
+            config=config,
+            run_date=run_date,
+            owner=owner,
+            context_for=context_for,
+            backends=backends,
+            after_chunk=keep_alive,
+        )
+        if not RunPart.objects.filter(config=config, run_date=run_date, done_at__isnull=True).exists():
+            break
+        keep_alive()
+        sleep(WAIT_SECONDS)
+    total = ChunkTally()
+    for tally in RunPart.objects.filter(config=config, run_date=run_date).values_list("tally", flat=True):
+        total.add(tally_from_json(tally))
+    return total
+
+
+def tally_as_json(tally: ChunkTally) -> dict[str, object]:
+    data = dataclasses.asdict(tally)
+    data["retry_at"] = tally.retry_at.isoformat() if tally.retry_at else None
+    return data
+
+
+def tally_from_json(data: dict[str, object]) -> ChunkTally:
+    retry_at = data.get("retry_at")
+    return ChunkTally(**{**data, "retry_at": dt.datetime.fromisoformat(retry_at) if retry_at else None})

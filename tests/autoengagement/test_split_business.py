@@ -1,0 +1,172 @@
+"""One big business shared by several workers (services.parts): key ranges of its customers claimed under leases,
+every eligible customer attempted exactly once, holdout and results as one worker would have them."""
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from autoengagement.models import AutoEngagementConfig, ResultsCohort, ResultsDay, ResultsOutcome, RunPart
+from autoengagement.services import parts
+from autoengagement.services.audience import in_holdout
+from autoengagement.services.run import run_due_configs
+from notifications.models import NotificationLog
+from tests.autoengagement.test_concurrency import NOW, PROJECT, database_url
+from tests.factories import AutoEngagementConfigFactory, CustomerFactory
+from tests.faults.standins import Fault, TwilioStandIn
+
+INACTIVE, ACTIVE, PART_SIZE = 1000, 200, 100
+
+
+def big_business(holdout_percent: int = 20) -> tuple[AutoEngagementConfig, dict[str, bool]]:
+    config = AutoEngagementConfigFactory(channels=["sms"], holdout_percent=holdout_percent)
+    quiet = CustomerFactory.create_batch(
+        INACTIVE,
+        business=config.business,
+        created_at=NOW - dt.timedelta(days=300),
+        last_activity_at=NOW - dt.timedelta(days=30),
+    )
+    CustomerFactory.create_batch(
+        ACTIVE, business=config.business, created_at=NOW - dt.timedelta(days=300), last_activity_at=NOW
+    )
+    expected = {
+        member.customer_id: in_holdout(
+            config_id=config.config_id,
+            customer_id=member.customer_id,
+            spell_start=member.last_activity_at,
+            holdout_percent=holdout_percent,
+        )
+        for member in quiet
+    }
+    return config, expected
+
+
+def assigned() -> dict[str, str]:
+    return dict(NotificationLog.objects.values_list("customer__customer_id", "status"))
+
+
+def results_rows() -> list[tuple]:
+    outcomes = sorted(ResultsOutcome.objects.values_list("day__run_date", "channel", "status", "rows", "delivered"))
+    cohorts = sorted(tuple(row.values()) for row in ResultsCohort.objects.values().order_by())
+    return [outcomes, [row[2:] for row in cohorts]]
+
+
+def start_worker(standin: TwilioStandIn, *, part_size: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "DEBUG": "true",
+        "LOG_LEVEL": "WARNING",
+        "AUTO_ENGAGEMENT_PART_SIZE": str(part_size),
+        "SMS_CHANNEL": "twilio",
+        "TWILIO_API_BASE": standin.base_url,
+        "TWILIO_ACCOUNT_SID": standin.account_sid,
+        "TWILIO_AUTH_TOKEN": standin.auth_token,
+        "TWILIO_FROM_NUMBER": standin.from_number,
+        "TWILIO_RATE_LIMIT": "0",
+        "CHANNEL_HTTP_TIMEOUT": "10",
+    }
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "run_auto_engagement", "--now", NOW.isoformat(), "--format", "json"],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_workers(standin: TwilioStandIn, count: int, *, part_size: int) -> list[dict]:
+    processes = [start_worker(standin, part_size=part_size) for _ in range(count)]
+    outputs = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=180)
+        assert process.returncode == 0, stderr
+        outputs.append(json.loads(stdout.strip().splitlines()[-1]))
+    return outputs
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_four_workers_share_one_business_and_match_one_worker():
+    config, expected = big_business()
+    # Each answer takes a moment, as a real provider's does: one worker alone would take several seconds, so the
+    # others, starting a second later, find parts left to take.
+    with TwilioStandIn(fault=Fault.ACCEPT_THEN_TIMEOUT, slow_seconds=0.3) as twilio:
+        outputs = run_workers(twilio, 4, part_size=PART_SIZE)
+        split_deliveries = Counter(twilio.deliveries)
+
+    statuses = Counter(b["status"] for out in outputs for b in out["businesses"])
+    assert statuses["success"] == 1
+    assert statuses["helped"] >= 1
+    part_rows = list(RunPart.objects.filter(config=config).values_list("owner", "done_at"))
+    assert len(part_rows) == (INACTIVE + ACTIVE) // PART_SIZE
+    assert all(done_at is not None for _, done_at in part_rows)
+    assert len({owner for owner, _ in part_rows}) > 1
+    # Exactly once: one log row per eligible customer, one delivery per reached phone at the provider.
+    logged = Counter(NotificationLog.objects.values_list("customer__customer_id", flat=True))
+    assert set(logged) == set(expected)
+    assert set(logged.values()) == {1}
+    assert {customer for customer, status in assigned().items() if status == "holdout"} == {
+        customer for customer, held in expected.items() if held
+    }
+    assert set(split_deliveries.values()) == {1}
+    assert sum(split_deliveries.values()) == INACTIVE - sum(expected.values())
+    config.refresh_from_db()
+    assert config.last_run_status == "success"
+    assert config.total_customers_notified == INACTIVE - sum(expected.values())
+    split_assigned, split_results = assigned(), results_rows()
+
+    # The same data, run again from scratch by one worker that does not split: the same log and the same results.
+    NotificationLog.objects.all().delete()
+    RunPart.objects.all().delete()
+    ResultsDay.objects.all().delete()
+    AutoEngagementConfig.objects.update(last_run_local_date=None, last_run_status=None, total_customers_notified=0)
+    with TwilioStandIn() as twilio:
+        run_workers(twilio, 1, part_size=10**6)
+    assert not RunPart.objects.exists()
+    assert assigned() == split_assigned
+    assert results_rows() == split_results
+
+
+@pytest.mark.django_db
+@override_settings(AUTO_ENGAGEMENT_PART_SIZE=PART_SIZE)
+def test_parts_cover_every_key_and_a_dead_workers_part_is_taken_over():
+    config, expected = big_business(holdout_percent=0)
+    local_date = NOW.date()
+    assert parts.plan_parts(config=config, run_date=local_date, resume=False) == (INACTIVE + ACTIVE) // PART_SIZE
+    ranges = list(RunPart.objects.order_by("number").values_list("first_customer", "last_customer"))
+    assert ranges[0][0] == 0
+    assert ranges[-1][1] == parts.LAST_KEY
+    assert all(ranges[n][1] + 1 == ranges[n + 1][0] for n in range(len(ranges) - 1))
+    # A resumed day keeps its parts.
+    assert parts.plan_parts(config=config, run_date=local_date, resume=True) == len(ranges)
+
+    # A worker took part 0 and died: its lease ran out. The coordinator's run takes it over like any other part.
+    RunPart.objects.filter(number=0).update(owner="dead-worker", lease_expires_at=timezone.now() - dt.timedelta(1))
+    summary = run_due_configs(now=NOW, business_ids=[config.business.business_id])
+    [outcome] = summary.outcomes
+    assert outcome.status == "success"
+    assert outcome.notified == INACTIVE
+    assert not RunPart.objects.filter(done_at__isnull=True).exists()
+    owners = set(RunPart.objects.values_list("owner", flat=True))
+    assert len(owners) == 1
+    assert "dead-worker" not in owners
+    assert Counter(NotificationLog.objects.values_list("customer__customer_id", flat=True)) == dict.fromkeys(
+        expected, 1
+    )
+
+    # The same day run again (forced): fresh parts, nobody new to reach, nothing counted twice.
+    config.refresh_from_db()
+    total = config.total_customers_notified
+    [again] = run_due_configs(now=NOW, business_ids=[config.business.business_id]).outcomes
+    assert (again.status, again.notified, again.audience) == ("success", 0, 0)
+    config.refresh_from_db()
+    assert config.total_customers_notified == total == INACTIVE
+    assert NotificationLog.objects.count() == INACTIVE
