@@ -40,13 +40,14 @@ WAIT_SECONDS = 1.0
 
 def plan_parts(*, config: AutoEngagementConfig, run_date: dt.date, resume: bool) -> int:
     """The day's parts: those of the run being resumed (a crash, retries), else planned anew (a run of a day
-    already completed, forced or requested, starts from fresh parts); none for a business of at most PART_SIZE
-    customers. The first part starts at key 0 and the last ends at the largest key, so customers created during the
-    run fall in a part too. Returns how many parts the day has."""
+    already completed, forced or requested, starts from fresh parts; earlier days' parts go); none for a business
+    of at most PART_SIZE customers. The first part starts at key 0 and the last ends at the largest key, so
+    customers created during the run fall in a part too. Returns how many parts the day has."""
     day_parts = RunPart.objects.filter(config=config, run_date=run_date)
     if resume and (existing := day_parts.count()):
         return existing
-    day_parts.delete()
+    # Earlier days' parts are finished or abandoned (their day was closed): only today's are kept.
+    RunPart.objects.filter(config=config).delete()
     size = max(1, settings.AUTO_ENGAGEMENT_PART_SIZE)
     keys = Customer.objects.filter(business_id=config.business_id).order_by("pk").values_list("pk", flat=True)
     if keys.count() <= size:

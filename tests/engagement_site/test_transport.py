@@ -1,12 +1,12 @@
-"""What a failed request proves about the provider, checked against real sockets."""
+"""What a failed request proves about the provider (engagement_site.curl's `written`), checked against real
+sockets."""
 
 import socket
 import threading
 
 import pytest
-import requests
 
-from engagement_site.transport import request_not_written
+from engagement_site.curl import HttpRequest, TransferError, perform
 
 
 @pytest.fixture
@@ -40,20 +40,27 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def failure(url: str, timeout: float = 2) -> requests.RequestException:
-    with pytest.raises(requests.RequestException) as excinfo:
-        requests.post(url, data=b"x", timeout=timeout)
+def failure(url: str, timeout: float = 2) -> TransferError:
+    with pytest.raises(TransferError) as excinfo:
+        perform(HttpRequest("POST", url, {}, b"x"), timeout=timeout)
     return excinfo.value
 
 
 def test_a_refused_connection_was_not_written():
-    assert request_not_written(failure(f"http://127.0.0.1:{closed_port()}/send"))
+    exc = failure(f"http://127.0.0.1:{closed_port()}/send")
+    assert (exc.kind, exc.written) == ("connect error", False)
 
 
 def test_a_failed_tls_handshake_was_not_written(plain_http_server):
     exc = failure(f"https://127.0.0.1:{plain_http_server}/send")
-    assert isinstance(exc, requests.exceptions.SSLError)
-    assert request_not_written(exc)
+    assert (exc.kind, exc.written) == ("connect error", False)
+
+
+def test_a_timeout_during_the_tls_handshake_was_not_written():
+    """The peer accepts the connection and never speaks TLS: no byte of the request left this host."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        exc = failure(f"https://127.0.0.1:{silent.getsockname()[1]}/send", timeout=0.3)
+    assert (exc.kind, exc.written) == ("timeout", False)
 
 
 def test_a_server_that_takes_the_request_and_never_answers_leaves_it_unknown():
@@ -62,7 +69,11 @@ def test_a_server_that_takes_the_request_and_never_answers_leaves_it_unknown():
     server.listen()
     try:
         exc = failure(f"http://127.0.0.1:{server.getsockname()[1]}/send", timeout=0.3)
-        assert isinstance(exc, requests.ReadTimeout)
-        assert not request_not_written(exc)
+        assert (exc.kind, exc.written) == ("timeout", True)
     finally:
         server.close()
+
+
+def test_an_unsupported_scheme_is_our_configuration_not_the_provider():
+    exc = failure("htp://127.0.0.1/send")
+    assert (exc.configuration, exc.written) == (True, False)

@@ -10,22 +10,20 @@ from wallet.apns import ApnsClient, ApnsTls
 TOKENS = [f"{n:064x}" for n in range(1, 6)]
 
 
+def make_client(apns_server, cert_chain, **options) -> ApnsClient:
+    tls = ApnsTls(
+        cert_file=str(cert_chain.pass_cert_file),
+        key_file=str(cert_chain.pass_key_file),
+        key_password=KEY_PASSWORD,
+        ca_file=str(cert_chain.ca_file),
+    )
+    defaults = {"timeout": 5, "concurrency": 4, "max_retries": 2, "backoff": 0.01}
+    return ApnsClient(host=apns_server.host, topic=PASS_TYPE_ID, tls=tls, **{**defaults, **options})
+
+
 @pytest.fixture
 def apns_client(apns_server, cert_chain):
-    client = ApnsClient(
-        host=apns_server.host,
-        topic=PASS_TYPE_ID,
-        tls=ApnsTls(
-            cert_file=str(cert_chain.pass_cert_file),
-            key_file=str(cert_chain.pass_key_file),
-            key_password=KEY_PASSWORD,
-            ca_file=str(cert_chain.ca_file),
-        ),
-        timeout=5,
-        concurrency=4,
-        max_retries=2,
-        backoff=0.01,
-    )
+    client = make_client(apns_server, cert_chain)
     client.open()
     yield client
     client.close()
@@ -126,20 +124,7 @@ def test_an_unreachable_host_is_a_retryable_failure(cert_chain):
 
 def test_many_pushes_share_few_connections_with_streams_in_flight_together(apns_server, cert_chain):
     """250 pushes with 200 in flight: two HTTP/2 connections (100 streams each), kept for the next batch."""
-    client = ApnsClient(
-        host=apns_server.host,
-        topic=PASS_TYPE_ID,
-        tls=ApnsTls(
-            cert_file=str(cert_chain.pass_cert_file),
-            key_file=str(cert_chain.pass_key_file),
-            key_password=KEY_PASSWORD,
-            ca_file=str(cert_chain.ca_file),
-        ),
-        timeout=10,
-        concurrency=200,
-        max_retries=0,
-        backoff=0.01,
-    )
+    client = make_client(apns_server, cert_chain, timeout=10, concurrency=200, max_retries=0)
     tokens = [f"{n:064x}" for n in range(1000, 1250)]
     client.open()
     try:
