@@ -10,7 +10,7 @@ from django.utils.safestring import mark_safe
 
 from autoengagement import charts, stats
 from autoengagement.api import StatsQuerySerializer
-from autoengagement.models import AutoEngagementConfig, ResultsCohort, ResultsDay, ResultsOutcome
+from autoengagement.models import AutoEngagementConfig, ResultsCohort, ResultsDay, ResultsOutcome, RunPart
 from autoengagement.services import results
 from autoengagement.services.preview import config_preview
 from autoengagement.services.run import request_runs
@@ -202,3 +202,13 @@ class ResultsDayAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def refresh(self, request: HttpRequest, queryset) -> None:
         days = results.refresh_day_keys(queryset.values_list("business_id", "run_date"))
         self.message_user(request, f"{days} day(s) refreshed.", messages.SUCCESS)
+
+
+@admin.register(RunPart)
+class RunPartAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The parts of big businesses' current days (services.parts): who works on each, and when it was done."""
+
+    list_display = ("config", "run_date", "number", "first_customer", "last_customer", "owner", "done_at")
+    list_filter = ("run_date",)
+    search_fields = ("config__config_id", "config__business__business_id")
+    list_select_related = ("config",)

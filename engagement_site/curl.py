@@ -175,19 +175,36 @@ class CurlPool:
             self.multi.setopt(pycurl.M_MAX_CONCURRENT_STREAMS, STREAMS_PER_CONNECTION)
         self._idle: list[_Transfer] = []
         self._active: dict[pycurl.Curl, _Transfer] = {}
+        self._keys = itertools.count()
         self.connections_opened = 0
 
     @property
     def in_flight(self) -> int:
         return len(self._active)
 
-    def submit(self, request: HttpRequest, key: Any) -> None:
-        """Start `request`; `wait()` hands back `key` with its answer or TransferError."""
+    def submit(self, request: HttpRequest) -> int:
+        """Start `request`; `wait()` hands back the key returned here with its answer or TransferError. Keys are
+        unique for the pool's life, so an answer can never be taken for another request's."""
         transfer = self._idle.pop() if self._idle else _Transfer()
-        transfer.key = key
-        self._configure(transfer, request)
+        try:
+            self._configure(transfer, request)
+        except pycurl.error:
+            transfer.reset()
+            self._idle.append(transfer)
+            raise
+        transfer.key = next(self._keys)
         self._active[transfer.handle] = transfer
         self.multi.add_handle(transfer.handle)
+        return transfer.key
+
+    def cancel_all(self) -> None:
+        """Drop every transfer in flight (the batch that started them stopped on an error): nothing of theirs is
+        handed to a later batch."""
+        for handle, transfer in list(self._active.items()):
+            self.multi.remove_handle(handle)
+            transfer.reset()
+            self._idle.append(transfer)
+        self._active.clear()
 
     def wait(self, timeout: float) -> list[tuple[Any, "Answer | TransferError"]]:
         """Drive the transfers for up to `timeout` seconds; return the ones that finished (maybe none)."""
@@ -309,7 +326,7 @@ def perform(request: HttpRequest, *, timeout: float, ca_file: str = "") -> Answe
     """One request, synchronously, on a connection of its own (OAuth2 token fetches: rare, outside the batches)."""
     pool = CurlPool(http2=False, max_connections=1, timeout=timeout, ca_file=ca_file)
     try:
-        pool.submit(request, key=None)
+        pool.submit(request)
         while True:
             for _, outcome in pool.wait(timeout):
                 if isinstance(outcome, TransferError):
@@ -347,24 +364,26 @@ def run_transfers(
     for item in items:
         heapq.heappush(queue, (now, next(order), item))
     in_flight: dict[int, T] = {}
-    while queue or in_flight:
-        now = clock()
-        while queue and queue[0][0] <= now and len(in_flight) < concurrency:
-            _, _, item = heapq.heappop(queue)
-            action = start(item)
-            if isinstance(action, HttpRequest):
-                key = next(order)
-                in_flight[key] = item
-                pool.submit(action, key=key)
-            elif action is not None:
-                heapq.heappush(queue, (now + action, next(order), item))
+    try:
+        while queue or in_flight:
+            now = clock()
+            while queue and queue[0][0] <= now and len(in_flight) < concurrency:
+                _, _, item = heapq.heappop(queue)
+                action = start(item)
+                if isinstance(action, HttpRequest):
+                    in_flight[pool.submit(action)] = item
+                elif action is not None:
+                    heapq.heappush(queue, (now + action, next(order), item))
+            if in_flight:
+                can_start = queue and len(in_flight) < concurrency
+                timeout = min(POLL_SECONDS, max(0.0, queue[0][0] - now)) if can_start else POLL_SECONDS
+                for key, outcome in pool.wait(timeout):
+                    item = in_flight.pop(key)
+                    delay = settle(item, outcome)
+                    if delay is not None:
+                        heapq.heappush(queue, (clock() + delay, next(order), item))
+            elif queue and queue[0][0] > now:
+                sleep(queue[0][0] - now)
+    finally:
         if in_flight:
-            can_start = queue and len(in_flight) < concurrency
-            timeout = min(POLL_SECONDS, max(0.0, queue[0][0] - now)) if can_start else POLL_SECONDS
-            for key, outcome in pool.wait(timeout):
-                item = in_flight.pop(key)
-                delay = settle(item, outcome)
-                if delay is not None:
-                    heapq.heappush(queue, (clock() + delay, next(order), item))
-        elif queue and queue[0][0] > now:
-            sleep(queue[0][0] - now)
+            pool.cancel_all()

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils import timezone
 
-from autoengagement.models import ResultsDay, ResultsOutcome
+from autoengagement.models import ResultsDay, ResultsOutcome, RunPart
 from autoengagement.services import results
 from notifications.retention import prune_notification_logs
 from tests.factories import (
@@ -25,7 +25,8 @@ MODELS = [
 @pytest.fixture
 def populated():
     log = NotificationLogFactory()
-    AutoEngagementConfigFactory()
+    config = AutoEngagementConfigFactory()
+    RunPart.objects.create(config=config, run_date=log.run_date, number=0, first_customer=0, last_customer=99)
     BusinessSessionFactory(business=log.business)
     AppleDeviceRegistrationFactory()
     GoogleWalletMessage.objects.create(wallet_pass=WalletPassFactory(platform="google"), message_id="m1", notified=True)
@@ -58,6 +59,7 @@ def test_every_domain_model_is_registered():
         "notifications.LogRetention",
         "autoengagement.AutoEngagementConfig",
         "autoengagement.ResultsDay",
+        "autoengagement.RunPart",
     }
 
 

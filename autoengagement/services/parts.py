@@ -172,7 +172,16 @@ def work_parts(
             after_chunk()
 
         context = context_for(keep_alive)
-        tally.add(run_part(part, context=context, backends=backends, taken_over=taken_over, after_chunk=keep_alive))
+        try:
+            tally.add(run_part(part, context=context, backends=backends, taken_over=taken_over, after_chunk=keep_alive))
+        except PartLost:
+            # Too slow to renew: the worker that took it over finishes it; this one goes on with the next part.
+            logger.warning("part lost to another worker", extra={"part": part.number})
+            continue
+        except Exception:
+            # Given back at once rather than when its lease runs out: another worker takes it over.
+            RunPart.objects.filter(pk=part.pk, owner=part.owner).update(lease_expires_at=timezone.now())
+            raise
         done += 1
 
 
@@ -202,8 +211,11 @@ def wait_for_parts(
         keep_alive()
         sleep(WAIT_SECONDS)
     total = ChunkTally()
-    for tally in RunPart.objects.filter(config=config, run_date=run_date).values_list("tally", flat=True):
+    day_parts = RunPart.objects.filter(config=config, run_date=run_date)
+    for tally in day_parts.values_list("tally", flat=True):
         total.add(tally_from_json(tally))
+    # Counted now: a later resume of the day (retries due) counts only what its own parts send.
+    day_parts.update(tally={})
     return total
 
 

@@ -31,7 +31,16 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from engagement_site.curl import AT_ONCE, Answer, CurlPool, HttpRequest, TransferError, http2_connections, run_transfers
+from engagement_site.curl import (
+    AT_ONCE,
+    POLL_SECONDS,
+    Answer,
+    CurlPool,
+    HttpRequest,
+    TransferError,
+    http2_connections,
+    run_transfers,
+)
 from notifications.backends.base import ChannelBackend, CircuitBreaker, Message, Result, not_attempted
 from notifications.backends.quota import SharedRateLimiter, shared_budget_available
 
@@ -110,6 +119,11 @@ class RateLimiter:
         self._clock = clock
         self._lock = threading.Lock()
         self._next_free = float("-inf")
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two slots (0: no limit)."""
+        return self._interval
 
     def reserve(self) -> float:
         """Book a slot; return how long to wait for it."""
@@ -291,6 +305,8 @@ class _Batch:
         self.attempts = [0] * count
         self.errors = [""] * count
         self.holds_slot = [False] * count
+        self.slot_at = [0.0] * count
+        self.booked = 0
         self.send_again = [False] * count
         self.sent: dict[int, HttpRequest] = {}
         self.aborted: BatchError | None = None
@@ -309,6 +325,7 @@ class _Batch:
 
     def _start(self, index: int) -> HttpRequest | float | None:
         delivery, message = self.delivery, self.messages[index]
+        slot_at = self._release_slot(index)
         if self.send_again[index]:
             self.send_again[index] = False
             return self._request(index)
@@ -327,12 +344,27 @@ class _Batch:
                 error = f"{self.errors[index]}; {delivery.breaker.reason}"
                 self.results[index] = delivery.gave_up(message, error, attempt - 1)
             return None
-        if not self.holds_slot[index] and (wait := delivery.limiter.reserve()) > 0:
-            self.holds_slot[index] = True
-            return wait
-        self.holds_slot[index] = False
+        now = delivery._clock()
+        # A slot passed by more than one interval (every request place was taken meanwhile) is not used late: late
+        # slots would bunch with the ones after them, above the rate.
+        if slot_at is None or now - slot_at > delivery.limiter.interval:
+            if self.booked >= delivery.options.concurrency:
+                # No more slots booked ahead than requests can be in flight: the budget stays with other senders.
+                return POLL_SECONDS
+            if (wait := delivery.limiter.reserve()) > 0:
+                self.holds_slot[index], self.slot_at[index] = True, now + wait
+                self.booked += 1
+                return wait
         self.attempts[index] = attempt
         return self._request(index)
+
+    def _release_slot(self, index: int) -> float | None:
+        """The time of the rate-limit slot this message booked, if it holds one (it starts now, or ends)."""
+        if not self.holds_slot[index]:
+            return None
+        self.holds_slot[index] = False
+        self.booked -= 1
+        return self.slot_at[index]
 
     def _request(self, index: int) -> HttpRequest | None:
         message = self.messages[index]

@@ -56,6 +56,11 @@ class SharedRateLimiter:
         self._offset: float | None = None
         self._store = _RedisStore(provider) if settings.REDIS_URL else _PostgresStore(provider)
 
+    @property
+    def interval(self) -> float:
+        """Seconds between two slots."""
+        return self._interval
+
     def reserve(self) -> float:
         """Book this process's next slot in the shared schedule (taking a block from the store when none is left);
         return how long to wait for it. A slot this process let pass (busy opening connections, say) is dropped,

@@ -170,3 +170,18 @@ def test_parts_cover_every_key_and_a_dead_workers_part_is_taken_over():
     config.refresh_from_db()
     assert config.total_customers_notified == total == INACTIVE
     assert NotificationLog.objects.count() == INACTIVE
+
+
+@pytest.mark.django_db
+@override_settings(AUTO_ENGAGEMENT_PART_SIZE=PART_SIZE)
+def test_a_split_day_resumed_for_its_retries_counts_only_what_the_resume_sends():
+    config, _ = big_business(holdout_percent=0)
+    [first] = run_due_configs(now=NOW, business_ids=[config.business.business_id]).outcomes
+    assert first.notified == INACTIVE
+    # Messages left to retry are due: the next invocation resumes the day with the parts it already has.
+    AutoEngagementConfig.objects.filter(pk=config.pk).update(retry_at=NOW)
+    [resumed] = run_due_configs(now=NOW + dt.timedelta(minutes=1)).outcomes
+    assert (resumed.status, resumed.notified) == ("success", 0)
+    config.refresh_from_db()
+    assert config.total_customers_notified == INACTIVE
+    assert config.retry_at is None

@@ -323,3 +323,30 @@ def test_options_come_from_settings(settings):
 
 def test_options_default_to_many_requests_in_flight():
     assert HttpOptions().concurrency == 200
+
+
+def test_a_batch_that_stops_on_an_error_leaves_nothing_in_flight_for_the_next(clock):
+    """An exception out of the scheduler (a rate-limit store that fails, say) drops the transfers still in flight,
+    so a later batch on the same pool never receives their answers."""
+    with ScriptedServer(lambda request: (time.sleep(0.2), Reply(201, {"id": request.json()["to"]}))[1]) as server:
+        provider = FakeProvider(server.url, concurrency=10)
+        pool = CurlPool(http2=False, max_connections=10, timeout=5)
+        calls = 0
+
+        def build(message: Message) -> HttpRequest:
+            nonlocal calls
+            calls += 1
+            if calls == 5:
+                raise RuntimeError("the quota store is down")
+            return provider.request(message)
+
+        try:
+            with pytest.raises(RuntimeError):
+                provider.delivery.deliver(messages(8), pool=pool, build=build, classify=provider.classify)
+            assert pool.in_flight == 0
+            results = provider.delivery.deliver(
+                messages(3), pool=pool, build=provider.request, classify=provider.classify
+            )
+        finally:
+            pool.close()
+    assert [(result.log_id, result.provider_message_id) for result in results] == [(0, "r0"), (1, "r1"), (2, "r2")]
