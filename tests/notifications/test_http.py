@@ -321,8 +321,8 @@ def test_options_come_from_settings(settings):
     assert (options.timeout, options.max_attempts, options.concurrency) == (3.0, 2, 16)
 
 
-def test_options_default_to_many_requests_in_flight():
-    assert HttpOptions().concurrency == 200
+def test_the_settings_default_to_many_requests_in_flight():
+    assert HttpOptions.from_settings().concurrency == 200
 
 
 def test_a_batch_that_stops_on_an_error_leaves_nothing_in_flight_for_the_next(clock):

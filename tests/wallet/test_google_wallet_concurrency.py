@@ -46,16 +46,21 @@ class CountingStandIn(GoogleWalletStandIn):
                 self.in_flight -= 1
 
 
+def use_standin(google, settings, tmp_path, **overrides) -> None:
+    """The live wallet channel, Google only, pointed at `google`, with no rate limit unless overridden."""
+    settings.WALLET_CHANNEL = "live"
+    settings.APPLE_PASS_TYPE_ID = ""
+    settings.GOOGLE_WALLET_RATE_LIMIT = 0
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    google.configure(settings, service_account_key(tmp_path, token_uri=google.token_uri))
+
+
 @pytest.fixture
 def standin(google_settings, tmp_path):
     """The stand-in answering every call after DELAY."""
     with CountingStandIn(delay=DELAY) as google:
-        google_settings.WALLET_CHANNEL = "live"
-        google_settings.APPLE_PASS_TYPE_ID = ""
-        google_settings.GOOGLE_WALLET_TIMEOUT = 10
-        google_settings.GOOGLE_WALLET_RATE_LIMIT = 0
-        google_settings.GOOGLE_WALLET_CONCURRENCY = 100
-        google.configure(google_settings, service_account_key(tmp_path, token_uri=google.token_uri))
+        use_standin(google, google_settings, tmp_path, GOOGLE_WALLET_TIMEOUT=10, GOOGLE_WALLET_CONCURRENCY=100)
         yield google
 
 
@@ -198,12 +203,7 @@ class SlowTokenStandIn(CountingStandIn):
 
 def test_a_hanging_token_endpoint_costs_one_timeout_not_one_per_call(google_settings, tmp_path):
     with SlowTokenStandIn() as google:
-        google_settings.WALLET_CHANNEL = "live"
-        google_settings.APPLE_PASS_TYPE_ID = ""
-        google_settings.GOOGLE_WALLET_TIMEOUT = 0.5
-        google_settings.GOOGLE_WALLET_RATE_LIMIT = 0
-        google_settings.WALLET_MAX_RETRIES = 0
-        google.configure(google_settings, service_account_key(tmp_path, token_uri=google.token_uri))
+        use_standin(google, google_settings, tmp_path, GOOGLE_WALLET_TIMEOUT=0.5, WALLET_MAX_RETRIES=0)
         passes = _google_customers(10)
         results, elapsed = _send(_messages(passes))
         assert {(result.status, result.retryable) for result in results} == {("failed", True)}
