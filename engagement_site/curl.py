@@ -148,7 +148,15 @@ class _Transfer:
 
 
 class CurlPool:
-    """Requests in flight at once over kept connections. `submit()` starts one, `wait()` returns those finished."""
+    """Requests in flight at once over kept connections. `submit()` starts one, `wait()` returns those finished.
+
+    libcurl sends a request again on its own, on a fresh connection, when the one it went out on ends before any
+    answer (an HTTP/1.1 connection kept from an earlier request, an HTTP/2 connection that dies) or the server
+    refuses its HTTP/2 stream. Only the refusal proves the provider did not act, and libcurl does not tell us which
+    it was, so by default it cannot: the body cannot be rewound, the transfer fails with E_SEND_FAIL_REWIND, and the
+    request counts as written (unknown). `resend_unanswered` lets it, for requests a provider may receive twice
+    without harm (APNs pass-update pushes: the device fetches the pass again).
+    """
 
     def __init__(
         self,
@@ -160,8 +168,10 @@ class CurlPool:
         ca_file: str = "",
         client_certificate: ClientCertificate | None = None,
         basic_auth: tuple[str, str] | None = None,
+        resend_unanswered: bool = False,
     ) -> None:
         self.http2 = http2
+        self.resend_unanswered = resend_unanswered
         self.timeout_ms = max(1, round(timeout * 1000))
         self.connect_timeout_ms = max(1, round((connect_timeout or timeout) * 1000))
         self.ca_file = ca_file or default_ca_file()
@@ -256,13 +266,27 @@ class CurlPool:
             code, message = error
             # REQUEST_SIZE counts the request bytes libcurl sent: none when the connection or the TLS handshake
             # never completed (a connect timeout, say), whatever the code.
-            sent = handle.getinfo(pycurl.REQUEST_SIZE) > 0
+            sent = handle.getinfo(pycurl.REQUEST_SIZE) > 0 or code == pycurl.E_SEND_FAIL_REWIND
             written = sent and code not in NOT_WRITTEN and code not in CONFIGURATION
             outcome = TransferError(code, message, written=written)
         key = transfer.key
         transfer.reset()
         self._idle.append(transfer)
         return key, outcome
+
+    def _set_method_and_body(self, handle: pycurl.Curl, request: HttpRequest) -> None:
+        if request.method == "GET":
+            handle.setopt(pycurl.HTTPGET, 1)
+            return
+        handle.setopt(pycurl.POST, 1)
+        handle.setopt(pycurl.POSTFIELDSIZE, len(request.body))
+        if self.resend_unanswered:
+            handle.setopt(pycurl.COPYPOSTFIELDS, request.body)
+        else:
+            # A body libcurl cannot rewind: a request it would send again fails instead (E_SEND_FAIL_REWIND).
+            handle.setopt(pycurl.READFUNCTION, BytesIO(request.body).read)
+        if request.method != "POST":
+            handle.setopt(pycurl.CUSTOMREQUEST, request.method)
 
     def _configure(self, transfer: _Transfer, request: HttpRequest) -> None:
         handle = transfer.handle
@@ -285,22 +309,11 @@ class CurlPool:
         if self.basic_auth is not None:
             handle.setopt(pycurl.HTTPAUTH, pycurl.HTTPAUTH_BASIC)
             handle.setopt(pycurl.USERPWD, f"{self.basic_auth[0]}:{self.basic_auth[1]}")
-        set_method_and_body(handle, request)
+        self._set_method_and_body(handle, request)
         # "Expect:" keeps libcurl from waiting for a 100 Continue before larger HTTP/1.1 bodies.
         handle.setopt(pycurl.HTTPHEADER, [f"{name}: {value}" for name, value in request.headers.items()] + ["Expect:"])
         handle.setopt(pycurl.WRITEDATA, transfer.body)
         handle.setopt(pycurl.HEADERFUNCTION, transfer.header_lines.append)
-
-
-def set_method_and_body(handle: pycurl.Curl, request: HttpRequest) -> None:
-    if request.method == "GET":
-        handle.setopt(pycurl.HTTPGET, 1)
-        return
-    handle.setopt(pycurl.POST, 1)
-    handle.setopt(pycurl.POSTFIELDSIZE, len(request.body))
-    handle.setopt(pycurl.COPYPOSTFIELDS, request.body)
-    if request.method != "POST":
-        handle.setopt(pycurl.CUSTOMREQUEST, request.method)
 
 
 def _answer(transfer: _Transfer) -> Answer:

@@ -95,6 +95,8 @@ class ApnsClient:
             timeout=self.timeout,
             ca_file=self.tls.ca_file,
             client_certificate=ClientCertificate(self.tls.cert_file, self.tls.key_file, self.tls.key_password),
+            # A pass-update push received twice costs the device one more fetch of its pass: libcurl may resend one.
+            resend_unanswered=True,
         )
 
     def close(self) -> None:

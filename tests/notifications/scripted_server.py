@@ -2,7 +2,8 @@
 peer (libcurl cannot be mocked) but no provider's protocol.
 
 Each request takes the next answer of `script` (the last one repeats): a `Reply`, RESET (read the request, then
-reset the connection: it may have been acted on), HANG (read it and never answer) or a callable given the request.
+reset the connection: it may have been acted on), CLOSE (read it, then close the connection cleanly without an
+answer), HANG (read it and never answer) or a callable given the request.
 `requests` holds every request received, `times` when each arrived (on the test's clock, when it gives one).
 """
 
@@ -17,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 RESET = "reset"
+CLOSE = "close"
 HANG = "hang"
 
 
@@ -98,8 +100,9 @@ class ScriptedServer:
                     answer = scripted.next_answer(received)
                     if answer == HANG:
                         scripted.release.wait()
-                    if answer in (RESET, HANG):
-                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    if answer in (RESET, CLOSE, HANG):
+                        if answer != CLOSE:
+                            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                         self.close_connection = True
                         with contextlib.suppress(OSError):
                             self.connection.close()

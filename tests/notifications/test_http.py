@@ -15,7 +15,7 @@ from notifications.backends.http import (
     raise_for_transient_status,
 )
 from tests.notifications.fakes import FakeClock
-from tests.notifications.scripted_server import HANG, RESET, Reply, ScriptedServer, closed_port_url
+from tests.notifications.scripted_server import CLOSE, HANG, RESET, Reply, ScriptedServer, closed_port_url
 
 
 def messages(count: int) -> list[Message]:
@@ -187,6 +187,20 @@ def test_no_answer_after_the_request_was_written_is_unknown_and_never_retried(cl
     assert result.status == "unknown"
     assert result.error == f"fake: no answer after the request was sent ({kind}); it may have been sent"
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("answer", [RESET, CLOSE])
+def test_a_kept_connection_lost_after_the_request_was_written_is_unknown_and_the_request_never_sent_again(
+    clock, answer
+):
+    """libcurl would send the request again on a fresh connection when a kept one ends before any answer; the
+    provider may have acted on it, so the message is unknown and the provider received it once."""
+    with ScriptedServer(Reply(201, {"id": "m-0"}), answer, Reply(201, {"id": "m-again"})) as server:
+        results = FakeProvider(server.url, clock=clock, concurrency=1).run(messages(2))
+    assert [result.status for result in results] == ["sent", "unknown"]
+    assert results[1].error == "fake: no answer after the request was sent (connection error); it may have been sent"
+    assert [request.json()["to"] for request in server.requests] == ["r0", "r1"]
+    assert server.connections == 1
 
 
 def test_the_breaker_stops_calling_a_provider_that_keeps_failing(clock):
