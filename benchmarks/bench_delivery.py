@@ -67,11 +67,11 @@ def provider_environment(
     """The settings (environment variables, read by engagement_site.settings) that point `provider` at `standin`."""
     env: dict[str, str] = {}
     if certs is not None:
-        # requests (FCM, Twilio, Google Wallet today) trusts REQUESTS_CA_BUNDLE; httpx and ssl.create_default_context
-        # trust SSL_CERT_FILE; the APNs client also loads APNS_CA_FILE on top of the defaults.
+        # libcurl (engagement_site.curl: every provider) trusts SSL_CERT_FILE; the APNs client also loads APNS_CA_FILE;
+        # REQUESTS_CA_BUNDLE is for older trees (--code) that still send through requests.
         env["REQUESTS_CA_BUNDLE"] = env["SSL_CERT_FILE"] = str(certs.ca_file)
     if concurrency is not None:
-        env["CHANNEL_HTTP_CONCURRENCY"] = env["APNS_CONCURRENCY"] = str(concurrency)
+        env["CHANNEL_HTTP_CONCURRENCY"] = env["APNS_CONCURRENCY"] = env["GOOGLE_WALLET_CONCURRENCY"] = str(concurrency)
     if provider == "fcm":
         key = write_service_account_key(workdir, token_uri=standin.token_uri, project_id="bench-project")
         env |= {
@@ -192,7 +192,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--latency-ms", type=float, default=DEFAULT_LATENCY * 1000)
     parser.add_argument(
-        "--concurrency", type=int, help="sets CHANNEL_HTTP_CONCURRENCY and APNS_CONCURRENCY (default: the settings')"
+        "--concurrency",
+        type=int,
+        help="sets CHANNEL_HTTP_CONCURRENCY, APNS_CONCURRENCY and GOOGLE_WALLET_CONCURRENCY (default: the settings')",
     )
     parser.add_argument("--chunk", type=int, help="messages per send_batch (default AUTO_ENGAGEMENT_SEND_WINDOW)")
     parser.add_argument(
@@ -315,7 +317,9 @@ def run(args: argparse.Namespace, standin: LatencyStandIn, *, migrate: bool, tem
         "backend": backend_path(channel),
         "messages": len(messages),
         "latency_ms": args.latency_ms,
-        "concurrency": settings.APNS_CONCURRENCY if provider == "apns" else settings.CHANNEL_HTTP_CONCURRENCY,
+        "concurrency": {"apns": settings.APNS_CONCURRENCY, "google": settings.GOOGLE_WALLET_CONCURRENCY}.get(
+            provider, settings.CHANNEL_HTTP_CONCURRENCY
+        ),
         "chunk": chunk,
         "tls": not args.no_tls,
         "database": connection.vendor,

@@ -32,6 +32,8 @@ USER_AGENT = "auto-engagement/1.0"
 POLL_SECONDS = 0.05
 # What `settle` returns for an item to start again ahead of every other (not behind the items already waiting).
 AT_ONCE = float("-inf")
+# How long a kept connection may sit idle and still be reused (libcurl's default is 118 s).
+MAX_IDLE_SECONDS = 30
 # Streams one HTTP/2 connection carries at once: what Google's front ends advertise (SETTINGS_MAX_CONCURRENT_STREAMS),
 # and a share of APNs' 1,000. More requests in flight open another connection rather than queue behind one.
 STREAMS_PER_CONNECTION = 100
@@ -296,6 +298,9 @@ class CurlPool:
         handle.setopt(pycurl.TIMEOUT_MS, self.timeout_ms)
         handle.setopt(pycurl.CONNECTTIMEOUT_MS, self.connect_timeout_ms)
         handle.setopt(pycurl.CAINFO, self.ca_file)
+        # A connection idle longer than this is not reused: servers close idle ones (commonly after 60 s or more),
+        # and one closing just as a request is written to it leaves that request's outcome unknown.
+        handle.setopt(pycurl.MAXAGE_CONN, MAX_IDLE_SECONDS)
         if self.http2:
             handle.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS)
             handle.setopt(pycurl.PIPEWAIT, 1)

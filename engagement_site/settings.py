@@ -274,7 +274,7 @@ LOGGING = {
         # Django's own default handler would print its records a second time, unformatted.
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django.db.backends": {"level": "INFO"},
-        # httpx logs every request at INFO: one line per message is noise at provider speed.
+        # httpx (only the tests' independent client now) logs every request at INFO: noise.
         "httpx": {"level": "WARNING"},
     },
 }

@@ -1,18 +1,9 @@
-"""What a failed httpx request says about whether the provider could have acted on it (Google Wallet's client; the
-others are on engagement_site.curl, which says it itself), and google-auth's token transport over libcurl."""
+"""google-auth's token transport over libcurl (engagement_site.curl), for FCM and Google Wallet."""
 
 import google.auth.exceptions
 import google.auth.transport
-import httpx
 
 from engagement_site.curl import Answer, HttpRequest, TransferError, perform
-
-
-def httpx_request_not_written(exc: httpx.HTTPError) -> bool:
-    """Whether an httpx call failed in its connect phase (TCP, then the TLS handshake): connection refused, a connect
-    timeout, a failed handshake, or no pooled connection free in time. A write or read error, a read timeout, or the
-    peer closing or resetting a stream after the request went out leave it open."""
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout | httpx.ProxyError)
 
 
 class _GoogleAuthResponse(google.auth.transport.Response):

@@ -9,16 +9,16 @@ pass was reached.
 A batch costs a constant number of queries whatever its size: customers, passes and registrations are read in
 three, passes are updated in one bulk update, dead registrations removed in one delete, Google's daily counts
 read in one query and written in one insert. Pushes share one HTTP/2 connection. Google calls go out concurrently
-(up to GOOGLE_WALLET_CONCURRENCY in flight, multiplexed over one HTTP/2 connection) at most GOOGLE_WALLET_RATE_LIMIT a
-second, a budget shared by every process (notifications.backends.http.shared_rate_limiter); each (message, pass) is
-its own coroutine on the Google client's event loop, with no database access until every call has returned.
+(up to GOOGLE_WALLET_CONCURRENCY in flight, multiplexed over one HTTP/2 connection by libcurl) at most
+GOOGLE_WALLET_RATE_LIMIT a second, a budget shared by every process (notifications.backends.http.shared_rate_limiter);
+each pass is a lane of the Google client's batch (its messages one after the other), with no database access until
+every call has returned.
 """
 
-import asyncio
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -35,9 +35,11 @@ from wallet import passes
 from wallet.apns import ApnsClient, ApnsTls, PushOutcome
 from wallet.google_wallet import (
     OUR_MESSAGE_PREFIX,
+    AddMessage,
     AddMessageOutcome,
     GoogleConfig,
     GoogleWalletClient,
+    Lane,
     load_google_config,
     loyalty_object_id,
 )
@@ -248,9 +250,9 @@ class WalletBackend(ChannelBackend):
     ) -> None:
         """addMessage on each loyalty object, notifying only while the pass is under the daily cap.
 
-        Every (message, pass) is its own coroutine and they all run at once on the Google client's loop (the client
-        bounds the calls in flight and their rate). A pass's own items, should a batch ever hold two for it, run one
-        after the other, so its count of notifications stays right. The database is read before and written after.
+        Every pass is a lane of the Google client's batch and the lanes run at once (the client bounds the calls in
+        flight and their rate). A pass's own items, should a batch ever hold two for it, run one after the other in
+        its lane, so its count of notifications stays right. The database is read before and written after.
         """
         notified = dict(
             GoogleWalletMessage.objects.filter(
@@ -267,18 +269,22 @@ class WalletBackend(ChannelBackend):
             by_pass[wallet_pass.pk].append(index)
         done: dict[int, tuple[_Attempt, bool | None]] = {}
 
-        async def one_pass(indexes: list[int]) -> None:
+        def one_pass(indexes: list[int]) -> Lane:
             for index in indexes:
                 message, wallet_pass = work[index]
-                done[index] = await self._google_item(message=message, wallet_pass=wallet_pass, notified=notified)
+                done[index] = yield from self._google_item(message=message, wallet_pass=wallet_pass, notified=notified)
 
-        async def batch() -> None:
-            await asyncio.gather(*(one_pass(indexes) for indexes in by_pass.values()))
-
-        self.google_client.run(batch())
+        failure = "no outcome"
+        try:
+            self.google_client.run([one_pass(indexes) for indexes in by_pass.values()])
+        except Exception as exc:
+            logger.exception("google wallet batch failed unexpectedly")
+            failure = type(exc).__name__
+        # An item the batch did not finish (it stopped on an error) may have been sent: unknown, never sent again.
+        unfinished = _Attempt("unknown", f"Google Wallet: unexpected error ({failure}); it may be on the pass"), None
         added: list[GoogleWalletMessage] = []
         for index, (message, wallet_pass) in enumerate(work):
-            attempt, notify = done[index]
+            attempt, notify = done.get(index, unfinished)
             attempts[message.log_id].append(attempt)
             if notify is not None:
                 added.append(
@@ -288,23 +294,24 @@ class WalletBackend(ChannelBackend):
                 )
         GoogleWalletMessage.objects.bulk_create(added, batch_size=500)
 
-    async def _google_item(
+    def _google_item(
         self, *, message: Message, wallet_pass: WalletPass, notified: dict[int, int]
-    ) -> tuple[_Attempt, bool | None]:
+    ) -> Generator[AddMessage, AddMessageOutcome, tuple[_Attempt, bool | None]]:
         """One message on one pass: added notifying while the pass is under the cap, added again as TEXT when Google
-        says it is at its cap. Returns the attempt and, when the message was added, whether it notified."""
+        says it is at its cap. Yields each call and receives its outcome; returns the attempt and, when the message
+        was added, whether it notified."""
         try:
             notify = notified.get(wallet_pass.pk, 0) < self.google.notify_limit
             if not notify and self.google.over_limit == "skip":
                 return _Attempt("skipped", "Google notification limit reached"), None
-            outcome = await self._add_google_message(message=message, wallet_pass=wallet_pass, notify=notify)
+            outcome = yield self._google_call(message=message, wallet_pass=wallet_pass, notify=notify)
             if outcome.quota_exceeded:
                 # Notified elsewhere than through us: the pass is at Google's cap for now.
                 notified[wallet_pass.pk] = self.google.notify_limit
                 notify = False
                 if self.google.over_limit != "text":
                     return _Attempt("skipped", outcome.error), None
-                outcome = await self._add_google_message(message=message, wallet_pass=wallet_pass, notify=False)
+                outcome = yield self._google_call(message=message, wallet_pass=wallet_pass, notify=False)
         except Exception as exc:
             # Whatever went wrong, a call may have been made: never sent again (and the other items go on).
             logger.exception("google wallet message failed unexpectedly", extra={"log_id": message.log_id})
@@ -318,10 +325,8 @@ class WalletBackend(ChannelBackend):
             return _Attempt("unknown", outcome.error), None
         return _Attempt("failed", outcome.error, retryable=outcome.retryable, attempted=outcome.attempted), None
 
-    async def _add_google_message(
-        self, *, message: Message, wallet_pass: WalletPass, notify: bool
-    ) -> AddMessageOutcome:
-        return await self.google_client.add_message(
+    def _google_call(self, *, message: Message, wallet_pass: WalletPass, notify: bool) -> AddMessage:
+        return AddMessage(
             object_id=loyalty_object_id(issuer_id=self.google.issuer_id, pass_id=wallet_pass.pass_id),
             message_id=_google_message_id(message),
             header=message.header,

@@ -1,40 +1,56 @@
 """Google Wallet: messages on a customer's loyalty object (addMessage) and the "save to wallet" link.
 
-Calls go through one httpx.AsyncClient (HTTP/2 over HTTPS: the batch's calls are multiplexed on one connection;
-HTTP/1.1 connections to a plain-HTTP stand-in) on an event loop the client owns from open() to close(). They are
-authenticated with an OAuth2 token of the service account in GOOGLE_WALLET_CREDENTIALS, exchanged at the token_uri
-in that file, reused until it expires and refreshed once more when Google answers 401. A batch's calls go out
-concurrently: at most `concurrency` (GOOGLE_WALLET_CONCURRENCY) in flight, each waiting for a slot of the rate
-limiter the caller passes in (GOOGLE_WALLET_RATE_LIMIT, one budget for every process).
+Calls go through one libcurl pool (engagement_site.curl.CurlPool) opened by open() and kept until close(): over
+HTTPS the batch's calls are HTTP/2 streams multiplexed over one connection (one more per 100 in flight); to a
+plain-HTTP stand-in, a pool of HTTP/1.1 connections. They are authenticated with an OAuth2 token of the service
+account in GOOGLE_WALLET_CREDENTIALS, exchanged at the token_uri in that file (engagement_site.transport
+.GoogleAuthRequest, libcurl too), reused until it expires and refreshed once more when Google answers 401. A batch
+runs on the calling thread (engagement_site.curl.run_transfers): at most `concurrency` (GOOGLE_WALLET_CONCURRENCY)
+calls in flight, each after a slot of the rate limiter the caller passes in (GOOGLE_WALLET_RATE_LIMIT, one budget for
+every process).
+
+A batch is a list of lanes, one per loyalty object: a generator that yields that object's addMessage calls one at a
+time and receives each one's outcome. So the calls for one object go out in order, never at once, and the next one
+may depend on the last one's answer (wallet.delivery adds a message again as TEXT after quotaExceeded).
 
 Google lets a pass show at most 3 notifying messages per 24 hours: the caller counts them (see wallet.delivery) so a
 call that would fail with QuotaExceededException is rarely made; when it is, Google answers HTTP 403 (or 429) with
 the reason "quotaExceeded" and the caller adds the message as TEXT.
 
-addMessage is not idempotent (message ids do not dedupe): a 429 or a failure to connect is retried, but a timeout
-after the request was written or a 5xx leaves the outcome unknown and is never retried. Each message of ours shows
-for GOOGLE_WALLET_MESSAGE_DAYS (its displayInterval), and after an addMessage the object keeps at most
-GOOGLE_WALLET_KEEP_MESSAGES of ours: older ones are removed (a PATCH of the object's messages, the only removal the
-API offers), so a loyalty object never reaches Google's cap of 10 messages because of us.
+addMessage is not idempotent (message ids do not dedupe): a 429 or a failure to connect (libcurl: no byte of the
+request was written) is retried, but a timeout or a reset after the request was written, or a 5xx, leaves the
+outcome unknown and is never retried. Each message of ours shows for GOOGLE_WALLET_MESSAGE_DAYS (its
+displayInterval), and after an addMessage the object keeps at most GOOGLE_WALLET_KEEP_MESSAGES of ours: older ones
+are removed (a PATCH of the object's messages, the only removal the API offers), so a loyalty object never reaches
+Google's cap of 10 messages because of us.
 """
 
-import asyncio
 import datetime as dt
+import json
 import logging
 import time
-from collections.abc import Awaitable
+from collections import defaultdict
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
-import google.auth.transport
-import httpx
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from google.auth import exceptions as google_auth_exceptions
 from google.auth import jwt
 from google.oauth2 import service_account
 
-from engagement_site.transport import httpx_request_not_written
+from engagement_site.curl import (
+    AT_ONCE,
+    POLL_SECONDS,
+    Answer,
+    CurlPool,
+    HttpRequest,
+    TransferError,
+    http2_connections,
+    run_transfers,
+)
+from engagement_site.transport import GoogleAuthRequest
 from wallet.models import WalletPass
 from wallet.retry import retry_delay
 
@@ -43,8 +59,6 @@ logger = logging.getLogger(__name__)
 SCOPE = "https://www.googleapis.com/auth/wallet_object.issuer"
 SAVE_URL_BASE = "https://pay.google.com/gp/v/save/"
 OUR_MESSAGE_PREFIX = "reengagement-"
-USER_AGENT = "auto-engagement/1.0"
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -109,41 +123,28 @@ def loyalty_object_id(*, issuer_id: str, pass_id: str) -> str:
     return f"{issuer_id}.{pass_id}"
 
 
-class _TokenResponse(google.auth.transport.Response):
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
+@dataclass(frozen=True)
+class AddMessage:
+    """One addMessage call on a loyalty object, shown for `message_days` from `now` (default: when it is first
+    made)."""
 
-    @property
-    def status(self) -> int:
-        return self._response.status_code
-
-    @property
-    def headers(self) -> httpx.Headers:
-        return self._response.headers
-
-    @property
-    def data(self) -> bytes:
-        return self._response.content
+    object_id: str
+    message_id: str
+    header: str
+    body: str
+    notify: bool
+    now: dt.datetime | None = None
 
 
-class _TokenRequest(google.auth.transport.Request):
-    """google-auth's transport over a synchronous httpx client: the token comes through the same HTTP library as
-    the calls it authorises, with our timeout instead of google-auth's two-minute default."""
-
-    def __init__(self, client: httpx.Client, *, timeout: float) -> None:
-        self.client = client
-        self.timeout = timeout
-
-    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs) -> _TokenResponse:
-        try:
-            response = self.client.request(method, url, content=body, headers=headers, timeout=timeout or self.timeout)
-        except httpx.HTTPError as exc:
-            raise google_auth_exceptions.TransportError(f"{type(exc).__name__}: {exc}") from exc
-        return _TokenResponse(response)
+# One loyalty object's calls, in order: yields each call, receives its outcome.
+Lane = Generator[AddMessage, AddMessageOutcome, Any]
 
 
 class RateLimit(Protocol):
     """What the client needs of a rate limiter (notifications.backends.http.RateLimiter or the shared one)."""
+
+    @property
+    def interval(self) -> float: ...
 
     def reserve(self) -> float: ...
 
@@ -151,10 +152,11 @@ class RateLimit(Protocol):
 
 
 class GoogleWalletClient:
-    """One HTTP client, event loop and OAuth2 token for the invocation's addMessage calls.
+    """One libcurl pool and OAuth2 token for the invocation's addMessage calls.
 
-    `add_message` is a coroutine: a caller runs many of them at once on the client's loop (`run`), and the client
-    keeps at most `concurrency` calls in flight, each after a slot of `limiter` (None: no limit).
+    `run(lanes)` sends a batch: up to `concurrency` calls in flight, each after a slot of `limiter` (None: no
+    limit), the calls of one lane one after the other. `add_messages` and `add_message` are the same for calls
+    that need no follow-up.
     """
 
     def __init__(
@@ -166,6 +168,8 @@ class GoogleWalletClient:
         breaker: Any = None,
         limiter: RateLimit | None = None,
         concurrency: int = 100,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
         self.max_retries = max_retries
@@ -173,96 +177,63 @@ class GoogleWalletClient:
         self.breaker = breaker
         self.limiter = limiter
         self.concurrency = max(1, concurrency)
-        self.client: httpx.AsyncClient | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._token_client: httpx.Client | None = None
+        self._clock = clock
+        self._sleep = sleep
+        self.pool: CurlPool | None = None
+        self._token_request = GoogleAuthRequest(timeout=config.timeout)
+        # The last token refresh that failed: when it ended, and its error (see _access_token).
+        self._token_failure: tuple[float, google_auth_exceptions.GoogleAuthError] | None = None
 
     def open(self) -> None:
-        if self.client is not None:
+        if self.pool is not None:
             return
+        # HTTP/2 over HTTPS: the calls in flight share one connection (STREAMS_PER_CONNECTION streams each);
+        # HTTP/1.1 (a local stand-in): connections opened as the calls in flight need them. libcurl may never send
+        # a call again by itself (resend_unanswered stays off): addMessage is not idempotent.
         multiplexed = self.config.api_base.startswith("https://")
-        # HTTP/2: one connection carries every call (the pool opens more only if Google ever answered HTTP/1.1);
-        # HTTP/1.1 (a local stand-in): connections opened as the calls in flight need them.
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        self.loop = asyncio.new_event_loop()
-        self.client = httpx.AsyncClient(
-            http2=multiplexed, limits=limits, timeout=self.config.timeout, headers={"User-Agent": USER_AGENT}
+        self.pool = CurlPool(
+            http2=multiplexed,
+            max_connections=http2_connections(self.concurrency) if multiplexed else self.concurrency,
+            timeout=self.config.timeout,
         )
-        self._token_client = httpx.Client(headers={"User-Agent": USER_AGENT})
-        self._token_request = _TokenRequest(self._token_client, timeout=self.config.timeout)
-        self._token_lock = asyncio.Lock()
-        self._token_refreshes = 0
-        self._token_error: google_auth_exceptions.GoogleAuthError | None = None
-        self._gate = asyncio.Semaphore(self.concurrency)
 
     def close(self) -> None:
-        if self.client is None:
+        if self.pool is None:
             return
-        client, self.client = self.client, None
-        try:
-            self.loop.run_until_complete(client.aclose())
-            # The worker threads of the token refreshes and rate-limit bookings end with the invocation's loop.
-            self.loop.run_until_complete(self.loop.shutdown_default_executor())
-        finally:
-            self.loop.close()
-            self.loop = None
-            if self._token_client is not None:
-                self._token_client.close()
-                self._token_client = None
+        pool, self.pool = self.pool, None
+        pool.close()
 
-    def run(self, work: Awaitable[T]) -> T:
-        """Run a coroutine (e.g. a gather of add_message calls) on the client's loop, from synchronous code."""
-        return self.loop.run_until_complete(work)
+    def run(self, lanes: Sequence[Lane]) -> None:
+        """Send every lane's calls; each lane gets the outcome of each of its calls before yielding the next."""
+        if self.pool is None:
+            raise RuntimeError("GoogleWalletClient.open() was not called")
+        _Batch(self, lanes).run()
+
+    def add_messages(self, calls: Sequence[AddMessage]) -> list[AddMessageOutcome]:
+        """The outcome of each call, in input order; calls on one object go one after the other."""
+        outcomes: list[AddMessageOutcome | None] = [None] * len(calls)
+        by_object: dict[str, list[int]] = defaultdict(list)
+        for index, call in enumerate(calls):
+            by_object[call.object_id].append(index)
+
+        def lane(indexes: list[int]) -> Lane:
+            for index in indexes:
+                outcomes[index] = yield calls[index]
+
+        self.run([lane(indexes) for indexes in by_object.values()])
+        return outcomes
+
+    def add_message(
+        self, *, object_id: str, message_id: str, header: str, body: str, notify: bool, now: dt.datetime | None = None
+    ) -> AddMessageOutcome:
+        """addMessage on a loyalty object; only what provably did not reach Google (429, no connection) is retried,
+        404 and other 4xx are final, a 5xx or a lost answer is unknown."""
+        call = AddMessage(object_id, message_id, header, body, notify, now)
+        [outcome] = self.add_messages([call])
+        return outcome
 
     def object_url(self, object_id: str) -> str:
         return f"{self.config.api_base}/walletobjects/v1/loyaltyObject/{object_id}"
-
-    async def add_message(
-        self, *, object_id: str, message_id: str, header: str, body: str, notify: bool, now: dt.datetime | None = None
-    ) -> AddMessageOutcome:
-        """addMessage on a loyalty object, shown for `message_days` from `now`; only what provably did not reach
-        Google (429, no connection) is retried, 404 and other 4xx are final, a 5xx or a lost answer is unknown."""
-        now = now or dt.datetime.now(dt.UTC)
-        payload = {
-            "message": {
-                "id": message_id,
-                "header": header,
-                "body": body,
-                "messageType": "TEXT_AND_NOTIFY" if notify else "TEXT",
-                "displayInterval": {
-                    "start": {"date": now.isoformat()},
-                    "end": {"date": (now + dt.timedelta(days=self.config.message_days)).isoformat()},
-                },
-            }
-        }
-        url = f"{self.object_url(object_id)}/addMessage"
-        outcome = AddMessageOutcome(ok=False, message_id=message_id, error="not attempted", retryable=True)
-        response = None
-        for attempt in range(self.max_retries + 1):
-            if self._breaker_open():
-                return outcome if attempt > 0 else self._not_attempted(message_id)
-            async with self._gate:
-                await self._take_slot()
-                # Consulted again: the breaker may have opened while this call waited for its slot.
-                if self._breaker_open():
-                    return outcome if attempt > 0 else self._not_attempted(message_id)
-                outcome, retry_after, response = await self._call(url=url, json=payload)
-            if self.breaker is not None:
-                self.breaker.record(ok=not (outcome.retryable or outcome.unknown), error=outcome.error)
-            if outcome.ok or not outcome.retryable or attempt == self.max_retries:
-                break
-            logger.info(
-                "google wallet call retried",
-                extra={"object_id": object_id, "attempt": attempt + 1, "error": outcome.error},
-            )
-            delay = retry_delay(attempt=attempt, backoff=self.backoff, retry_after=retry_after)
-            if retry_after and retry_after.isdigit() and self.limiter is not None:
-                # Google asked to slow down: every sender holds back, not only this one.
-                self.limiter.pause(delay)
-            await asyncio.sleep(delay)
-        if outcome.ok and response is not None:
-            await self._drop_old_messages(object_id=object_id, response=response)
-        return outcome
 
     def _breaker_open(self) -> bool:
         return self.breaker is not None and not self.breaker.allow()
@@ -271,90 +242,36 @@ class GoogleWalletClient:
         error = f"not attempted: {self.breaker.reason}"
         return AddMessageOutcome(ok=False, message_id=message_id, error=error, retryable=True, attempted=False)
 
-    async def _take_slot(self) -> None:
-        """Wait for the rate limit. The shared budget may ask its store (a database statement): that runs in a
-        worker thread, so the loop never blocks on it (and Django refuses database calls from a running loop)."""
-        if self.limiter is None:
-            return
-        wait = await asyncio.to_thread(self.limiter.reserve)
-        if wait > 0:
-            await asyncio.sleep(wait)
-
-    async def _access_token(self, *, stale: str | None = None) -> str:
-        """The current token, refreshed when it nears expiry or when Google just rejected `stale`. Under a lock, so
-        concurrent calls share one refresh; google-auth's refresh is synchronous and runs in a worker thread, so the
-        calls already in flight go on meanwhile. A refresh that failed while a call waited for the lock fails that
-        call too (a token endpoint that hangs costs one timeout, not one per call in flight)."""
+    def _access_token(self, *, due_at: float, stale: str | None = None) -> str:
+        """The current token, refreshed when it nears expiry or when Google just rejected `stale` (unless another
+        call already replaced it). google-auth's refresh is synchronous: the calls in flight wait meanwhile. A call
+        that was due before a failed refresh ended fails with that refresh's error (it would have waited for it),
+        so a token endpoint that hangs costs one timeout, not one per call."""
         credentials = self.config.credentials
-        if credentials.valid and stale is None:
+        if credentials.valid and (stale is None or credentials.token != stale):
             return credentials.token
-        refreshes_seen = self._token_refreshes
-        async with self._token_lock:
-            if self._token_refreshes != refreshes_seen and self._token_error is not None:
-                raise self._token_error
-            if not credentials.valid or (stale is not None and credentials.token == stale):
-                try:
-                    await asyncio.to_thread(credentials.refresh, self._token_request)
-                except google_auth_exceptions.GoogleAuthError as exc:
-                    self._token_error = exc
-                    raise
-                else:
-                    self._token_error = None
-                finally:
-                    self._token_refreshes += 1
-            return credentials.token
-
-    async def _request(self, method: str, url: str, *, json: dict) -> httpx.Response:
-        """One authorised request; a 401 (the token refused: nothing was done) refreshes the token and repeats it
-        once. google-auth's errors mean the request itself was never made."""
-        token = await self._access_token()
-        response = await self.client.request(method, url, json=json, headers={"Authorization": f"Bearer {token}"})
-        if response.status_code == 401:
-            token = await self._access_token(stale=token)
-            response = await self.client.request(method, url, json=json, headers={"Authorization": f"Bearer {token}"})
-        return response
-
-    async def _call(self, *, url: str, json: dict) -> tuple[AddMessageOutcome, str | None, httpx.Response | None]:
-        message_id = json["message"]["id"]
+        if self._token_failure is not None and due_at <= self._token_failure[0]:
+            raise self._token_failure[1]
         try:
-            response = await self._request("POST", url, json=json)
+            credentials.refresh(self._token_request)
         except google_auth_exceptions.GoogleAuthError as exc:
-            # The token could not be had: the addMessage request itself was never made.
-            error = f"Google Wallet token unavailable: {type(exc).__name__}"
-            return AddMessageOutcome(ok=False, message_id=message_id, error=error, retryable=True), None, None
-        except httpx.HTTPError as exc:
-            if httpx_request_not_written(exc) or isinstance(exc, httpx.UnsupportedProtocol):
-                error = f"Google Wallet unreachable: {type(exc).__name__}"
-                return AddMessageOutcome(ok=False, message_id=message_id, error=error, retryable=True), None, None
-            error = f"Google Wallet: no answer after the request was sent ({type(exc).__name__}); it may be on the pass"
-            return AddMessageOutcome(ok=False, message_id=message_id, error=error, unknown=True), None, None
-        return self._outcome(response=response, message_id=message_id), response.headers.get("Retry-After"), response
-
-    async def _drop_old_messages(self, *, object_id: str, response: httpx.Response) -> None:
-        """Keep at most `keep_messages` of ours on the object (the newest); others' messages are left alone."""
-        try:
-            messages = response.json().get("resource", {}).get("messages") or []
-        except (ValueError, AttributeError):
-            return
-        ours = [m for m in messages if str(m.get("id", "")).startswith(OUR_MESSAGE_PREFIX)]
-        if len(ours) <= self.config.keep_messages:
-            return
-        dropped = {id(m) for m in ours[: len(ours) - self.config.keep_messages]}
-        kept = [m for m in messages if id(m) not in dropped]
-        try:
-            async with self._gate:
-                await self._take_slot()
-                answer = await self._request("PATCH", self.object_url(object_id), json={"messages": kept})
-        except (httpx.HTTPError, google_auth_exceptions.GoogleAuthError) as exc:
-            logger.warning("old wallet messages not removed", extra={"object_id": object_id, "error": repr(exc)})
-            return
-        if answer.status_code != 200:
-            logger.warning(
-                "old wallet messages not removed", extra={"object_id": object_id, "status_code": answer.status_code}
-            )
+            self._token_failure = (self._clock(), exc)
+            raise
+        self._token_failure = None
+        return credentials.token
 
     @staticmethod
-    def _outcome(*, response: httpx.Response, message_id: str) -> AddMessageOutcome:
+    def _no_answer(*, answer: TransferError, message_id: str) -> AddMessageOutcome:
+        """No answer: retryable only when libcurl wrote no byte of the request (refused, TLS failed, connect
+        timeout); otherwise Google may have added the message."""
+        if not answer.written:
+            error = f"Google Wallet unreachable: {answer.kind}"
+            return AddMessageOutcome(ok=False, message_id=message_id, error=error, retryable=True)
+        error = f"Google Wallet: no answer after the request was sent ({answer.kind}); it may be on the pass"
+        return AddMessageOutcome(ok=False, message_id=message_id, error=error, unknown=True)
+
+    @staticmethod
+    def _outcome(*, response: Answer, message_id: str) -> AddMessageOutcome:
         status = response.status_code
         if status == 200:
             return AddMessageOutcome(ok=True, message_id=message_id)
@@ -374,10 +291,271 @@ class GoogleWalletClient:
         return AddMessageOutcome(ok=False, message_id=message_id, error=error, retryable=status == 429)
 
 
-def _error_reason(response: httpx.Response) -> str:
+ADD, PATCH = "addMessage", "PATCH"
+
+
+class _Lane:
+    """Where one lane stands: the call in hand, its attempts and last outcome, and what its next request is."""
+
+    def __init__(self, steps: Lane) -> None:
+        self.steps = steps
+        self.call: AddMessage | None = None
+        self.phase = ADD
+        self.url = ""
+        self.body = b""
+        self.attempts = 0
+        self.outcome: AddMessageOutcome | None = None
+        self.token = ""  # the token the request in flight carries
+        self.sent_again = False  # this attempt was already sent again after a 401
+        self.send_again = False  # the next start sends the same request again, at once
+        self.slot_at: float | None = None  # the rate-limit slot it booked and waits for
+        self.due_at = 0.0  # when it was due to start (see GoogleWalletClient._access_token)
+
+
+class _Batch:
+    """One batch on engagement_site.curl.run_transfers. Each lane starts its call when the breaker, the rate limit
+    and its backoff allow; each answer becomes a retry later, the PATCH that drops our older messages, or the call's
+    outcome, sent into the lane for its next call."""
+
+    def __init__(self, client: GoogleWalletClient, lanes: Sequence[Lane]) -> None:
+        self.client = client
+        self.lanes = [_Lane(steps) for steps in lanes]
+        self.booked = 0  # rate-limit slots booked by lanes waiting for them
+        self.in_flight = 0
+
+    def run(self) -> None:
+        client = self.client
+        now = client._clock()
+        for lane in self.lanes:
+            lane.due_at = now
+            self._advance(lane, None)
+        run_transfers(
+            client.pool,
+            [lane for lane in self.lanes if lane.call is not None],
+            start=self._start,
+            settle=self._settle,
+            concurrency=client.concurrency,
+            clock=client._clock,
+            sleep=client._sleep,
+        )
+
+    def _advance(self, lane: _Lane, outcome: AddMessageOutcome | None) -> bool:
+        """Hand the lane the outcome of its call and take its next call; False when it has none."""
+        lane.call = None
+        try:
+            call = lane.steps.send(outcome)
+        except StopIteration:
+            return False
+        except Exception:
+            logger.exception("google wallet lane failed")
+            return False
+        now = call.now or dt.datetime.now(dt.UTC)
+        payload = {
+            "message": {
+                "id": call.message_id,
+                "header": call.header,
+                "body": call.body,
+                "messageType": "TEXT_AND_NOTIFY" if call.notify else "TEXT",
+                "displayInterval": {
+                    "start": {"date": now.isoformat()},
+                    "end": {"date": (now + dt.timedelta(days=self.client.config.message_days)).isoformat()},
+                },
+            }
+        }
+        lane.call, lane.phase, lane.attempts, lane.outcome = call, ADD, 0, None
+        lane.url = f"{self.client.object_url(call.object_id)}/addMessage"
+        lane.body = json.dumps(payload, separators=(",", ":")).encode()
+        return True
+
+    def _finish(self, lane: _Lane, outcome: AddMessageOutcome) -> float | None:
+        """The call's outcome is final: its lane's next call, if any, starts at once."""
+        if not self._advance(lane, outcome):
+            return None
+        lane.due_at = self.client._clock()
+        return 0.0
+
+    def _start(self, lane: _Lane) -> HttpRequest | float | None:
+        try:
+            return self._next_request(lane)
+        except Exception as exc:
+            return self._unexpected(lane, exc)
+
+    def _settle(self, lane: _Lane, answer: Answer | TransferError) -> float | None:
+        self.in_flight -= 1
+        try:
+            if lane.phase == PATCH:
+                return self._patched(lane, answer)
+            return self._answered(lane, answer)
+        except Exception as exc:
+            return self._unexpected(lane, exc)
+
+    def _next_request(self, lane: _Lane) -> HttpRequest | float | None:
+        client = self.client
+        while lane.call is not None:
+            slot_at = self._release_slot(lane)
+            if lane.send_again:
+                # The same attempt with the token just refreshed after a 401: no new slot, no breaker check.
+                lane.send_again = False
+                return self._request(lane)
+            # The breaker is consulted before each call, and again when its slot comes (it may have opened since).
+            if lane.phase == ADD and client._breaker_open():
+                outcome = lane.outcome if lane.attempts else client._not_attempted(lane.call.message_id)
+                self._advance(lane, outcome)
+                continue
+            now = client._clock()
+            interval = getattr(client.limiter, "interval", 0.0)
+            # A slot passed by more than one interval (the batch was busy) is not used late: late slots would bunch
+            # with the ones after them, above the rate.
+            if slot_at is None or now - slot_at > interval:
+                if self.booked + self.in_flight >= client.concurrency:
+                    # No more calls waiting for a slot or in flight than `concurrency`: the budget stays shared.
+                    lane.due_at = now + POLL_SECONDS
+                    return POLL_SECONDS
+                wait = client.limiter.reserve() if client.limiter is not None else 0.0
+                if wait > 0:
+                    lane.slot_at = lane.due_at = now + wait
+                    self.booked += 1
+                    return wait
+            if lane.phase == ADD:
+                lane.attempts += 1
+            lane.sent_again = False
+            return self._request(lane)
+        return None
+
+    def _release_slot(self, lane: _Lane) -> float | None:
+        """The time of the slot the lane booked, if it holds one (it starts now, or ends)."""
+        slot_at, lane.slot_at = lane.slot_at, None
+        if slot_at is not None:
+            self.booked -= 1
+        return slot_at
+
+    def _request(self, lane: _Lane) -> HttpRequest | float | None:
+        """The lane's request with the current token; without a token, the attempt fails without a request."""
+        client = self.client
+        if "://" not in client.config.api_base:
+            # libcurl would send a URL without a scheme over plain HTTP, token and all.
+            return self._not_sent(lane, "Google Wallet unreachable: GOOGLE_WALLET_API_BASE has no scheme (https://)")
+        try:
+            lane.token = client._access_token(due_at=lane.due_at)
+        except google_auth_exceptions.GoogleAuthError as exc:
+            return self._not_sent(lane, f"Google Wallet token unavailable: {type(exc).__name__}")
+        headers = {"Authorization": f"Bearer {lane.token}", "Content-Type": "application/json"}
+        self.in_flight += 1
+        if lane.phase == PATCH:
+            return HttpRequest("PATCH", client.object_url(lane.call.object_id), headers, lane.body)
+        return HttpRequest("POST", lane.url, headers, lane.body)
+
+    def _not_sent(self, lane: _Lane, error: str) -> float | None:
+        """The request could not be made: the addMessage attempt is a retryable failure; the PATCH is given up."""
+        if lane.phase == PATCH:
+            logger.warning("old wallet messages not removed", extra={"object_id": lane.call.object_id, "error": error})
+            return self._finish(lane, lane.outcome)
+        outcome = AddMessageOutcome(ok=False, message_id=lane.call.message_id, error=error, retryable=True)
+        return self._conclude(lane, outcome, retry_after=None, answer=None)
+
+    def _refresh_after_401(self, lane: _Lane, answer: Answer | TransferError) -> bool:
+        """A first 401 for this attempt (the token refused: nothing was done): refresh the token and send the same
+        request again at once. Raises google-auth's error when no token can be had."""
+        if isinstance(answer, TransferError) or answer.status_code != 401 or lane.sent_again:
+            return False
+        lane.sent_again = True
+        lane.due_at = self.client._clock()
+        self.client._access_token(due_at=lane.due_at, stale=lane.token)
+        lane.send_again = True
+        return True
+
+    def _answered(self, lane: _Lane, answer: Answer | TransferError) -> float | None:
+        client, message_id = self.client, lane.call.message_id
+        try:
+            if self._refresh_after_401(lane, answer):
+                return AT_ONCE
+        except google_auth_exceptions.GoogleAuthError as exc:
+            error = f"Google Wallet token unavailable: {type(exc).__name__}"
+            outcome = AddMessageOutcome(ok=False, message_id=message_id, error=error, retryable=True)
+            return self._conclude(lane, outcome, retry_after=None, answer=None)
+        if isinstance(answer, TransferError):
+            return self._conclude(lane, client._no_answer(answer=answer, message_id=message_id), None, None)
+        outcome = client._outcome(response=answer, message_id=message_id)
+        return self._conclude(lane, outcome, retry_after=answer.headers.get("Retry-After"), answer=answer)
+
+    def _conclude(
+        self, lane: _Lane, outcome: AddMessageOutcome, retry_after: str | None, answer: Answer | None
+    ) -> float | None:
+        """An attempt's outcome: told to the breaker, then retried after its backoff, or followed by the PATCH
+        that drops our older messages, or final."""
+        client = self.client
+        if client.breaker is not None:
+            client.breaker.record(ok=not (outcome.retryable or outcome.unknown), error=outcome.error)
+        lane.outcome = outcome
+        if outcome.ok or not outcome.retryable or lane.attempts > client.max_retries:
+            if outcome.ok and answer is not None:
+                kept = _kept_messages(answer, keep=client.config.keep_messages)
+                if kept is not None:
+                    lane.phase, lane.body = PATCH, json.dumps({"messages": kept}, separators=(",", ":")).encode()
+                    lane.due_at = client._clock()
+                    return 0.0
+            return self._finish(lane, outcome)
+        logger.info(
+            "google wallet call retried",
+            extra={"object_id": lane.call.object_id, "attempt": lane.attempts, "error": outcome.error},
+        )
+        delay = retry_delay(attempt=lane.attempts - 1, backoff=client.backoff, retry_after=retry_after)
+        if retry_after and retry_after.isdigit() and client.limiter is not None:
+            # Google asked to slow down: every sender holds back, not only this one.
+            client.limiter.pause(delay)
+        lane.due_at = client._clock() + delay
+        return delay
+
+    def _patched(self, lane: _Lane, answer: Answer | TransferError) -> float | None:
+        """The PATCH's answer: only logged when it failed (the message itself was added)."""
+        object_id = lane.call.object_id
+        try:
+            if self._refresh_after_401(lane, answer):
+                return AT_ONCE
+        except google_auth_exceptions.GoogleAuthError as exc:
+            logger.warning("old wallet messages not removed", extra={"object_id": object_id, "error": repr(exc)})
+            return self._finish(lane, lane.outcome)
+        if isinstance(answer, TransferError):
+            logger.warning("old wallet messages not removed", extra={"object_id": object_id, "error": str(answer)})
+        elif answer.status_code != 200:
+            logger.warning(
+                "old wallet messages not removed", extra={"object_id": object_id, "status_code": answer.status_code}
+            )
+        return self._finish(lane, lane.outcome)
+
+    def _unexpected(self, lane: _Lane, exc: Exception) -> float | None:
+        """Whatever went wrong, a call may have been made: the call is unknown, never sent again, and the lane
+        goes on with its next call."""
+        self._release_slot(lane)
+        if lane.call is None:
+            return None
+        logger.exception("google wallet call failed unexpectedly", extra={"object_id": lane.call.object_id})
+        if lane.phase == PATCH:
+            return self._finish(lane, lane.outcome)
+        error = f"Google Wallet: unexpected error ({type(exc).__name__}); it may be on the pass"
+        return self._finish(
+            lane, AddMessageOutcome(ok=False, message_id=lane.call.message_id, error=error, unknown=True)
+        )
+
+
+def _kept_messages(answer: Answer, *, keep: int) -> list[dict] | None:
+    """The object's messages without our oldest beyond `keep` (others' messages untouched), or None when nothing
+    needs removing."""
+    try:
+        messages = answer.json().get("resource", {}).get("messages") or []
+        ours = [m for m in messages if str(m.get("id", "")).startswith(OUR_MESSAGE_PREFIX)]
+    except (ValueError, AttributeError, TypeError):
+        return None
+    if len(ours) <= keep:
+        return None
+    dropped = {id(m) for m in ours[: len(ours) - keep]}
+    return [m for m in messages if id(m) not in dropped]
+
+
+def _error_reason(response: Answer) -> str:
     try:
         error = response.json().get("error", {})
-    except ValueError:
+    except (ValueError, AttributeError):
         return response.text[:200]
     return str(error.get("message") or error.get("status") or error) if isinstance(error, dict) else str(error)
 

@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from autoengagement.models import AutoEngagementConfig, RunPart
@@ -49,10 +50,9 @@ def plan_parts(*, config: AutoEngagementConfig, run_date: dt.date, resume: bool)
     # Earlier days' parts are finished or abandoned (their day was closed): only today's are kept.
     RunPart.objects.filter(config=config).delete()
     size = max(1, settings.AUTO_ENGAGEMENT_PART_SIZE)
-    keys = Customer.objects.filter(business_id=config.business_id).order_by("pk").values_list("pk", flat=True)
-    if keys.count() <= size:
+    starts = _part_starts(business_id=config.business_id, size=size)
+    if len(starts) <= 1:
         return 0
-    starts = [key for index, key in enumerate(keys.iterator(chunk_size=10000)) if index % size == 0]
     starts[0] = 0
     ends = [start - 1 for start in starts[1:]] + [LAST_KEY]
     RunPart.objects.bulk_create(
@@ -66,17 +66,31 @@ def plan_parts(*, config: AutoEngagementConfig, run_date: dt.date, resume: bool)
     return len(starts)
 
 
+def _part_starts(*, business_id: int, size: int) -> list[int]:
+    """Every `size`-th customer key of the business (the first of each part), picked in the database: the claim's
+    transaction never reads a big business's keys."""
+    customers = Customer.objects.filter(business_id=business_id)
+    positions = range(1, customers.count() + 1, size)
+    if len(positions) <= 1:
+        return []
+    numbered = customers.annotate(position=Window(RowNumber(), order_by=F("pk").asc()))
+    return sorted(numbered.filter(position__in=positions).values_list("pk", flat=True))
+
+
 def helpable_config_pks() -> set[int]:
     """Configs running a split day with parts nobody has finished: another worker may take some."""
     return set(
-        RunPart.objects.filter(
-            done_at__isnull=True,
-            config__last_run_status=AutoEngagementConfig.RunStatus.RUNNING,
-            run_date=F("config__last_run_local_date"),
-        )
+        RunPart.objects.filter(done_at__isnull=True, config__enabled=True)
+        .filter(_day_running())
         .values_list("config_id", flat=True)
         .distinct()
     )
+
+
+def _day_running() -> Q:
+    """The part's day is the one its config is running: a day closed meanwhile (its run gave up, or a later claim
+    found it past the lateness bound) has no parts left to take or keep sending."""
+    return Q(config__last_run_status=AutoEngagementConfig.RunStatus.RUNNING, run_date=F("config__last_run_local_date"))
 
 
 def _lease_expiry() -> dt.datetime:
@@ -88,8 +102,8 @@ def claim_part(*, config: AutoEngagementConfig, run_date: dt.date, owner: str) -
     """The next part nobody works on (or whose worker's lease expired), taken for `owner`; and whether it was
     taken over from a worker that died."""
     part = (
-        RunPart.objects.select_for_update(skip_locked=True)
-        .filter(config=config, run_date=run_date, done_at__isnull=True)
+        RunPart.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(_day_running(), config=config, run_date=run_date, done_at__isnull=True)
         .filter(Q(owner="") | Q(lease_expires_at__lte=timezone.now()))
         .order_by("number")
         .first()
@@ -103,15 +117,17 @@ def claim_part(*, config: AutoEngagementConfig, run_date: dt.date, owner: str) -
 
 
 class PartLost(Exception):
-    """Another worker took the part over (this one was too slow to renew its lease): stop sending it."""
+    """Another worker took the part over (this one was too slow to renew its lease), or its day was closed: stop
+    sending it."""
 
 
-def renew_part(part: RunPart) -> None:
-    renewed = RunPart.objects.filter(pk=part.pk, owner=part.owner, done_at__isnull=True).update(
-        lease_expires_at=_lease_expiry()
-    )
-    if not renewed:
-        raise PartLost(f"part {part.number} was taken over by another run")
+def renew_part(part: RunPart, tally: ChunkTally | None = None) -> None:
+    """The part's lease renewed (before each send window), with its counts so far after each chunk: a worker that
+    takes the part over after this one died counts what it sent."""
+    mine = RunPart.objects.filter(_day_running(), pk=part.pk, owner=part.owner, done_at__isnull=True)
+    counts = {} if tally is None else {"tally": tally_as_json(tally)}
+    if not mine.update(lease_expires_at=_lease_expiry(), **counts):
+        raise PartLost(f"part {part.number} was taken over by another run, or its day was closed")
 
 
 def run_part(
@@ -125,15 +141,18 @@ def run_part(
     """Send one part's audience (after what a dead worker left of it) and record its counts on the part."""
     customers = (part.first_customer, part.last_customer)
     chunk_size = settings.AUTO_ENGAGEMENT_CHUNK_SIZE
-    tally = ChunkTally()
+    # What a worker that died had sent of the part, as of its last chunk.
+    tally = tally_from_json(part.tally) if taken_over and part.tally else ChunkTally()
     if taken_over:
         recovered = _recover(part)
         logger.warning("part taken over", extra={"part": part.number, "rows": recovered})
         tally.add(retry_due_rows(context, backends, chunk_size=chunk_size, customers=customers))
+        renew_part(part, tally)
         after_chunk()
     audience = iter_audience_chunks(config=context.config, now=context.now, chunk_size=chunk_size, customers=customers)
     for members in audience:
         tally.add(deliver_chunk(context, members, backends))
+        renew_part(part, tally)
         after_chunk()
     RunPart.objects.filter(pk=part.pk, owner=part.owner).update(
         done_at=timezone.now(), lease_expires_at=None, tally=tally_as_json(tally)
@@ -173,7 +192,9 @@ def work_parts(
 
         context = context_for(keep_alive)
         try:
-            tally.add(run_part(part, context=context, backends=backends, taken_over=taken_over, after_chunk=keep_alive))
+            tally.add(
+                run_part(part, context=context, backends=backends, taken_over=taken_over, after_chunk=after_chunk)
+            )
         except PartLost:
             # Too slow to renew: the worker that took it over finishes it; this one goes on with the next part.
             logger.warning("part lost to another worker", extra={"part": part.number})

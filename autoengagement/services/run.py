@@ -440,6 +440,9 @@ def help_run(*, config_pk: int, now: dt.datetime, owner: str, backends: BackendP
     if config is None or not config.is_leased(_wall_clock()) or config.last_run_local_date is None:
         return None
     run_date = config.last_run_local_date
+    # The coordinator's clock, not this worker's: the same audience cut-off, sent_at and retry deadline.
+    run_now = config.last_run_at or now
+    send_at = _schedule(config, run_now, forced=True).send_at
     outcome = BusinessOutcome(
         business_id=config.business.business_id,
         config_id=config.config_id,
@@ -451,7 +454,7 @@ def help_run(*, config_pk: int, now: dt.datetime, owner: str, backends: BackendP
             config=config,
             run_date=run_date,
             owner=owner,
-            context_for=lambda part_alive: _context(config, now, run_date, keep_alive=part_alive),
+            context_for=lambda part_alive: _context(config, run_now, run_date, send_at, keep_alive=part_alive),
             backends=backends,
             after_chunk=lambda: results.mark_stale([(config.business_id, run_date)]),
         )

@@ -130,7 +130,7 @@ class FcmPushBackend(HttpChannelBackend):
             return
         self._sent_again.add(message.log_id)
         self._access_token(stale=request.headers["Authorization"].removeprefix("Bearer "))
-        raise SendAgain
+        raise SendAgain("FCM 401: access token refreshed")
 
     def _classify(self, message: Message, response: Answer, request: HttpRequest) -> Result:
         self._refresh_after_401(message, response, request)

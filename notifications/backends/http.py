@@ -326,9 +326,6 @@ class _Batch:
     def _start(self, index: int) -> HttpRequest | float | None:
         delivery, message = self.delivery, self.messages[index]
         slot_at = self._release_slot(index)
-        if self.send_again[index]:
-            self.send_again[index] = False
-            return self._request(index)
         if self.aborted is not None:
             breaker = delivery.breaker
             if self.aborted.retryable and breaker is not None and not breaker.allow():
@@ -336,7 +333,8 @@ class _Batch:
             else:
                 self.results[index] = delivery.failed_by_abort(message, self.aborted)
             return None
-        attempt = self.attempts[index] + 1
+        # Sent again (its rejected token refreshed) is not another attempt, but it passes the same checks.
+        attempt = self.attempts[index] + (0 if self.send_again[index] else 1)
         if delivery.breaker is not None and not delivery.breaker.allow():
             if attempt == 1:
                 self.results[index] = not_attempted(message, delivery.breaker)
@@ -355,7 +353,7 @@ class _Batch:
                 self.holds_slot[index], self.slot_at[index] = True, now + wait
                 self.booked += 1
                 return wait
-        self.attempts[index] = attempt
+        self.attempts[index], self.send_again[index] = attempt, False
         return self._request(index)
 
     def _release_slot(self, index: int) -> float | None:
@@ -394,8 +392,8 @@ class _Batch:
             if isinstance(outcome, TransferError):
                 raise delivery.no_answer(outcome)
             result = self._classified(message, outcome, self.sent[index])
-        except SendAgain:
-            self.send_again[index] = True
+        except SendAgain as exc:
+            self.send_again[index], self.errors[index] = True, str(exc) or "sent again"
             return AT_ONCE
         except TransientError as exc:
             delivery.record(ok=False, error=exc.error)

@@ -13,7 +13,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from autoengagement.models import AutoEngagementConfig, ResultsCohort, ResultsDay, ResultsOutcome, RunPart
-from autoengagement.services import parts
+from autoengagement.services import parts, run
 from autoengagement.services.audience import in_holdout
 from autoengagement.services.run import run_due_configs
 from notifications.models import NotificationLog
@@ -185,3 +185,72 @@ def test_a_split_day_resumed_for_its_retries_counts_only_what_the_resume_sends()
     config.refresh_from_db()
     assert config.total_customers_notified == INACTIVE
     assert config.retry_at is None
+
+
+class WorkerDied(Exception):
+    """The worker's process ends here, as after kill -9: nothing of its own cleanup runs."""
+
+
+def claimed(config: AutoEngagementConfig) -> run.Claim:
+    claim = run.claim_config(config_pk=config.pk, now=NOW, owner="coordinator")
+    assert (claim.status, claim.parts) == ("claimed", (INACTIVE + ACTIVE) // PART_SIZE)
+    return claim
+
+
+@pytest.mark.django_db
+@override_settings(AUTO_ENGAGEMENT_PART_SIZE=PART_SIZE, AUTO_ENGAGEMENT_CHUNK_SIZE=25)
+def test_what_a_dead_worker_sent_of_its_part_is_counted_by_the_run_that_takes_it_over():
+    config, _ = big_business(holdout_percent=0)
+    claim = claimed(config)
+    part, _ = parts.claim_part(config=claim.config, run_date=claim.local_date, owner="dying-worker")
+    context = run._context(claim.config, NOW, claim.local_date, claim.send_at)
+
+    def die() -> None:
+        raise WorkerDied
+
+    backends = run.BackendPool()
+    with pytest.raises(WorkerDied):
+        parts.run_part(part, context=context, backends=backends, taken_over=False, after_chunk=die)
+    assert NotificationLog.objects.filter(status="sent").count() == 25
+    RunPart.objects.filter(pk=part.pk).update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
+
+    outcome = run.run_config(claim=claim, now=NOW, backends=backends)
+    backends.close()
+    assert (outcome.status, outcome.notified, outcome.channels["sms"]["sent"]) == ("success", INACTIVE, INACTIVE)
+    config.refresh_from_db()
+    assert config.total_customers_notified == INACTIVE == NotificationLog.objects.filter(status="sent").count()
+
+
+@pytest.mark.django_db
+@override_settings(AUTO_ENGAGEMENT_PART_SIZE=PART_SIZE)
+def test_a_helper_sends_with_the_coordinators_clock():
+    """A worker that joins later still sends as of the claim's `now`: the same audience cut-off and sent_at."""
+    config, _ = big_business(holdout_percent=0)
+    claim = claimed(config)
+    backends = run.BackendPool()
+    helped = run.help_run(config_pk=config.pk, now=NOW + dt.timedelta(hours=1), owner="helper", backends=backends)
+    backends.close()
+    assert (helped.status, helped.notified) == ("helped", INACTIVE)
+    assert set(NotificationLog.objects.values_list("sent_at", flat=True)) == {NOW}
+    assert not RunPart.objects.filter(config=config, run_date=claim.local_date, done_at__isnull=True).exists()
+
+
+@pytest.mark.django_db
+@override_settings(AUTO_ENGAGEMENT_PART_SIZE=PART_SIZE)
+def test_no_worker_takes_or_keeps_sending_a_part_once_its_day_is_closed():
+    config, _ = big_business(holdout_percent=0)
+    claim = claimed(config)
+    part, _ = parts.claim_part(config=claim.config, run_date=claim.local_date, owner="helper")
+    assert parts.helpable_config_pks() == {config.pk}
+    # Staff disable the business: no new worker joins the day (the ones at work finish their parts).
+    AutoEngagementConfig.objects.filter(pk=config.pk).update(enabled=False)
+    assert parts.helpable_config_pks() == set()
+    # The day is closed (its run failed and a later claim gave it up): nothing left to take, nothing kept.
+    AutoEngagementConfig.objects.filter(pk=config.pk).update(
+        enabled=True, last_run_status=AutoEngagementConfig.RunStatus.FAILED
+    )
+    assert parts.helpable_config_pks() == set()
+    assert parts.claim_part(config=claim.config, run_date=claim.local_date, owner="late") == (None, False)
+    with pytest.raises(parts.PartLost):
+        parts.renew_part(part)
+    assert not NotificationLog.objects.exists()

@@ -135,6 +135,46 @@ def test_twilio_checks_basic_auth_and_records_arrival_times(certs):
     assert after_reset["requests"] == after_reset["connections"] == 0
 
 
+def test_the_google_wallet_client_multiplexes_a_batch_over_one_h2_connection(certs, tmp_path, monkeypatch):
+    """Over HTTPS the Google Wallet client speaks HTTP/2: the batch's calls are streams in flight at once on one
+    connection (the token comes over a connection of its own)."""
+    from google.oauth2 import service_account
+
+    from wallet.google_wallet import SCOPE, AddMessage, GoogleConfig, GoogleWalletClient
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca_file))  # what libcurl trusts (engagement_site.curl)
+    latency = 0.2
+    with LatencyStandIn("google", latency=latency, certs=certs) as standin:
+        key = write_service_account_key(tmp_path, token_uri=standin.token_uri)
+        config = GoogleConfig(
+            issuer_id="3388",
+            credentials=service_account.Credentials.from_service_account_file(str(key), scopes=[SCOPE]),
+            api_base=standin.base_url,
+            class_id="",
+            timeout=10,
+            notify_limit=3,
+            over_limit="text",
+        )
+        client = GoogleWalletClient(config=config, max_retries=0, backoff=0.01, concurrency=100)
+        client.open()
+        try:
+            started = time.perf_counter()
+            outcomes = client.add_messages(
+                [AddMessage(f"3388.p{n}", f"reengagement-{n}", "h", "b", notify=True) for n in range(50)]
+            )
+            elapsed = time.perf_counter() - started
+        finally:
+            client.close()
+        stats = standin.stats()
+
+    assert [outcome.ok for outcome in outcomes] == [True] * 50
+    assert stats["connections_by_protocol"] == {"h2": 1, "http/1.1": 1}
+    assert stats["requests_by_kind"] == {"token": 1, "api": 50}
+    assert stats["max_in_flight"] >= 40
+    # One after another would take 50 x 0.2 s = 10 s.
+    assert elapsed < 10 * latency
+
+
 def test_window_arithmetic():
     assert max_in_window([0.0, 0.5, 9.9, 10.0, 10.1, 25.0], 10) == 4  # (0.1, 10.1]: 0.5, 9.9, 10.0, 10.1
     assert max_in_window([], 10) == 0

@@ -432,6 +432,10 @@ class HttpStandIn(TcpStandIn):
         handler.send_header("Content-Length", str(len(data)))
         for name, value in reply.headers.items():
             handler.send_header(name, value)
+        if handler.close_connection:
+            # Said, as HTTP/1.1 requires of a server that closes after this answer: the client opens a fresh
+            # connection for its next request rather than writing it to one about to close.
+            handler.send_header("Connection", "close")
         handler.end_headers()
         handler.wfile.write(data)
 

@@ -11,6 +11,7 @@ from notifications.backends.http import (
     HttpDelivery,
     HttpOptions,
     RateLimiter,
+    SendAgain,
     parse_retry_after,
     raise_for_transient_status,
 )
@@ -201,6 +202,54 @@ def test_a_kept_connection_lost_after_the_request_was_written_is_unknown_and_the
     assert results[1].error == "fake: no answer after the request was sent (connection error); it may have been sent"
     assert [request.json()["to"] for request in server.requests] == ["r0", "r1"]
     assert server.connections == 1
+
+
+class RefreshingProvider(FakeProvider):
+    """A 401 asks for the message to be sent again (a token refreshed), as FCM's backend does; a 403 stops the
+    batch (credentials rejected for good)."""
+
+    @staticmethod
+    def classify(message: Message, answer: Answer, request: HttpRequest) -> Result:
+        if answer.status_code == 401:
+            raise SendAgain("token refreshed")
+        if answer.status_code == 403:
+            raise BatchError("credentials rejected")
+        return FakeProvider.classify(message, answer, request)
+
+
+def test_a_message_to_send_again_is_not_sent_once_the_batch_stopped():
+    """r0's 401 comes back after r1's 403 stopped the batch: r0 is not sent again."""
+
+    def answer(request):
+        if request.json()["to"] != "r0":
+            return Reply(403, {})
+        if len(server.requests) == 1:
+            time.sleep(0.3)
+            return Reply(401, {})
+        return Reply(201, {"id": "m-0"})
+
+    with ScriptedServer(answer) as server:
+        results = RefreshingProvider(server.url, concurrency=2).run(messages(2))
+    assert [request.json()["to"] for request in server.requests].count("r0") == 1
+    assert [(result.status, result.error) for result in results] == [("failed", "credentials rejected")] * 2
+
+
+def test_a_message_to_send_again_waits_for_the_breaker(clock):
+    with ScriptedServer(Reply(401, {}), Reply(201, {"id": "m-1"})) as server:
+        provider = RefreshingProvider(server.url, clock=clock, concurrency=1)
+        provider.delivery.breaker = CircuitBreaker(threshold=1)
+        provider.delivery.breaker.record(ok=False, error="earlier failure")
+        provider.delivery.breaker.allow = iter([True, False]).__next__
+        [result] = provider.run(messages(1))
+    assert len(server.requests) == 1
+    assert (result.status, result.retryable) == ("failed", True)
+
+
+def test_a_message_sent_again_goes_out_once_more_and_is_not_another_attempt(clock):
+    with ScriptedServer(Reply(401, {}), Reply(201, {"id": "m-1"})) as server:
+        [result] = RefreshingProvider(server.url, clock=clock, max_attempts=1).run(messages(1))
+    assert (result.status, result.provider_message_id) == ("sent", "m-1")
+    assert len(server.requests) == 2
 
 
 def test_the_breaker_stops_calling_a_provider_that_keeps_failing(clock):

@@ -8,7 +8,6 @@ import subprocess
 import zipfile
 
 import pytest
-import respx
 from django.core.management import call_command
 
 from notifications.models import NotificationLog
@@ -18,8 +17,10 @@ from tests.factories import (
     CustomerFactory,
     WalletPassFactory,
 )
+from tests.faults.conftest import service_account_key
+from tests.faults.standins import GoogleWalletStandIn
 from tests.wallet.certs import PASS_TYPE_ID
-from tests.wallet.conftest import GOOGLE_API_BASE, GOOGLE_ISSUER_ID, GOOGLE_TOKEN_URI, issued_apple_pass
+from tests.wallet.conftest import GOOGLE_ISSUER_ID, issued_apple_pass
 
 pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2026, 6, 1, 9, 0, tzinfo=dt.UTC)
@@ -46,22 +47,18 @@ def test_a_run_reaches_apple_and_google_holders_and_the_device_fetches_the_signe
     AppleDeviceRegistrationFactory(wallet_pass=apple_pass, device_library_identifier="device-1", push_token="e1" * 32)
     google_pass = WalletPassFactory(platform="google", customer=quiet_customer(config.business, first_name="Ben"))
     nobody = quiet_customer(config.business)
-    add_message = (
-        f"{GOOGLE_API_BASE}/walletobjects/v1/loyaltyObject/{GOOGLE_ISSUER_ID}.{google_pass.pass_id}/addMessage"
-    )
+    object_id = f"{GOOGLE_ISSUER_ID}.{google_pass.pass_id}"
 
-    with respx.mock(assert_all_called=False) as google_api:
-        # Anything else sent through httpx to the local stand-ins (APNs) goes through untouched.
-        google_api.route(host=apns_server.host.partition(":")[0]).pass_through()
-        token_route = google_api.post(GOOGLE_TOKEN_URI).respond(
-            json={"access_token": "ya29.t", "expires_in": 3600, "token_type": "Bearer"}
-        )
-        added = google_api.post(add_message).respond(json={})
+    with GoogleWalletStandIn() as google:
+        google.configure(google_settings, service_account_key(tmp_path, token_uri=google.token_uri))
         out = io.StringIO()
         call_command("run_auto_engagement", "--now", NOW.isoformat(), "--format", "json", stdout=out)
-    assert token_route.called
-    [call] = added.calls
-    sent_to_google = json.loads(call.request.content)
+    assert google.token_requests == 1
+    [call] = google.received
+    assert (call.method, call.path) == ("POST", f"/walletobjects/v1/loyaltyObject/{object_id}/addMessage")
+    assert call.headers["authorization"].removeprefix("Bearer ") in google.tokens
+    sent_to_google = call.json()
+    assert google.deliveries == {object_id: 1}
     assert json.loads(out.getvalue().strip().splitlines()[-1])["total_notified"] == 2
 
     assert [push.path for push in apns_server.pushes] == [f"/3/device/{'e1' * 32}"]

@@ -4,9 +4,7 @@ import shutil
 import subprocess
 import zipfile
 
-import httpx
 import pytest
-import respx
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -15,8 +13,10 @@ from notifications.backends import get_backend
 from notifications.backends.base import Message
 from notifications.models import NotificationLog
 from tests.factories import AppleDeviceRegistrationFactory, CustomerFactory, NotificationLogFactory, WalletPassFactory
+from tests.faults.conftest import service_account_key
+from tests.faults.standins import GoogleWalletStandIn, Reply
 from tests.wallet.certs import PASS_TYPE_ID
-from tests.wallet.conftest import GOOGLE_API_BASE, GOOGLE_ISSUER_ID, GOOGLE_TOKEN_URI, issued_apple_pass
+from tests.wallet.conftest import GOOGLE_ISSUER_ID, issued_apple_pass
 from wallet.apns import PushOutcome
 from wallet.delivery import WalletBackend, _apple_attempt, _Attempt, combine_attempts
 from wallet.models import AppleDeviceRegistration, WalletPass
@@ -24,21 +24,23 @@ from wallet.models import AppleDeviceRegistration, WalletPass
 pytestmark = pytest.mark.django_db
 
 
-def _add_message_url(pass_id: str) -> str:
-    return f"{GOOGLE_API_BASE}/walletobjects/v1/loyaltyObject/{GOOGLE_ISSUER_ID}.{pass_id}/addMessage"
+def _object_id(wallet_pass) -> str:
+    return f"{GOOGLE_ISSUER_ID}.{wallet_pass.pass_id}"
+
+
+def _google_calls(google: GoogleWalletStandIn, wallet_pass) -> list:
+    """The addMessage requests the Google stand-in received for the pass's loyalty object."""
+    return [r for r in google.received if r.recipient == _object_id(wallet_pass) and r.method == "POST"]
 
 
 @pytest.fixture
-def live(apns_server, google_settings):
-    """Both platforms configured: APNs is the local HTTP/2 stand-in, the Google API answered through respx (any
-    other request made through httpx to the local stand-in goes through untouched)."""
+def live(apns_server, google_settings, tmp_path):
+    """Both platforms configured, each against its local stand-in: APNs (HTTP/2, client certificates) and the
+    Google Wallet API with its OAuth2 token endpoint (tests/faults/standins.py)."""
     google_settings.WALLET_CHANNEL = "live"
-    with respx.mock(assert_all_called=False) as google_api:
-        google_api.route(host=apns_server.host.partition(":")[0]).pass_through()
-        google_api.post(GOOGLE_TOKEN_URI).respond(
-            json={"access_token": "ya29.t", "expires_in": 3600, "token_type": "Bearer"}
-        )
-        yield apns_server, google_api
+    with GoogleWalletStandIn() as google:
+        google.configure(google_settings, service_account_key(tmp_path, token_uri=google.token_uri))
+        yield apns_server, google
 
 
 def _message(customer_id: str, log_id: int, body: str = "Come back for a free coffee") -> Message:
@@ -64,7 +66,7 @@ def test_nothing_configured_is_a_configuration_error(settings):
 
 
 def test_mixed_batch_reaches_each_customer_on_every_pass(live):
-    apns_server, google_api = live
+    apns_server, google = live
     apple_two_devices = WalletPassFactory(platform="apple")
     alive = _device(apple_two_devices, "a1" * 32)
     dead = _device(apple_two_devices, "a2" * 32)
@@ -79,9 +81,7 @@ def test_mixed_batch_reaches_each_customer_on_every_pass(live):
     no_pass = CustomerFactory()
     apns_server.answer("a2" * 32, 410)
     apns_server.answer("c1" * 32, 410)
-    for wallet_pass in (google_only, both_google):
-        google_api.post(_add_message_url(wallet_pass.pass_id)).respond(json={})
-    google_api.post(_add_message_url(google_missing.pass_id)).respond(404, json={"error": {"message": "not found"}})
+    google.script(_object_id(google_missing), [Reply(404, google.error_body(404))])
 
     customers = [
         apple_two_devices.customer,
@@ -115,6 +115,8 @@ def test_mixed_batch_reaches_each_customer_on_every_pass(live):
     assert "410" in results[5].error
     assert not results[5].retryable
     assert "not found" in results[6].error
+    assert google.deliveries == {_object_id(google_only): 1, _object_id(both_google): 1}
+    assert google.requests[_object_id(google_missing)] == 1
     assert results[7].error == results[99].error == "no pass"
 
     assert sorted(push.path.rsplit("/", 1)[1] for push in apns_server.pushes) == sorted(
@@ -147,25 +149,22 @@ def test_the_same_text_twice_still_changes_the_message_field(live):
     assert wallet_pass.updated_at > first_time
 
 
-def _batch(count: int, offset: int) -> tuple[list[Message], list[str]]:
+def _batch(count: int, offset: int) -> list[Message]:
     """Customers with an Apple pass on one device and a Google pass, each followed by one with no pass."""
-    messages, google_urls = [], []
+    messages = []
     for n in range(count):
         apple = WalletPassFactory(platform="apple")
         _device(apple, f"{offset + n:064x}")
-        google = WalletPassFactory(platform="google", customer=apple.customer)
-        google_urls.append(_add_message_url(google.pass_id))
+        WalletPassFactory(platform="google", customer=apple.customer)
         messages.append(_message(apple.customer.customer_id, offset + n))
         messages.append(_message(CustomerFactory().customer_id, 10_000 + offset + n))
-    return messages, google_urls
+    return messages
 
 
 def test_queries_do_not_grow_with_the_batch(live, django_assert_max_num_queries):
-    apns_server, google_api = live
-    small, small_urls = _batch(2, 100)
-    large, large_urls = _batch(12, 200)
-    for url in small_urls + large_urls:
-        google_api.post(url).respond(json={})
+    apns_server, google = live
+    small = _batch(2, 100)
+    large = _batch(12, 200)
     batches = []
     with WalletBackend() as backend:
         with CaptureQueriesContext(connection) as small_queries:
@@ -179,6 +178,7 @@ def test_queries_do_not_grow_with_the_batch(live, django_assert_max_num_queries)
         batches.append(len(apns_server.pushes))
     assert len(large_queries) == len(small_queries)
     assert [result.status for result in results] == ["sent", "skipped"] * 12
+    assert google.total_requests == 2 + 12 + 12
     # The pushes share connections: never one per push (test_apns checks a batch keeps to exactly one; here, on a
     # busy machine, a connection dropped mid-run may be reopened once per batch at most).
     assert apns_server.connections <= len(batches) < len(apns_server.pushes)
@@ -280,20 +280,18 @@ def test_a_token_apns_will_never_accept_removes_the_registration(live, reason):
 
 
 def test_a_5xx_from_google_is_unknown_and_a_quota_answer_falls_back_to_text(live):
-    _, google_api = live
+    _, google = live
     lost = WalletPassFactory(platform="google")
     capped = WalletPassFactory(platform="google")
-    google_api.post(_add_message_url(lost.pass_id)).respond(500, json={"error": {"message": "backend error"}})
-    quota = {"error": {"code": 403, "errors": [{"reason": "quotaExceeded", "domain": "walletobjects"}]}}
-    google_api.post(_add_message_url(capped.pass_id)).mock(
-        side_effect=[httpx.Response(403, json=quota), httpx.Response(200, json={})]
-    )
+    google.script(_object_id(lost), [Reply(500, google.error_body(500), deliver=True)])
+    google.exceed_quota(_object_id(capped))
     with WalletBackend() as backend:
         unknown, sent = backend.send_batch(
             [_message(lost.customer.customer_id, 1), _message(capped.customer.customer_id, 2)]
         )
     assert (unknown.status, unknown.retryable) == ("unknown", False)
-    assert len([c for c in google_api.calls if lost.pass_id in str(c.request.url)]) == 1, "never retried"
+    assert len(_google_calls(google, lost)) == 1, "never retried"
     assert sent.status == "sent"
-    capped_calls = [json.loads(c.request.content) for c in google_api.calls if capped.pass_id in str(c.request.url)]
+    capped_calls = [call.json() for call in _google_calls(google, capped)]
     assert [call["message"]["messageType"] for call in capped_calls] == ["TEXT_AND_NOTIFY", "TEXT"]
+    assert google.deliveries == {_object_id(lost): 1, _object_id(capped): 1}
