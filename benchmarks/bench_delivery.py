@@ -1,11 +1,13 @@
 """Throughput of one channel backend against a latency stand-in, through the backend's public interface only.
 
     .venv/bin/python -m benchmarks.bench_delivery --provider fcm|apns|twilio|google --messages N --latency-ms 50
-        [--concurrency K] [--chunk 500] [--rate-limit 0] [--no-tls] [--database-url URL] [--env NAME=VALUE ...]
+        [--concurrency K] [--chunk 500] [--rate-limit 0] [--no-tls] [--standin python|node] [--database-url URL]
+        [--env NAME=VALUE ...]
 
-Starts the provider's stand-in in a process of its own (benchmarks.latency_standins), points the settings at it
-through environment variables set before django.setup(), builds N messages (for the wallet channel: N customers,
-each with one pass, and for Apple one registered device, created in bulk), then does what a run does:
+Starts the provider's stand-in in a process of its own (benchmarks.latency_standins; with --standin node, for fcm and
+apns, benchmarks/node_standin.mjs on Node's native HTTP/2 server, which costs far less CPU per request), points the
+settings at it through environment variables set before django.setup(), builds N messages (for the wallet channel:
+N customers, each with one pass, and for Apple one registered device, created in bulk), then does what a run does:
 `backend = get_backend(channel)`, a circuit breaker, `backend.open()`, `backend.send_batch(chunk)` for each chunk of
 AUTO_ENGAGEMENT_SEND_WINDOW messages (500), `backend.close()`. Prints one JSON line on stdout (logs go to stderr).
 
@@ -39,10 +41,13 @@ from typing import Any
 
 from benchmarks.latency_standins import (
     DEFAULT_LATENCY,
+    NODE_PROVIDERS,
     PROVIDERS,
     Certs,
     LatencyStandIn,
+    NodeLatencyStandIn,
     make_certs,
+    node_binary,
     write_service_account_key,
 )
 
@@ -203,6 +208,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0.0,
         help="FCM_RATE_LIMIT / TWILIO_RATE_LIMIT (default 0: no limit, to measure the backend, not the quota)",
     )
+    parser.add_argument(
+        "--standin",
+        choices=("python", "node"),
+        default="python",
+        help="the stand-in: python (benchmarks.latency_standins, every provider) or node (benchmarks/node_standin.mjs, "
+        "Node's native HTTP/2 server: far less CPU per request; fcm and apns, TLS only)",
+    )
     parser.add_argument("--no-tls", action="store_true", help="plain http:// stand-in (not for APNs)")
     parser.add_argument("--alpn", help="the stand-in's ALPN list, e.g. http/1.1 to refuse h2 (default per provider)")
     parser.add_argument("--database-url", help="default: DATABASE_URL, else a temporary SQLite database")
@@ -216,7 +228,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="any other setting, applied last"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.standin == "node":
+        if args.provider not in NODE_PROVIDERS:
+            parser.error(f"--standin node serves only {' and '.join(NODE_PROVIDERS)}, not {args.provider}")
+        if args.no_tls or args.alpn:
+            parser.error("--standin node speaks only TLS with its own ALPN: drop --no-tls and --alpn")
+        if not node_binary():
+            parser.error("--standin node needs Node.js: no `node` on PATH (or set NODE=/path/to/node)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -229,7 +249,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         certs = None if args.no_tls else make_certs(workdir / "certs", client_uid=PASS_TYPE_ID)
         alpn = args.alpn.split(",") if args.alpn else None
-        standin = LatencyStandIn(provider, latency=args.latency_ms / 1000, certs=certs, tls=not args.no_tls, alpn=alpn)
+        standin_class = NodeLatencyStandIn if args.standin == "node" else LatencyStandIn
+        standin = standin_class(provider, latency=args.latency_ms / 1000, certs=certs, tls=not args.no_tls, alpn=alpn)
         standin.start()
         environment = provider_environment(
             provider, standin, certs=certs, workdir=workdir, rate_limit=args.rate_limit, concurrency=args.concurrency
@@ -323,6 +344,7 @@ def run(args: argparse.Namespace, standin: LatencyStandIn, *, migrate: bool, tem
         "chunk": chunk,
         "tls": not args.no_tls,
         "database": connection.vendor,
+        "standin": args.standin,
         "seconds": round(seconds, 3),
         "messages_per_second": round(len(messages) / seconds, 1) if seconds > 0 else None,
         "cpu_ms_per_message": round(cpu * 1000 / len(messages), 3),

@@ -14,7 +14,14 @@ import httpx
 import pytest
 import requests
 
-from benchmarks.latency_standins import LatencyStandIn, make_certs, max_in_window, per_second, write_service_account_key
+from benchmarks.latency_standins import (
+    LatencyStandIn,
+    make_certs,
+    max_in_window,
+    node_binary,
+    per_second,
+    write_service_account_key,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FCM_PATH = "/v1/projects/p/messages:send"
@@ -203,6 +210,36 @@ def test_bench_delivery_prints_one_json_line_with_every_message_sent(provider):
     assert report["connections"] >= 1
     assert report["messages_per_second"] > 0
     assert report["cpu_ms_per_message"] > 0
+
+
+@pytest.mark.skipif(node_binary() is None, reason="the Node stand-in needs `node` on PATH")
+@pytest.mark.parametrize("provider", ["fcm", "apns"])
+def test_bench_delivery_through_the_node_standin_sends_every_message_and_the_standin_counts_them(provider):
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}  # its own temporary SQLite
+    command = [sys.executable, "-m", "benchmarks.bench_delivery", "--provider", provider, "--messages", "50"]
+    completed = subprocess.run(
+        [*command, "--standin", "node", "--concurrency", "20"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    lines = completed.stdout.strip().splitlines()
+    assert len(lines) == 1, completed.stdout
+    report = json.loads(lines[0])
+    assert report["standin"] == "node"
+    assert report["statuses"] == {"sent": 50}, report
+    # Counted by node_standin.mjs: every message exactly once (it never fails, so no retries), over HTTP/2, with
+    # 20 in flight at once (a serialising stand-in would hold 1), and its own CPU time.
+    assert report["requests"] == 50, report
+    expected_kinds = {"api": 50, "token": 1} if provider == "fcm" else {"api": 50}
+    assert report["requests_by_kind"] == expected_kinds
+    assert report["connections_by_protocol"].get("h2", 0) >= 1
+    assert 10 <= report["max_in_flight"] <= 20
+    assert report["standin_cpu_seconds"] > 0
+    assert not report["standin_errors"].keys() - {"goaways"}, report["standin_errors"]  # the client's GOAWAY at close
 
 
 @pytest.mark.postgres
