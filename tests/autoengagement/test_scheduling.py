@@ -86,3 +86,25 @@ def test_whole_days_missed_are_not_made_up():
     # Last ran three days ago; today's send time has not come: nothing to catch up now.
     now = dt.datetime(2026, 6, 4, 8, 0, tzinfo=UTC)
     assert state("09:00", "UTC", now, last=dt.date(2026, 6, 1)).state == Due.NOT_YET
+
+
+@pytest.mark.parametrize(
+    ("zone", "local_date", "run_time", "expected_utc", "shown"),
+    [
+        # 2026-03-29: Paris jumps from 02:00 CET to 03:00 CEST (01:00 UTC); 02:30 never happens.
+        ("Europe/Paris", dt.date(2026, 3, 29), "02:30", dt.datetime(2026, 3, 29, 1, 0, tzinfo=UTC), "03:00"),
+        # 2026-10-04: Lord Howe moves half an hour, 02:00 (+10:30) to 02:30 (+11:00), at 15:30 UTC the day before.
+        ("Australia/Lord_Howe", dt.date(2026, 10, 4), "02:15", dt.datetime(2026, 10, 3, 15, 30, tzinfo=UTC), "02:30"),
+    ],
+)
+def test_a_gap_east_of_utc_runs_at_the_transition(zone, local_date, run_time, expected_utc, shown):
+    send_at = local_send_instant(run_time=run_time, zone=ZoneInfo(zone), local_date=local_date)
+    assert send_at == expected_utc
+    assert send_at.astimezone(ZoneInfo(zone)).strftime("%H:%M") == shown
+
+
+def test_lord_howes_repeated_half_hour_means_its_first_occurrence():
+    # 2026-04-05: 02:00 (+11:00) goes back to 01:30 (+10:30); 01:45 happens at 14:45 and again at 15:15 UTC.
+    zone = ZoneInfo("Australia/Lord_Howe")
+    first = dt.datetime(2026, 4, 4, 14, 45, tzinfo=UTC)
+    assert local_send_instant(run_time="01:45", zone=zone, local_date=dt.date(2026, 4, 5)) == first
