@@ -34,8 +34,11 @@ def take(limiter: RateLimiter, clock: FakeClock) -> float:
 class FakeProvider:
     """A minimal provider built on the shared machinery, the way Twilio and FCM use it."""
 
-    def __init__(self, url: str, *, clock: FakeClock | None = None, rate: float = 0, **options) -> None:
+    def __init__(
+        self, url: str, *, clock: FakeClock | None = None, rate: float = 0, http2: bool = False, **options
+    ) -> None:
         self.url = url
+        self.http2 = http2
         self.options = HttpOptions(**{"backoff_base": 1.0, "backoff_max": 8.0, "timeout": 5.0, **options})
         timing = {"clock": clock, "sleep": clock.sleep} if clock else {}
         self.delivery = HttpDelivery(
@@ -59,7 +62,7 @@ class FakeProvider:
         return Result(log_id=message.log_id, status="failed", error=f"HTTP {answer.status_code}")
 
     def run(self, batch: list[Message]) -> list[Result]:
-        pool = CurlPool(http2=False, max_connections=self.options.concurrency, timeout=self.options.timeout)
+        pool = CurlPool(http2=self.http2, max_connections=self.options.concurrency, timeout=self.options.timeout)
         try:
             return self.delivery.deliver(batch, pool=pool, build=self.request, classify=self.classify)
         finally:
@@ -171,11 +174,13 @@ def test_connection_errors_give_up_after_the_attempts(clock):
     assert result.error == "could not connect to fake (connect error) (after 3 attempts)"
 
 
-def test_a_timeout_before_the_request_was_written_is_retryable(clock):
-    """A peer that accepts the connection but never completes the TLS handshake: no byte of the request left."""
+@pytest.mark.parametrize("http2", [False, True])
+def test_a_timeout_before_the_request_was_written_is_retryable(clock, http2):
+    """A peer that accepts the connection but never completes the TLS handshake: no byte of the request left (an
+    HTTP/2 pool's request waits for the connection the same way)."""
     with socket.create_server(("127.0.0.1", 0)) as silent:
         url = f"https://127.0.0.1:{silent.getsockname()[1]}/send"
-        [result] = FakeProvider(url, clock=clock, max_attempts=2, timeout=0.3).run(messages(1))
+        [result] = FakeProvider(url, clock=clock, max_attempts=2, timeout=0.3, http2=http2).run(messages(1))
     assert result.status == "failed"
     assert result.retryable is True
     assert result.error == "could not connect to fake (timeout) (after 2 attempts)"
