@@ -6,8 +6,9 @@ the PassKit web service. Google: addMessage on the loyalty object, notifying whi
 daily cap. A customer with passes on both platforms is reached on both; the message's result is sent when any
 pass was reached.
 
-A batch costs a constant number of queries whatever its size: customers, passes and registrations are read in
-three, passes are updated in one bulk update, dead registrations removed in one delete, Google's daily counts
+A batch costs a constant number of queries whatever its size: the customers' passes and their registrations are
+read in one query (plain rows, no model instances), Apple passes are updated in one set-based UPDATE
+(engagement_site.db.bulk_update_rows), dead registrations removed in one delete, Google's daily counts
 read in one query and written in one insert. Pushes share one HTTP/2 connection. Google calls go out concurrently
 (up to GOOGLE_WALLET_CONCURRENCY in flight, multiplexed over one HTTP/2 connection by libcurl) at most
 GOOGLE_WALLET_RATE_LIMIT a second, a budget shared by every process (notifications.backends.http.shared_rate_limiter);
@@ -23,9 +24,11 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import Count, Prefetch
+from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 
+from engagement_site.db import bulk_update_rows
 from notifications.backends.base import ChannelBackend, Message, Result
 from notifications.backends.http import shared_rate_limiter
 from notifications.backends.quota import SharedRateLimiter
@@ -43,7 +46,7 @@ from wallet.google_wallet import (
     load_google_config,
     loyalty_object_id,
 )
-from wallet.models import AppleDeviceRegistration, Customer, GoogleWalletMessage, WalletPass
+from wallet.models import AppleDeviceRegistration, GoogleWalletMessage, WalletPass
 
 logger = logging.getLogger(__name__)
 
@@ -168,37 +171,30 @@ class WalletBackend(ChannelBackend):
 
     def _send(self, messages: Sequence[Message]) -> list[Result]:
         now = timezone.now()
-        customers = {
-            customer.customer_id: customer
-            for customer in Customer.objects.filter(customer_id__in={m.recipient for m in messages}).prefetch_related(
-                Prefetch(
-                    "wallet_passes",
-                    queryset=WalletPass.objects.order_by("pk").prefetch_related(
-                        Prefetch("device_registrations", queryset=AppleDeviceRegistration.objects.order_by("pk"))
-                    ),
-                )
-            )
-        }
+        found = _read_passes(recipients={m.recipient for m in messages})
         attempts: dict[int, list[_Attempt]] = defaultdict(list)
-        apple_work: list[tuple[Message, WalletPass]] = []
+        apple_work: list[tuple[Message, _PassRow]] = []
         google_work: list[tuple[Message, WalletPass]] = []
+        google_passes: dict[int, WalletPass] = {}
         for message in messages:
-            customer = customers.get(message.recipient)
-            wallet_passes = list(customer.wallet_passes.all()) if customer else []
+            wallet_passes = found.get(message.recipient, ())
             if not wallet_passes:
                 attempts[message.log_id].append(_Attempt("skipped", NO_PASS))
             for wallet_pass in wallet_passes:
                 if wallet_pass.platform == WalletPass.Platform.APPLE:
                     if self.apple is None:
                         attempts[message.log_id].append(_Attempt("failed", "Apple Wallet is not configured"))
-                    elif not wallet_pass.device_registrations.all():
+                    elif not wallet_pass.registrations:
                         attempts[message.log_id].append(_Attempt("skipped", NO_REGISTERED_DEVICE))
                     else:
                         apple_work.append((message, wallet_pass))
                 elif self.google is None:
                     attempts[message.log_id].append(_Attempt("failed", "Google Wallet is not configured"))
                 else:
-                    google_work.append((message, wallet_pass))
+                    # The Google path works on model instances (one per pass, shared by its messages).
+                    if wallet_pass.pk not in google_passes:
+                        google_passes[wallet_pass.pk] = wallet_pass.model_instance()
+                    google_work.append((message, google_passes[wallet_pass.pk]))
         if apple_work:
             self._send_apple(work=apple_work, attempts=attempts, now=now)
         if google_work:
@@ -217,10 +213,12 @@ class WalletBackend(ChannelBackend):
         return results
 
     def _send_apple(
-        self, *, work: list[tuple[Message, WalletPass]], attempts: dict[int, list[_Attempt]], now: dt.datetime
+        self, *, work: list[tuple[Message, "_PassRow"]], attempts: dict[int, list[_Attempt]], now: dt.datetime
     ) -> None:
-        """Update the passes' message field in one bulk update, then push to every registered device."""
+        """Update the passes' message field in one set-based UPDATE, then push to every registered device."""
+        updated: dict[int, _PassRow] = {}
         for message, wallet_pass in work:
+            # A pass reached by two messages of the batch takes them in turn, the second seeing the first's text.
             wallet_pass.message_text = passes.message_value(
                 header=message.header,
                 body=message.body,
@@ -230,20 +228,24 @@ class WalletBackend(ChannelBackend):
             )
             # Last-Modified has whole seconds: the new modification time must fall in a later second than the one a
             # device already holds, or its If-Modified-Since fetch would get 304 and miss the message.
-            wallet_pass.updated_at = max(
-                now, passes.pass_last_modified(wallet_pass=wallet_pass) + dt.timedelta(seconds=1)
+            wallet_pass.updated_at = passes.next_modified(current=wallet_pass.updated_at, now=now)
+            updated[wallet_pass.pk] = wallet_pass
+        with transaction.atomic(savepoint=False):  # all or nothing, whatever the number of statements
+            bulk_update_rows(
+                WalletPass,
+                ["message_text", "updated_at"],
+                [(pk, wallet_pass.message_text, wallet_pass.updated_at) for pk, wallet_pass in updated.items()],
             )
-        updated = {wallet_pass.pk: wallet_pass for _, wallet_pass in work}
-        WalletPass.objects.bulk_update(list(updated.values()), ["message_text", "updated_at"], batch_size=500)
-        registrations = [reg for wallet_pass in updated.values() for reg in wallet_pass.device_registrations.all()]
-        outcomes = self.apns.push_many(tokens=[reg.push_token for reg in registrations])
-        gone = [reg.pk for reg in registrations if outcomes[reg.push_token].unregistered]
+        registrations = [reg for wallet_pass in updated.values() for reg in wallet_pass.registrations]
+        outcomes = self.apns.push_many(tokens=[token for _, token in registrations])
+        gone = [pk for pk, token in registrations if outcomes[token].unregistered]
         if gone:
             AppleDeviceRegistration.objects.filter(pk__in=gone).delete()
             logger.info("apple registrations removed (410 or a dead token)", extra={"count": len(gone)})
+        # One attempt per distinct outcome (they are immutable), shared by the messages that reach the device.
+        device_attempts = {token: _apple_attempt(outcome) for token, outcome in outcomes.items()}
         for message, wallet_pass in work:
-            device_outcomes = [outcomes[reg.push_token] for reg in wallet_pass.device_registrations.all()]
-            attempts[message.log_id].extend(_apple_attempt(outcome) for outcome in device_outcomes)
+            attempts[message.log_id].extend(device_attempts[token] for _, token in wallet_pass.registrations)
 
     def _send_google(
         self, *, work: list[tuple[Message, WalletPass]], attempts: dict[int, list[_Attempt]], now: dt.datetime
@@ -333,6 +335,65 @@ class WalletBackend(ChannelBackend):
             body=message.body,
             notify=notify,
         )
+
+
+class _PassRow:
+    """A pass as the batch reads it: its columns, and for an Apple pass its registrations (pk, push token)."""
+
+    __slots__ = ("customer_id", "message_text", "pass_id", "pk", "platform", "registrations", "updated_at")
+
+    def __init__(
+        self, *, pk: int, pass_id: str, customer_id: int, platform: str, message_text: str, updated_at: dt.datetime
+    ) -> None:
+        self.pk = pk
+        self.pass_id = pass_id
+        self.customer_id = customer_id
+        self.platform = platform
+        self.message_text = message_text
+        self.updated_at = updated_at
+        self.registrations: list[tuple[int, str]] = []
+
+    def model_instance(self) -> WalletPass:
+        """The pass as a model instance with the columns read (any other is loaded on access, as if deferred)."""
+        return WalletPass.from_db(
+            WalletPass.objects.db,
+            _PASS_FIELDS,
+            (self.pk, self.pass_id, self.customer_id, self.platform, self.message_text, self.updated_at),
+        )
+
+
+_PASS_FIELDS = ["id", "pass_id", "customer_id", "platform", "message_text", "updated_at"]
+
+
+def _read_passes(*, recipients: set[str]) -> dict[str, list[_PassRow]]:
+    """Each recipient's passes (in primary-key order) with their device registrations (in primary-key order), read
+    in one query as plain rows: no model instances, no prefetch."""
+    rows = (
+        WalletPass.objects.filter(customer__customer_id__in=recipients)
+        .order_by("pk", "device_registrations__pk")
+        .values_list(
+            "customer__customer_id",
+            *_PASS_FIELDS,
+            "device_registrations__pk",
+            "device_registrations__push_token",
+        )
+    )
+    found: dict[str, list[_PassRow]] = defaultdict(list)
+    current: _PassRow | None = None
+    for recipient, pk, pass_id, customer_id, platform, message_text, updated_at, reg_pk, push_token in rows:
+        if current is None or current.pk != pk:
+            current = _PassRow(
+                pk=pk,
+                pass_id=pass_id,
+                customer_id=customer_id,
+                platform=platform,
+                message_text=message_text,
+                updated_at=updated_at,
+            )
+            found[recipient].append(current)
+        if reg_pk is not None:
+            current.registrations.append((reg_pk, push_token))
+    return found
 
 
 def _google_message_id(message: Message) -> str:

@@ -237,3 +237,9 @@ def build_pkpass(*, wallet_pass: WalletPass, config: AppleConfig) -> bytes:
 def pass_last_modified(*, wallet_pass: WalletPass) -> dt.datetime:
     """The pass's modification time to whole seconds, as HTTP dates carry it."""
     return wallet_pass.updated_at.replace(microsecond=0)
+
+
+def next_modified(*, current: dt.datetime, now: dt.datetime) -> dt.datetime:
+    """A pass's new modification time when it changes: now, but always in a later whole second than `current`'s
+    (Last-Modified has whole seconds: a device holding the old one would otherwise get 304 and miss the change)."""
+    return max(now, current.replace(microsecond=0) + dt.timedelta(seconds=1))
