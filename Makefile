@@ -48,6 +48,7 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 test: install lint
 	$(PY) manage.py makemigrations --check --dry-run

@@ -26,6 +26,7 @@ from engagement_site.api import (
     StrictIntegerField,
     error_responses,
 )
+from engagement_site.validation import timezone_errors
 from notifications.channels import Channel
 from notifications.models import NotificationLog
 from wallet.authentication import BusinessSessionRequired
@@ -99,7 +100,7 @@ class ConfigInputSerializer(StrictInputSerializer):
     message_template = MessageTemplateField(rule=validation.message_template_errors, required=False)
     channels = ChannelsField(rule=validation.channels_errors, required=False)
     run_time = RunTimeField(rule=validation.run_time_errors, required=False)
-    timezone = TimezoneField(rule=validation.timezone_errors, required=False)
+    timezone = TimezoneField(rule=timezone_errors, required=False)
     max_reminders = _int_field(validation.MAX_REMINDERS_RANGE, "Messages per inactivity spell.")
     max_inactivity_days = StrictIntegerField(
         required=False,

@@ -8,6 +8,11 @@ class AutoengagementConfig(AppConfig):
     verbose_name = "Auto-engagement"
 
     def ready(self) -> None:
+        from autoengagement import receivers
         from autoengagement.checks import run_settings_check
+        from wallet import signals
 
         checks.register(run_settings_check)
+        # Wallet announces, win-back reacts: the imports point one way (DESIGN.md, "Dependencies between apps").
+        signals.visits_recorded.connect(receivers.credit_recorded_visits, dispatch_uid="autoengagement.credit_visits")
+        signals.pass_fetched.connect(receivers.mark_fetched_pass_delivered, dispatch_uid="autoengagement.delivered")

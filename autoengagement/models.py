@@ -12,6 +12,7 @@ from autoengagement import validation
 from engagement_site import secure_ids
 from engagement_site.db import prefix_check
 from engagement_site.secure_ids import IdKind
+from engagement_site.validation import timezone_errors
 from notifications.channels import Channel
 from notifications.models import NotificationLog
 
@@ -142,7 +143,7 @@ class AutoEngagementConfig(models.Model):
             ("message_template", validation.message_template_errors(self.message_template)),
             ("channels", validation.channels_errors(self.channels)),
             ("run_time", validation.run_time_errors(self.run_time)),
-            ("timezone", validation.timezone_errors(self.timezone)),
+            ("timezone", timezone_errors(self.timezone)),
             (
                 "max_inactivity_days",
                 validation.max_inactivity_days_errors(self.max_inactivity_days, self.inactivity_days),

@@ -7,9 +7,9 @@ from typing import Any
 
 from django.db.models import F, QuerySet
 
-from autoengagement import validation
 from autoengagement.exceptions import ConfigNotFound
 from autoengagement.models import AutoEngagementConfig
+from engagement_site.validation import timezone_errors
 from notifications.models import NotificationLog
 from wallet.models import Business
 
@@ -73,7 +73,7 @@ def notification_history(
     One query per page whatever its size: the customer's public ID comes from a join, not a lookup per row.
     """
     timezone_name = business.timezone
-    if validation.timezone_errors(timezone_name):
+    if timezone_errors(timezone_name):
         # The business row predates zone checks (or was edited by hand): read its days in UTC rather than fail.
         logger.warning("unknown business time zone; using UTC", extra={"business_id": business.business_id})
         timezone_name = "UTC"

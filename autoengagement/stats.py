@@ -23,9 +23,9 @@ from django.db.models import Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from autoengagement import validation
 from autoengagement.models import CohortMeasure, ResultsCohort, ResultsDay, ResultsOutcome
 from autoengagement.services import results
+from engagement_site.validation import timezone_errors
 from notifications.channels import Channel
 from notifications.models import LogRetention, NotificationLog
 from wallet.models import Business
@@ -127,7 +127,7 @@ def resolve_window(*, date_from: dt.date | None, date_to: dt.date | None, today:
 def _zone_name(business: Business | None) -> str:
     if business is None:
         return "UTC"
-    if validation.timezone_errors(business.timezone):
+    if timezone_errors(business.timezone):
         logger.warning("unknown business time zone; using UTC", extra={"business_id": business.business_id})
         return "UTC"
     return business.timezone

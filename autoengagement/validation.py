@@ -1,7 +1,8 @@
-"""The config rules shared by model validation, the API and admin, so they can never disagree."""
+"""The config rules shared by model validation, the API and admin, so they can never disagree.
+
+The time zone rule is shared with the wallet app (a business's time zone): engagement_site.validation."""
 
 import re
-import zoneinfo
 from typing import Any
 
 from autoengagement.templating import BODY_MAX_LENGTH, HEADER_MAX_LENGTH, template_errors
@@ -13,8 +14,6 @@ MAX_INACTIVITY_DAYS_LIMIT = 3650
 MAX_REMINDERS_RANGE = (1, 10)
 HOLDOUT_PERCENT_RANGE = (0, 50)
 ATTRIBUTION_DAYS_RANGE = (1, 90)
-# The longest IANA name is about 30 characters; the models store 64.
-TIMEZONE_MAX_LENGTH = 64
 
 
 def message_template_errors(value: Any) -> list[str]:
@@ -59,19 +58,6 @@ def channels_errors(value: Any) -> list[str]:
 def run_time_errors(value: Any) -> list[str]:
     if not isinstance(value, str) or not RUN_TIME_PATTERN.fullmatch(value):
         return ["Must be a 24-hour time HH:MM, from 00:00 to 23:59."]
-    return []
-
-
-def timezone_errors(value: Any) -> list[str]:
-    if not isinstance(value, str) or not value or value != value.strip() or "\x00" in value:
-        return ["Must be an IANA time zone name such as 'Europe/Paris'."]
-    if len(value) > TIMEZONE_MAX_LENGTH:
-        return [f"Must be an IANA time zone name such as 'Europe/Paris', at most {TIMEZONE_MAX_LENGTH} characters."]
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        # OSError: the name is looked up as a file path ("Europe/Paris/" is a directory, long names are too long).
-        return [f"'{value}' is not a known IANA time zone."]
     return []
 
 

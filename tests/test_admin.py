@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from autoengagement.models import ResultsDay, ResultsOutcome, RunPart
 from autoengagement.services import results
-from notifications.retention import prune_notification_logs
+from autoengagement.services.retention import prune_notification_logs
 from tests.factories import (
     AppleDeviceRegistrationFactory,
     AutoEngagementConfigFactory,

@@ -20,20 +20,16 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils import timezone
 from django.utils.http import http_date, parse_http_date_safe
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from autoengagement.services import results
 from engagement_site.logging import escape_controls
 from engagement_site.secure_ids import IdKind, is_valid_id
-from notifications.channels import Channel
-from notifications.models import NotificationLog
 from wallet import passes
 from wallet.models import AppleDeviceRegistration, WalletPass
+from wallet.signals import pass_fetched
 from wallet.throttling import DeviceLogRateThrottle
 
 logger = logging.getLogger(__name__)
@@ -200,7 +196,9 @@ def updated_serials(request: HttpRequest, device_library_identifier: str, pass_t
 
 @require_GET
 def latest_pass(request: HttpRequest, pass_type_identifier: str, serial_number: str) -> HttpResponse:
-    """The current signed pass, or 304 when the device's copy (If-Modified-Since) is current."""
+    """The current signed pass, or 304 when the device's copy (If-Modified-Since) is current.
+
+    Serving it announces the fetch (wallet.signals.pass_fetched): win-back marks the message it carries delivered."""
     wallet_pass, error = _pass_or_error(
         request=request, pass_type_identifier=pass_type_identifier, serial_number=serial_number
     )
@@ -218,41 +216,10 @@ def latest_pass(request: HttpRequest, pass_type_identifier: str, serial_number: 
     except ImproperlyConfigured as exc:
         logger.error("passkit pass not served: %s", exc, extra={"pass_id": wallet_pass.pass_id})
         return HttpResponse(status=503)
-    record_delivery(wallet_pass=wallet_pass)
+    pass_fetched.send(sender=WalletPass, wallet_pass=wallet_pass)  # its wallet message is delivered
     response = HttpResponse(content, content_type=passes.PKPASS_CONTENT_TYPE)
     response["Last-Modified"] = last_modified_header
     return response
-
-
-def record_delivery(*, wallet_pass: WalletPass) -> int:
-    """The device fetched the updated pass: mark the newest sent, undelivered wallet log written before the update.
-
-    A row still `sending` counts too: the device can fetch the pass within a second of the push, before the run has
-    recorded the window's outcomes (that later update leaves delivered_at alone)."""
-    if not wallet_pass.message_text:
-        return 0
-    newest = (
-        NotificationLog.objects.filter(
-            customer_id=wallet_pass.customer_id,
-            channel=Channel.WALLET,
-            status__in=[NotificationLog.Status.SENT, NotificationLog.Status.PENDING, NotificationLog.Status.SENDING],
-            delivered_at__isnull=True,
-            created_at__lte=wallet_pass.updated_at,
-        )
-        .order_by("-created_at", "-pk")
-        .values_list("pk", "business_id", "run_date", "status")[:1]
-    )
-    if not newest:
-        return 0
-    pk, business_pk, run_date, status = newest[0]
-    with transaction.atomic():  # the row and its day's results summary change together, the day locked first
-        results.lock_days({(business_pk, run_date)})
-        marked = NotificationLog.objects.filter(pk=pk, delivered_at__isnull=True).update(delivered_at=timezone.now())
-        if marked:
-            results.count_delivery(business_id=business_pk, run_date=run_date, status=status)
-    if marked:
-        logger.info("wallet message delivered", extra={"pass_id": wallet_pass.pass_id})
-    return marked
 
 
 @csrf_exempt

@@ -14,12 +14,12 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from autoengagement.services.reactivation import Visit, attribute_visits
-from autoengagement.validation import timezone_errors
 from engagement_site.db import bulk_update_rows
 from engagement_site.exceptions import InvalidCredentials
+from engagement_site.validation import timezone_errors
 from wallet.models import Business, BusinessSession, Customer, WalletPass
 from wallet.passes import authentication_token
+from wallet.signals import Visit, visits_recorded
 from wallet.tokens import hash_token
 from wallet.validation import normalise_phone, phone_errors
 
@@ -208,10 +208,11 @@ def record_visits(
     customers' last activity moved forward.
 
     A fixed number of queries whatever the batch size: the customers' rows are locked and read in one SELECT (so
-    concurrent reports of the same customer queue up and each sees the previous visit), each visit that moves a
-    customer forward is credited to its spell's re-engagement (autoengagement.services.reactivation), and the new
-    last_activity_at values are written in one UPDATE. last_activity_at only moves forward: a visit older than
-    the one on record changes nothing and is credited to nothing. Customers of other businesses are ignored.
+    concurrent reports of the same customer queue up and each sees the previous visit), the visits that move a
+    customer forward are announced in this transaction (wallet.signals.visits_recorded: win-back credits each to
+    its spell's re-engagement, autoengagement.services.reactivation, in a fixed number of queries too), and the new
+    last_activity_at values are written in one UPDATE. last_activity_at only moves forward: a visit older than the
+    one on record changes nothing and is announced to no one. Customers of other businesses are ignored.
     """
     now = now or timezone.now()
     by_customer: dict[int, list[dt.datetime]] = defaultdict(list)
@@ -233,7 +234,7 @@ def record_visits(
             if previous is None or occurred_at > previous:
                 moves.append(Visit(customer_pk=customer_pk, previous_activity_at=previous, occurred_at=occurred_at))
                 previous = occurred_at
-    credited = attribute_visits(visits=moves)
+    visits_recorded.send(sender=Business, business=business, visits=moves)
     latest: dict[int, dt.datetime] = {}
     for visit in moves:
         latest[visit.customer_pk] = visit.occurred_at
@@ -244,7 +245,6 @@ def record_visits(
             "business_id": business.business_id,
             "visits": len(visits),
             "moved_forward": len(latest),
-            "credited_rows": credited,
         },
     )
     return len(latest)

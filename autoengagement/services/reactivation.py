@@ -11,12 +11,12 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from autoengagement.services import results
 from autoengagement.validation import ATTRIBUTION_DAYS_RANGE
 from engagement_site.db import bulk_update_rows
 from notifications.models import NotificationLog
+from wallet.signals import Visit
 
 logger = logging.getLogger(__name__)
 
@@ -28,23 +28,14 @@ ATTRIBUTABLE_STATUSES = (Status.PENDING, Status.SENDING, Status.SENT, Status.HOL
 LONGEST_WINDOW = dt.timedelta(days=ATTRIBUTION_DAYS_RANGE[1])
 
 
-@dataclass(frozen=True)
-class Visit:
-    """A visit that moves the customer's last activity forward, with the last activity it moves from."""
-
-    customer_pk: int
-    previous_activity_at: dt.datetime | None
-    occurred_at: dt.datetime
-
-
 def attribute_visits(*, visits: Sequence[Visit]) -> int:
     """Credit each visit to its spell's latest re-engagement, if within attribution_days; returns rows credited.
 
     A fixed number of queries whatever the number of visits: one read of the candidate rows (this batch's
     customers, not yet credited, created in the longest possible window before the visits), the results
     summary's count of the credits (autoengagement.services.results.count_credits), one bulk UPDATE. The caller
-    holds the customers' rows locked, so `previous_activity_at` is the truth, and a transaction open, so the
-    summary and the log change together.
+    (wallet.services.record_visits, through its visits_recorded signal) holds the customers' rows locked, so
+    `previous_activity_at` is the truth, and a transaction open, so the summary and the log change together.
     """
     if not visits:
         return 0

@@ -10,11 +10,12 @@ from django.db import connection, transaction
 
 from autoengagement.models import AutoEngagementConfig, ResultsDay
 from autoengagement.services import results
+from autoengagement.services.receipts import record_delivery
+from autoengagement.services.retention import prune_notification_logs
 from autoengagement.services.run import claim_config, run_due_configs
 from autoengagement.stats import engagement_stats
 from notifications.backends.base import ChannelBackend, Result
 from notifications.models import NotificationLog
-from notifications.retention import prune_notification_logs
 from tests.autoengagement.test_results_review_scenarios import MOVED_WEST_AT, business_whose_config_moved_west
 from tests.autoengagement.test_results_summary import _computed, _reference
 from tests.factories import (
@@ -25,7 +26,6 @@ from tests.factories import (
     log_row,
     save_logs,
 )
-from wallet.apple_web_service import record_delivery
 from wallet.models import Customer
 from wallet.services import record_visits
 

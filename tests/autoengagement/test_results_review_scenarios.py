@@ -10,10 +10,10 @@ from django.db import connection, transaction
 
 from autoengagement.models import ResultsDay
 from autoengagement.services import results
+from autoengagement.services.retention import prune_notification_logs
 from autoengagement.services.run import run_due_configs
 from autoengagement.stats import engagement_stats
 from notifications.models import NotificationLog
-from notifications.retention import prune_notification_logs
 from tests.autoengagement.test_results_summary import _computed, _reference
 from tests.factories import AutoEngagementConfigFactory, BusinessFactory, CustomerFactory, log_row, save_logs
 from wallet.models import Customer

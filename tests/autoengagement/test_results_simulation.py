@@ -9,12 +9,12 @@ from django.db import transaction
 
 from autoengagement.models import AutoEngagementConfig, ResultsDay
 from autoengagement.services import results
+from autoengagement.services.receipts import record_delivery
 from autoengagement.services.run import run_due_configs
 from notifications.backends.base import ChannelBackend, Result
 from notifications.models import NotificationLog
 from tests.autoengagement.test_results_summary import _computed, _reference
 from tests.factories import AutoEngagementConfigFactory, BusinessFactory, CustomerFactory, WalletPassFactory
-from wallet.apple_web_service import record_delivery
 from wallet.models import WalletPass
 from wallet.services import record_visits
 

@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 
 from autoengagement.models import AutoEngagementConfig, CohortMeasure, ResultsCohort, ResultsDay
 from autoengagement.services import results
+from autoengagement.services.receipts import record_delivery
 from autoengagement.services.retries import recover_interrupted
 from autoengagement.services.run import run_due_configs
 from autoengagement.stats import engagement_stats
@@ -29,7 +30,6 @@ from tests.factories import (
     log_row,
     save_logs,
 )
-from wallet.apple_web_service import record_delivery
 from wallet.models import Customer
 from wallet.services import customer_record_activity, record_visits
 

@@ -4,7 +4,7 @@ import json
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from notifications.retention import DEFAULT_BATCH_SIZE, STATS_WINDOW_DAYS, prune_notification_logs
+from autoengagement.services.retention import DEFAULT_BATCH_SIZE, STATS_WINDOW_DAYS, prune_notification_logs
 
 MAX_VALUE = 36_500  # a hundred years of days; beyond it dates overflow
 

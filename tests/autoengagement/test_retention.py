@@ -9,8 +9,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from autoengagement.services.audience import audience_queryset
+from autoengagement.services.retention import STATS_WINDOW_DAYS, prune_notification_logs
 from notifications.models import LogRetention, NotificationLog
-from notifications.retention import STATS_WINDOW_DAYS, prune_notification_logs
 from tests.factories import AutoEngagementConfigFactory, CustomerFactory, NotificationLogFactory
 
 pytestmark = pytest.mark.django_db
