@@ -1,11 +1,13 @@
 """Message templates: `{first_name}`, `{business_name}` and `{days_inactive}` and nothing else.
 
-Templates are user input, so they are never passed to `str.format` (which would allow attribute and index
-access); placeholders are found and replaced with a regular expression.
+Templates are user input, so they are never passed to `str.format` as written (which would allow attribute and
+index access): `formatter` finds the known placeholders with a regular expression and builds a format string in
+which they are the only fields (every other brace doubled, so it stays text), once per template rather than per
+message.
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 PLACEHOLDERS = ("first_name", "business_name", "days_inactive")
 HEADER_MAX_LENGTH = 120
@@ -28,5 +30,14 @@ def template_errors(text: str) -> list[str]:
     return errors
 
 
+def formatter(text: str) -> Callable[..., str]:
+    """A function of the placeholders' values (keyword arguments) that renders `text`."""
+    parts = _KNOWN.split(text)
+    return "".join(
+        "{" + part + "}" if index % 2 else part.replace("{", "{{").replace("}", "}}")
+        for index, part in enumerate(parts)
+    ).format
+
+
 def render(text: str, values: Mapping[str, object]) -> str:
-    return _KNOWN.sub(lambda match: str(values[match.group(1)]), text)
+    return formatter(text)(**values)

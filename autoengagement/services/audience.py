@@ -6,7 +6,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db import connection
+from django.db.models import BigIntegerField, Count, Exists, F, Func, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from autoengagement.models import AutoEngagementConfig
@@ -25,6 +26,7 @@ CANDIDATE_FIELDS = (
     "push_opt_out",
     "quiet_since",
 )
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def quiet_since_expression() -> Coalesce:
@@ -81,7 +83,20 @@ def iter_audience_chunks(
     picks its join from table statistics that lag behind a run adding thousands of log rows a second, and a
     wrong guess there turns every chunk into a scan of the whole business.
     """
-    candidates = inactive_customers(config=config, now=now).order_by("pk").values(*CANDIDATE_FIELDS)
+    candidates = inactive_customers(config=config, now=now).order_by("pk")
+    epoch_read = connection.vendor == "postgresql"
+    if epoch_read:
+        # Django's timestamptz loader for psycopg parses each value in Python (about a fifth of the run's Python
+        # time): the spell's start is read as integer microseconds since the epoch instead, the same instant.
+        candidates = candidates.annotate(
+            quiet_since_us=Func(
+                quiet_since_expression(),
+                template="(EXTRACT(EPOCH FROM %(expressions)s) * 1000000)::bigint",
+                output_field=BigIntegerField(),
+            )
+        ).values(*(name for name in CANDIDATE_FIELDS if name != "quiet_since"), "quiet_since_us")
+    else:
+        candidates = candidates.values(*CANDIDATE_FIELDS)
     last_pk = 0
     if customers is not None:
         # One part of a business split over several workers (services.parts): its keys, first to last inclusive.
@@ -91,6 +106,9 @@ def iter_audience_chunks(
         chunk = list(candidates.filter(pk__gt=last_pk)[:chunk_size])
         if not chunk:
             return
+        if epoch_read:
+            for member in chunk:
+                member["quiet_since"] = EPOCH + dt.timedelta(microseconds=member.pop("quiet_since_us"))
         last_pk = chunk[-1]["pk"]
         members = _not_reminded(config=config, now=now, candidates=chunk)
         _mark_wallet_passes(config=config, members=members)

@@ -51,3 +51,19 @@ def test_shared_workers_split_one_big_business_and_count_each_notification_once(
     # Wallet only (the default), no holdout in the synthetic configs: every customer has one row, counted once.
     assert figures["notifications"] == 400
     assert not NotificationLog.objects.exists()
+
+
+def test_node_loop_baseline_writes_the_same_rows_one_insert_each(monkeypatch):
+    """`--node-loop` times the literal port of the original loop on the same data: one INSERT per log row."""
+    monkeypatch.setenv("DATABASE_URL", database_url())
+    figures = {}
+    for mode in ((), ("--node-loop",)):
+        out = io.StringIO()
+        args = ("--businesses", "2", "--customers", "30", "--inactive-share", "1", "--channels", "wallet,email")
+        call_command("bench_auto_engagement", *args, *mode, stdout=out)
+        figures[mode] = json.loads(out.getvalue().strip().splitlines()[-1])
+    run, loop = figures[()], figures[("--node-loop",)]
+    assert run["notifications"] == loop["notifications"] == 120
+    assert run["customers_notified"] == loop["customers_notified"] == 60
+    assert loop["sql_queries"] >= loop["notifications"] > run["sql_queries"]
+    assert not NotificationLog.objects.exists()

@@ -4,12 +4,21 @@ exactly what the generic ones write."""
 import datetime as dt
 
 import pytest
+from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from autoengagement.models import AutoEngagementConfig
 from autoengagement.services import results
+from autoengagement.services.audience import iter_audience_chunks
+from autoengagement.services.delivery import RunContext, deliver_chunk, plan_chunk
+from autoengagement.services.run import BackendPool, claim_config
+from autoengagement.templating import render
 from engagement_site.db import bulk_insert_rows
+from notifications import consent
+from notifications.backends import record
 from notifications.models import NotificationLog
+from tests.autoengagement.test_run import NOW, Status, inactive, make_config, run
 from tests.factories import AutoEngagementConfigFactory, CustomerFactory, log_row, save_logs
 
 DAY = dt.date(2026, 3, 2)
@@ -112,3 +121,116 @@ def test_values_shared_by_every_row_are_written_as_if_each_row_carried_them():
     assert set(
         NotificationLog.objects.filter(notification_id__startswith="ntf_b").values_list("run_date", flat=True)
     ) == {DAY}
+
+
+def _claimed_chunk(config, now):
+    claim = claim_config(config_pk=config.pk, now=now, owner="worker")
+    members = next(iter_audience_chunks(config=config, now=now, chunk_size=100))
+    context = RunContext(
+        config=claim.config,
+        business=config.business,
+        now=now,
+        run_date=now.date(),
+        template=config.get_message_template(),
+    )
+    return context, members
+
+
+@pytest.mark.django_db
+def test_a_chunks_rows_are_written_then_sent_each_once():
+    """PostgreSQL streams the chunk's rows in with COPY (keys drawn first), SQLite inserts them: either way every
+    row is as planned, sent through the send windows (pending, sending, sent) and each message goes out once."""
+    config = make_config(channels=["wallet", "email"])
+    ana, bea = inactive(config, first_name="Ana"), inactive(config, first_name="Bea", email="")
+    context, members = _claimed_chunk(config, NOW)
+    pool = BackendPool()
+    tally = deliver_chunk(context, members, pool)
+    pool.close()
+    assert (tally.sent, tally.notified, tally.skipped, tally.channels["wallet"]["sent"]) == (3, 2, 1, 2)
+    sent = NotificationLog.objects.filter(status=Status.SENT).order_by("pk")
+    assert [(row.provider_message_id, row.attempts, row.sent_at) for row in sent] == [
+        (f"record-{row.pk}", 1, NOW) for row in sent
+    ]
+    assert NotificationLog.objects.get(customer=bea, channel="email").error == "no address"
+    assert sorted((m.channel, m.message.log_id) for m in record.outbox) == sorted((row.channel, row.pk) for row in sent)
+    assert {m.message.customer_id for m in record.outbox} == {ana.customer_id, bea.customer_id}
+
+
+@pytest.mark.django_db
+def test_a_chunk_meeting_rows_already_written_writes_and_records_only_the_others():
+    """A second run of the same chunk (a run that outlived its lease, say) meets the once-per-day constraint: on
+    PostgreSQL its COPY fails whole and the chunk is inserted skipping those rows; only new rows are recorded."""
+    config = make_config(channels=["wallet"])
+    first, second = inactive(config), inactive(config)
+    context, members = _claimed_chunk(config, NOW)
+    pool = BackendPool()
+    deliver_chunk(context, members, pool)
+    NotificationLog.objects.filter(customer=second).delete()
+    record.outbox.clear()
+    tally = deliver_chunk(context, members, pool)
+    pool.close()
+    assert (tally.sent, tally.notified) == (1, 1)
+    assert sorted(NotificationLog.objects.values_list("customer_id", "status")) == sorted(
+        [(first.pk, Status.SENT), (second.pk, Status.SENT)]
+    )
+    assert [m.message.customer_id for m in record.outbox] == [second.customer_id]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_rows_that_fail_to_be_written_are_neither_logged_nor_sent():
+    """A chunk's rows are written before anything is sent, in one transaction: a database error leaves no row and
+    an empty outbox, and the next invocation sends each message once."""
+    config = make_config(channels=["wallet", "email"])
+    AutoEngagementConfig.objects.filter(pk=config.pk).update(message_template={"header": "x" * 300, "body": "b"})
+    inactive(config), inactive(config)
+    with pytest.raises(CommandError):  # the header is longer than its column
+        run()
+    assert not NotificationLog.objects.exists()
+    assert not record.outbox
+    AutoEngagementConfig.objects.filter(pk=config.pk).update(message_template={"header": "h", "body": "b"})
+    assert run(now=NOW + dt.timedelta(minutes=15))["total_notified"] == 2
+    assert len(record.outbox) == 4
+    assert set(NotificationLog.objects.values_list("status", flat=True)) == {Status.SENT}
+
+
+@pytest.mark.django_db
+def test_planned_rows_render_and_skip_as_the_one_rule_does():
+    """plan_chunk looks the templates and consent fields up once per chunk: its texts and reasons are those of
+    templating.render and consent.skip_reason, braces and all."""
+    template = {"header": "{{first_name}} {x} {days_inactive}}", "body": "{business_name}: {first_name}{"}
+    config = make_config(channels=["wallet", "email", "sms", "push"], message_template=template)
+    members = [
+        inactive(config, first_name="", email="", with_pass=False),
+        inactive(config, first_name="A{b}", sms_opt_out=True, phone=""),
+        inactive(config, days=40, push_token=""),
+    ]
+    context, chunk = _claimed_chunk(config, NOW)
+    rows, _ = plan_chunk(context, chunk)
+    expected = []
+    for member in sorted(members, key=lambda m: m.pk):
+        values = {
+            "first_name": member.first_name or "there",
+            "business_name": config.business.name,
+            "days_inactive": (NOW - member.last_activity_at).days,
+        }
+        for channel in config.channels:
+            reason = consent.skip_reason(channel=channel, customer=member)
+            if channel == "wallet" and not member.wallet_passes.exists():
+                reason = consent.NO_PASS
+            header, body = render(template["header"], values), render(template["body"], values)
+            expected.append((member.pk, channel, "skipped" if reason else "pending", header, body, reason or ""))
+    assert [row[1:] for row in rows] == expected
+
+
+@pytest.mark.django_db
+def test_the_audience_reads_each_spell_start_to_the_microsecond():
+    """PostgreSQL reads the spell's start as integer microseconds since the epoch: the same instant, exactly."""
+    config = make_config(channels=["wallet"])
+    seen, never = inactive(config), inactive(config)
+    seen.last_activity_at = dt.datetime(2026, 5, 1, 7, 8, 9, 123457, tzinfo=dt.UTC)
+    never.last_activity_at, never.created_at = None, dt.datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC)
+    seen.save(), never.save()
+    members = {member["pk"]: member for member in next(iter_audience_chunks(config=config, now=NOW, chunk_size=10))}
+    assert members[seen.pk]["quiet_since"] == seen.last_activity_at
+    assert members[never.pk]["quiet_since"] == never.created_at

@@ -200,6 +200,14 @@ def test_retry_after_in_seconds_is_waited_for_and_holds_back_every_sender(google
     """A's 429 asks for a second: A is sent again a second later, and B's second call, due meanwhile, waits for the
     shared limiter too (without the pause it would go out at once, well within the second)."""
     arrivals = Arrivals(google)
+
+    def answer_b1_late(request) -> None:
+        # B's first answer takes a moment, so B's second call is due only after A's 429 has come back.
+        arrivals(request)
+        if request.recipient == OBJECT_B and len(arrivals.of(OBJECT_B)) == 1:
+            time.sleep(0.3)
+
+    google.on_request = answer_b1_late
     google.script(OBJECT_A, [_error(google, 429, **{"Retry-After": "1"})])
     google.script(OBJECT_B, [Reply(200, {"resource": {}}, deliver=True)])
     client = _client(limiter=RateLimiter(rate=1000))

@@ -1,3 +1,4 @@
+import cProfile
 import datetime as dt
 import json
 import os
@@ -13,7 +14,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.utils import timezone
 
-from autoengagement.services.benchmark import bench_business_ids, build_dataset, count_queries, delete_dataset
+from autoengagement.services.benchmark import (
+    bench_business_ids,
+    build_dataset,
+    count_queries,
+    delete_dataset,
+    run_node_loop,
+)
 from autoengagement.services.run import run_due_configs
 from engagement_site.commands import usage_error
 from notifications.channels import Channel
@@ -60,11 +67,25 @@ class Command(BaseCommand):
             help="(internal) run the businesses of an existing dataset and print JSON figures",
         )
         parser.add_argument("--worker", type=int, default=0, help="(internal) which share --measure-run takes")
+        parser.add_argument(
+            "--node-loop",
+            action="store_true",
+            help="Time the literal port of the original Node loop (one INSERT per log row) instead of the run.",
+        )
+        parser.add_argument(
+            "--profile",
+            metavar="DIR",
+            help="Write each worker's cProfile of the timed run to DIR/worker-N.prof (read with pstats).",
+        )
 
     def handle(self, *args, **options):
         if options["measure_run"]:
             worker, workers = (0, 1) if options["shared"] else (options["worker"], options["workers"])
-            self.stdout.write(json.dumps(self._measure(options["measure_run"], worker, workers)))
+            profiler = cProfile.Profile() if options["profile"] else None
+            figures = self._measure(options["measure_run"], worker, workers, options["node_loop"], profiler)
+            if profiler is not None:
+                profiler.dump_stats(Path(options["profile"]) / f"worker-{options['worker']}.prof")
+            self.stdout.write(json.dumps(figures))
             return
         channels = [c.strip() for c in options["channels"].split(",") if c.strip()]
         if not channels or any(c not in Channel.values for c in channels):
@@ -88,7 +109,13 @@ class Command(BaseCommand):
         )
         build_seconds = time.perf_counter() - built
         try:
-            figures = _run_workers(tag=tag, workers=options["workers"], shared=options["shared"])
+            figures = _run_workers(
+                tag=tag,
+                workers=options["workers"],
+                shared=options["shared"],
+                profile=options["profile"],
+                node_loop=options["node_loop"],
+            )
         finally:
             if not options["keep"]:
                 delete_dataset(tag=tag)
@@ -108,16 +135,35 @@ class Command(BaseCommand):
         )
         self.stdout.write(json.dumps(figures))
 
-    def _measure(self, tag: str, worker: int, workers: int) -> dict[str, object]:
+    def _measure(
+        self, tag: str, worker: int, workers: int, node_loop: bool, profiler: cProfile.Profile | None
+    ) -> dict[str, object]:
         business_ids = bench_business_ids(tag)[worker::workers]
         now = timezone.now() + dt.timedelta(seconds=1)
         started_at = time.time()
         started = time.perf_counter()
         cpu_started = time.process_time()
         with count_queries() as queries:
-            summary = run_due_configs(now=now, business_ids=business_ids)
+            if profiler is not None:
+                profiler.enable()
+            if node_loop:
+                totals = run_node_loop(business_ids=business_ids, now=now)
+            else:
+                summary = run_due_configs(now=now, business_ids=business_ids)
+            if profiler is not None:
+                profiler.disable()
         seconds = time.perf_counter() - started
         cpu_seconds = time.process_time() - cpu_started
+        if node_loop:
+            return {
+                "businesses": len(business_ids),
+                **totals,
+                "started_at": started_at,
+                "finished_at": started_at + seconds,
+                "sql_queries": queries[0],
+                "cpu_seconds": round(cpu_seconds, 2),
+                "peak_rss_mb": round(peak_rss_kib() / 1024, 1),
+            }
         # The run that claimed a split business reports the whole day: the parts other workers ran are in it.
         summary.outcomes = [outcome for outcome in summary.outcomes if outcome.status != "helped"]
         totals = summary.as_dict()
@@ -135,14 +181,18 @@ class Command(BaseCommand):
         }
 
 
-def _run_workers(*, tag: str, workers: int, shared: bool) -> dict[str, object]:
+def _run_workers(
+    *, tag: str, workers: int, shared: bool, profile: str | None = None, node_loop: bool = False
+) -> dict[str, object]:
     """Time the run in fresh production processes (DEBUG off: Django would otherwise keep every statement),
     from the first worker's start to the last one's end."""
     env = {**os.environ, "DEBUG": "false", "SECRET_KEY": settings.SECRET_KEY}
     processes = [
         subprocess.Popen(
             [sys.executable, "manage.py", "bench_auto_engagement", "--measure-run", tag, "--worker", str(worker),
-             "--workers", str(workers), *(["--shared"] if shared else [])],
+             "--workers", str(workers), *(["--shared"] if shared else []),
+             *(["--profile", str(Path(profile).resolve())] if profile else []),
+             *(["--node-loop"] if node_loop else [])],
             cwd=settings.BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
         for worker in range(workers)
