@@ -11,11 +11,11 @@ every process).
 
 A batch is a list of lanes, one per loyalty object: a generator that yields that object's addMessage calls one at a
 time and receives each one's outcome. So the calls for one object go out in order, never at once, and the next one
-may depend on the last one's answer (wallet.delivery adds a message again as TEXT after quotaExceeded).
+may depend on the last one's answer (notifications.backends.wallet adds a message again as TEXT after quotaExceeded).
 
-Google lets a pass show at most 3 notifying messages per 24 hours: the caller counts them (see wallet.delivery) so a
-call that would fail with QuotaExceededException is rarely made; when it is, Google answers HTTP 403 (or 429) with
-the reason "quotaExceeded" and the caller adds the message as TEXT.
+Google lets a pass show at most 3 notifying messages per 24 hours: the caller counts them (see
+notifications.backends.wallet) so a call that would fail with QuotaExceededException is rarely made; when it is,
+Google answers HTTP 403 (or 429) with the reason "quotaExceeded" and the caller adds the message as TEXT.
 
 addMessage is not idempotent (message ids do not dedupe): a 429 or a failure to connect (libcurl: no byte of the
 request was written) is retried, but a timeout or a reset after the request was written, or a 5xx, leaves the

@@ -8,7 +8,7 @@ from notifications.backends.base import ChannelBackend
 from notifications.channels import Channel
 
 RECORD = "notifications.backends.record.RecordBackend"
-WALLET_LIVE = "wallet.delivery.WalletBackend"
+WALLET_LIVE = "notifications.backends.wallet.WalletBackend"
 
 ALIASES: dict[str, dict[str, str]] = {
     Channel.WALLET: {"record": RECORD, "live": WALLET_LIVE},

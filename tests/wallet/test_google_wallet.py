@@ -15,10 +15,10 @@ from google.auth import crypt, jwt
 
 from notifications.backends.base import CircuitBreaker, Message
 from notifications.backends.http import RateLimiter
+from notifications.backends.wallet import WalletBackend
 from tests.factories import WalletPassFactory
 from tests.faults.standins import Fault, GoogleWalletStandIn, Reply
 from tests.wallet.conftest import GOOGLE_ISSUER_ID
-from wallet.delivery import WalletBackend
 from wallet.google_wallet import SCOPE, AddMessage, GoogleWalletClient, load_google_config, save_url
 from wallet.models import GoogleWalletMessage
 

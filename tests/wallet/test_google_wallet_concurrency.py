@@ -8,11 +8,11 @@ import time
 import pytest
 
 from notifications.backends.base import CircuitBreaker, Message
+from notifications.backends.wallet import WalletBackend
 from tests.factories import WalletPassFactory
 from tests.faults.conftest import service_account_key
 from tests.faults.standins import Fault, GoogleWalletStandIn
 from tests.wallet.conftest import GOOGLE_ISSUER_ID
-from wallet.delivery import WalletBackend
 from wallet.models import GoogleWalletMessage
 
 pytestmark = pytest.mark.django_db

@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from notifications.backends import get_backend
 from notifications.backends.base import Message
+from notifications.backends.wallet import WalletBackend, _apple_attempt, _Attempt, combine_attempts
 from notifications.models import NotificationLog
 from tests.factories import AppleDeviceRegistrationFactory, CustomerFactory, NotificationLogFactory, WalletPassFactory
 from tests.faults.conftest import service_account_key
@@ -18,7 +19,6 @@ from tests.faults.standins import GoogleWalletStandIn, Reply
 from tests.wallet.certs import PASS_TYPE_ID
 from tests.wallet.conftest import GOOGLE_ISSUER_ID, issued_apple_pass
 from wallet.apns import PushOutcome
-from wallet.delivery import WalletBackend, _apple_attempt, _Attempt, combine_attempts
 from wallet.models import AppleDeviceRegistration, WalletPass
 
 pytestmark = pytest.mark.django_db

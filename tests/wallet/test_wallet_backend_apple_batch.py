@@ -8,9 +8,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from notifications.backends.base import Message
+from notifications.backends.wallet import WalletBackend
 from tests.factories import AppleDeviceRegistrationFactory, WalletPassFactory
 from wallet import passes
-from wallet.delivery import WalletBackend
 from wallet.models import WalletPass
 
 pytestmark = pytest.mark.django_db
