@@ -7,7 +7,6 @@ import io
 import random
 import threading
 import zoneinfo
-from collections import defaultdict
 
 import pytest
 from django.core.management import call_command
@@ -22,6 +21,7 @@ from autoengagement.services.retries import recover_interrupted
 from autoengagement.services.run import run_due_configs
 from autoengagement.stats import engagement_stats
 from notifications.models import NotificationLog
+from tests.autoengagement.reference import computed_stats, reference_stats
 from tests.factories import (
     AutoEngagementConfigFactory,
     BusinessFactory,
@@ -78,56 +78,6 @@ def _random_logs(business, rng: random.Random, *, customers: int = 40, credited:
     return people
 
 
-def _reference(business, date_from: dt.date, date_to: dt.date) -> dict:
-    """The stats computed the obvious way, in Python, from every log row of the window."""
-    rows = NotificationLog.objects.filter(run_date__gte=date_from, run_date__lte=date_to)
-    if business is not None:
-        rows = rows.filter(business=business)
-    channels: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    groups: dict[str, set] = defaultdict(set)
-    daily: dict[dt.date, list] = {
-        date_from + dt.timedelta(days=n): [0, 0, set()] for n in range((date_to - date_from).days + 1)
-    }
-    delivered = 0
-    for row in rows:
-        channels[row.channel][row.status] += 1
-        delivered += row.channel == "wallet" and row.delivered_at is not None
-        person = (row.business_id, row.customer_id)
-        if row.status == S.SENT:
-            groups["reached"].add(person)
-            daily[row.run_date][0] += 1
-            if row.reactivated_at:
-                groups["reached_back"].add(person)
-                daily[row.run_date][2].add(person)
-        elif row.status == S.FAILED:
-            daily[row.run_date][1] += 1
-        elif row.status == S.HOLDOUT:
-            groups["holdout"].add(person)
-            if row.reactivated_at:
-                groups["holdout_back"].add(person)
-    return {
-        "channels": {channel: dict(statuses) for channel, statuses in channels.items()},
-        "delivered": {"wallet": delivered} if channels.get("wallet") else {},
-        "groups": {measure: len(groups[measure]) for measure in CohortMeasure.values},
-        "daily": [(day, sent, failed, len(back)) for day, (sent, failed, back) in daily.items()],
-    }
-
-
-def _computed(business, date_from: dt.date, date_to: dt.date) -> dict:
-    result = engagement_stats(business=business, date_from=date_from, date_to=date_to)
-    return {
-        "channels": result.channels,
-        "delivered": result.delivered,
-        "groups": {
-            "reached": result.reached,
-            "holdout": result.holdout,
-            "reached_back": result.reactivated["reached"],
-            "holdout_back": result.reactivated["holdout"],
-        },
-        "daily": [(point.date, point.sent, point.failed, point.reactivated) for point in result.daily],
-    }
-
-
 WINDOWS = [
     (FIRST_DAY, FIRST_DAY + dt.timedelta(days=DAYS - 1)),  # everything
     (FIRST_DAY + dt.timedelta(days=5), FIRST_DAY + dt.timedelta(days=20)),  # customers seen before it, and again
@@ -154,7 +104,7 @@ def test_the_stats_match_a_reference_computed_from_every_row(summarised):
     assert ResultsCohort.objects.exclude(previous_date=None).exists() or summarised != "every day"
     for date_from, date_to in WINDOWS:
         for business in (first, second, None):
-            assert _computed(business, date_from, date_to) == _reference(business, date_from, date_to), (
+            assert computed_stats(business, date_from, date_to) == reference_stats(business, date_from, date_to), (
                 business,
                 date_from,
                 date_to,
@@ -255,7 +205,7 @@ def test_visits_credited_in_bulk_keep_the_summary_exact():
     assert NotificationLog.objects.filter(reactivated_at__isnull=False).exists()
     assert not ResultsDay.objects.filter(stale=True).exists()  # every credit was counted into the summary
     for date_from, date_to in WINDOWS:
-        assert _computed(business, date_from, date_to) == _reference(business, date_from, date_to)
+        assert computed_stats(business, date_from, date_to) == reference_stats(business, date_from, date_to)
 
 
 def test_a_delivery_receipt_is_counted_into_the_summary_and_crash_recovery_marks_its_day(business):
@@ -335,8 +285,8 @@ def test_the_rebuild_command_summarises_days_written_outside_the_run(business):
     assert out.getvalue() == f"{ResultsDay.objects.count()} results days refreshed\n"
     assert not ResultsDay.objects.get(run_date=FIRST_DAY).outcomes.exists()
     assert not ResultsDay.objects.filter(stale=True).exists()
-    after = _computed(business, FIRST_DAY, FIRST_DAY + dt.timedelta(days=DAYS))
-    assert after == _reference(business, FIRST_DAY, FIRST_DAY + dt.timedelta(days=DAYS))
+    after = computed_stats(business, FIRST_DAY, FIRST_DAY + dt.timedelta(days=DAYS))
+    assert after == reference_stats(business, FIRST_DAY, FIRST_DAY + dt.timedelta(days=DAYS))
     assert after["groups"]["reached"] != before.reached or after["channels"] != before.channels
 
 
@@ -465,6 +415,6 @@ def test_visits_and_refreshes_racing_each_other_leave_the_summary_exact():
     assert NotificationLog.objects.filter(reactivated_at__isnull=False).count() > 20
     everything = (FIRST_DAY, FIRST_DAY + dt.timedelta(days=DAYS - 1))
     assert not ResultsDay.objects.filter(stale=True).exists()
-    assert _computed(business, *everything) == _reference(business, *everything)
+    assert computed_stats(business, *everything) == reference_stats(business, *everything)
     for date_from, date_to in WINDOWS:
-        assert _computed(business, date_from, date_to) == _reference(business, date_from, date_to)
+        assert computed_stats(business, date_from, date_to) == reference_stats(business, date_from, date_to)

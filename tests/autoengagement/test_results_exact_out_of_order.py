@@ -14,7 +14,7 @@ from autoengagement.services.retention import prune_notification_logs
 from autoengagement.services.run import run_due_configs
 from autoengagement.stats import engagement_stats
 from notifications.models import NotificationLog
-from tests.autoengagement.test_results_summary import _computed, _reference
+from tests.autoengagement.reference import computed_stats, reference_stats
 from tests.factories import AutoEngagementConfigFactory, BusinessFactory, CustomerFactory, log_row, save_logs
 from wallet.models import Customer
 
@@ -66,11 +66,11 @@ def test_a_day_written_before_an_already_summarised_later_day_has_the_later_day_
     )
     results.refresh_days(business_id=business.pk, run_dates=[earlier_day])
     window = (earlier_day, dt.date(2026, 3, 11))
-    assert _reference(business, *window)["groups"]["reached"] == 5
+    assert reference_stats(business, *window)["groups"]["reached"] == 5
     # The refresh of 3/10 recounted 3/11 with it.
     earlier, later = (ResultsDay.objects.get(business=business, run_date=day) for day in window)
     assert not earlier.stale and not later.stale and later.refreshed_at == earlier.refreshed_at
-    assert _computed(business, *window) == _reference(business, *window)
+    assert computed_stats(business, *window) == reference_stats(business, *window)
 
 
 def test_pruning_keeps_every_row_a_stats_range_needs_and_pruned_days_keep_their_results():

@@ -16,8 +16,8 @@ from autoengagement.services.run import claim_config, run_due_configs
 from autoengagement.stats import engagement_stats
 from notifications.backends.base import ChannelBackend, Result
 from notifications.models import NotificationLog
-from tests.autoengagement.test_results_review_scenarios import MOVED_WEST_AT, business_whose_config_moved_west
-from tests.autoengagement.test_results_summary import _computed, _reference
+from tests.autoengagement.reference import computed_stats, reference_stats
+from tests.autoengagement.test_results_exact_out_of_order import MOVED_WEST_AT, business_whose_config_moved_west
 from tests.factories import (
     AutoEngagementConfigFactory,
     BusinessFactory,
@@ -65,9 +65,9 @@ def test_a_run_that_outlives_its_lease_sends_its_day_back_to_the_log(settings):
     assert summary.outcomes[0].error.startswith("LeaseLost"), summary.as_dict()
     day = ResultsDay.objects.get(business=business, run_date=NOW.date())
     window = (NOW.date(), NOW.date())
-    assert _reference(business, *window)["channels"] == {"email": {"sent": 4}}  # the log: the messages went out
+    assert reference_stats(business, *window)["channels"] == {"email": {"sent": 4}}  # the log: the messages went out
     assert day.stale is False  # the late writes marked it; the invocation's closing sweep recounted it
-    assert _computed(business, *window) == _reference(business, *window)
+    assert computed_stats(business, *window) == reference_stats(business, *window)
 
 
 def test_stats_during_a_run_dated_before_an_already_summarised_day(settings):
@@ -84,7 +84,7 @@ def test_stats_during_a_run_dated_before_an_already_summarised_day(settings):
     seen = {}
 
     def look():
-        seen["computed"], seen["reference"] = _computed(business, *window), _reference(business, *window)
+        seen["computed"], seen["reference"] = computed_stats(business, *window), reference_stats(business, *window)
 
     settings.AUTO_ENGAGEMENT_CHUNK_SIZE = 2
     calls = []
@@ -98,7 +98,7 @@ def test_stats_during_a_run_dated_before_an_already_summarised_day(settings):
 
     SLOW["during"] = on_second_chunk
     assert run_due_configs(now=now + dt.timedelta(minutes=1)).outcomes[0].sent == 5  # run_date 2026-03-10
-    assert _computed(business, *window) == _reference(business, *window)  # after the refresh: fine
+    assert computed_stats(business, *window) == reference_stats(business, *window)  # after the refresh: fine
     assert seen["computed"]["groups"] == seen["reference"]["groups"]  # while the run is on its way
 
 
