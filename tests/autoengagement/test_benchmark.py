@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 
 from notifications.models import NotificationLog
-from tests.autoengagement.test_concurrency import database_url
+from tests.processes import database_url
 from wallet.models import Business, Customer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

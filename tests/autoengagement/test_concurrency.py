@@ -6,25 +6,17 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from autoengagement.models import AutoEngagementConfig
 from autoengagement.services.audience import in_holdout
 from notifications.models import NotificationLog
 from tests.factories import AutoEngagementConfigFactory, CustomerFactory
+from tests.processes import PROJECT, database_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 NOW = dt.datetime(2026, 6, 1, 9, 0, tzinfo=dt.UTC)
-PROJECT = Path(__file__).resolve().parents[2]
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def start_command(*args: str) -> subprocess.Popen:

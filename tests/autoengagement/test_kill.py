@@ -33,10 +33,10 @@ from autoengagement.models import AutoEngagementConfig
 from autoengagement.services.retries import INTERRUPTED
 from engagement_site.secure_ids import IdKind, make_ids
 from notifications.models import NotificationLog
-from tests.autoengagement.test_concurrency import database_url
 from tests.factories import AutoEngagementConfigFactory
 from tests.faults.smtp_faults import SmtpFault, SmtpFaultServer
 from tests.faults.standins import TwilioStandIn
+from tests.processes import database_url
 from wallet.models import Customer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

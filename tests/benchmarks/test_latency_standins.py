@@ -246,7 +246,7 @@ def test_bench_delivery_through_the_node_standin_sends_every_message_and_the_sta
 @pytest.mark.django_db(transaction=True)
 def test_four_processes_sending_through_twilio_stay_within_the_shared_rate_at_the_standin():
     """Counted on the stand-in's side: four processes, each allowed the whole rate on its own, share one budget."""
-    from tests.autoengagement.test_concurrency import database_url
+    from tests.processes import database_url
 
     # In a process of its own: the benchmark points SSL_CERT_FILE at its throw-away CA for its own workers.
     command = [sys.executable, "-m", "benchmarks.bench_quota", "--rate", "40", "--seconds", "12", "--window", "10"]

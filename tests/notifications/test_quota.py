@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from tests.autoengagement.test_concurrency import database_url
 from tests.engagement_site.conftest import PROJECT
 from tests.engagement_site.test_redis_cache import REDIS, redis_answers
+from tests.processes import database_url
 
 RATE, PROCESSES, TOKENS = 40, 4, 30
 TAKE_TOKENS = f"""
