@@ -361,7 +361,7 @@ def send_outgoing(
                 backend = backend_for(channel)
                 if backend.breaker is not None and not backend.breaker.allow():
                     # Not taken, so written only where the row still holds the status it was read with.
-                    results = [not_attempted(_message(context, item), backend.breaker) for item in window]
+                    results = [not_attempted(message, backend.breaker) for message in _messages(context, window)]
                     recorded.extend(_record(context, window, results, tally, notified, revoked, guarded=True))
                     continue
                 taken = set(_write(recorded, taking=window))
@@ -390,10 +390,6 @@ def send_outgoing(
             extra={"business_id": context.business.business_id, "channel": channel, "customers": len(customer_pks)},
         )
     return notified
-
-
-def _message(context: RunContext, item: Outgoing) -> Message:
-    return _messages(context, [item])[0]
 
 
 def _messages(context: RunContext, items: Sequence[Outgoing]) -> list[Message]:
