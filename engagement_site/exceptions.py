@@ -26,39 +26,43 @@ WWW_AUTHENTICATE = 'X-Session-Token realm="api"'
 
 
 class DomainError(Exception):
-    """Base of the errors services raise on purpose; `default_message` is what the client reads."""
+    """Base of the errors services raise on purpose. Each kind carries the HTTP status and the error code the API
+    answers with, and `default_message` is what the client reads, so the handler needs no list of kinds."""
 
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "invalid"
     default_message = "The request could not be completed."
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or self.default_message
         super().__init__(self.message)
 
+    def as_api_exception(self) -> exceptions.APIException:
+        api_exception = exceptions.APIException(self.message, self.code)
+        api_exception.status_code = self.status_code
+        return api_exception
+
 
 class ObjectNotFound(DomainError):
     """The object does not exist, or belongs to another business (the two are never told apart)."""
 
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "not_found"
     default_message = "Not found."
 
 
 class NotConfigured(DomainError):
     """A feature this server's operator has not configured (e.g. wallet certificates): 503, not a client error."""
 
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    code = "not_configured"
     default_message = "This feature is not configured on this server."
 
 
 class InvalidCredentials(DomainError):
-    default_message = "Invalid email or password."
-
-
-class _Unavailable(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_code = "not_configured"
-
-
-class _Unauthorized(exceptions.APIException):
     status_code = status.HTTP_401_UNAUTHORIZED
-    default_code = "invalid_credentials"
+    code = "invalid_credentials"
+    default_message = "Invalid email or password."
 
 
 def _request_too_big_message(exc: Exception) -> str:
@@ -76,12 +80,8 @@ def _as_api_exception(exc: Exception) -> Exception:
         # Still reported where Django reports it, without the traceback.
         logging.getLogger(f"django.security.{exc.__class__.__name__}").warning(str(exc))
         return exceptions.ParseError(_request_too_big_message(exc))
-    if isinstance(exc, ObjectNotFound):
-        return exceptions.NotFound(exc.message)
-    if isinstance(exc, InvalidCredentials):
-        return _Unauthorized(exc.message)
-    if isinstance(exc, NotConfigured):
-        return _Unavailable(exc.message)
+    if isinstance(exc, DomainError):
+        return exc.as_api_exception()
     if isinstance(exc, DjangoValidationError):
         detail = as_serializer_error(exc)
         if NON_FIELD_ERRORS in detail:

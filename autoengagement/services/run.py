@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -87,10 +88,20 @@ def _as_json(outcome: BusinessOutcome) -> dict[str, object]:
     return data
 
 
+class ClaimStatus(StrEnum):
+    """What a claim found: the config is this run's now, or why not (a missed day is also a run status)."""
+
+    CLAIMED = "claimed"
+    BUSY = "busy"
+    DISABLED = "disabled"
+    NOT_DUE = "not_due"
+    MISSED = RunStatus.MISSED.value
+
+
 @dataclass(frozen=True)
 class Claim:
     config: AutoEngagementConfig | None
-    status: str
+    status: ClaimStatus
     local_date: dt.date | None = None
     detail: str = ""
     # The day already has rows to finish: a crashed run's pending rows, or failed rows due for a retry.
@@ -138,8 +149,10 @@ def _max_lateness() -> dt.timedelta:
     return dt.timedelta(minutes=settings.AUTO_ENGAGEMENT_MAX_LATENESS_MINUTES)
 
 
-def _schedule(config_fields: dict[str, object] | AutoEngagementConfig, now: dt.datetime, *, forced: bool) -> Schedule:
-    get = config_fields.get if isinstance(config_fields, dict) else lambda name: getattr(config_fields, name)
+def config_schedule(config: dict[str, object] | AutoEngagementConfig, now: dt.datetime, *, forced: bool) -> Schedule:
+    """Where `now` stands against the config's send time today (a model or a `values()` row of its fields);
+    `forced` ignores that it already ran today."""
+    get = config.get if isinstance(config, dict) else lambda name: getattr(config, name)
     return schedule_for(
         run_time=get("run_time"),
         timezone_name=get("timezone"),
@@ -166,7 +179,7 @@ def due_config_pks(*, now: dt.datetime) -> list[int]:
         "run_requested_at",
     )
     for row in rows.order_by("pk").iterator(2000):
-        schedule = _schedule(row, now, forced=False)
+        schedule = config_schedule(row, now, forced=False)
         lease_expires_at = row["lease_expires_at"]
         crashed = row["last_run_status"] == RunStatus.RUNNING and (
             lease_expires_at is None or lease_expires_at <= wall_clock
@@ -196,16 +209,16 @@ def claim_config(*, config_pk: int, now: dt.datetime, owner: str, forced: bool =
         .first()
     )
     if config is None:
-        return Claim(None, "busy", detail="another run is claiming it")
+        return Claim(None, ClaimStatus.BUSY, detail="another run is claiming it")
     wall_clock = _wall_clock()
     if not config.enabled:
-        return Claim(config, "disabled")
+        return Claim(config, ClaimStatus.DISABLED)
     if config.is_leased(wall_clock):
-        return Claim(config, "busy", detail="another run holds its lease")
+        return Claim(config, ClaimStatus.BUSY, detail="another run holds its lease")
     # A run staff requested from admin is run like --business: now, whatever the send time.
     forced = forced or config.run_requested_at is not None
     crashed = config.last_run_status == RunStatus.RUNNING
-    schedule = _schedule(config, now, forced=forced)
+    schedule = config_schedule(config, now, forced=forced)
     within_lateness = now - schedule.send_at <= _max_lateness()
     unfinished = crashed or config.retry_at is not None
     resume = unfinished and config.last_run_local_date == schedule.local_date
@@ -237,9 +250,9 @@ def claim_config(*, config_pk: int, now: dt.datetime, owner: str, forced: bool =
             retry_at=None,
             updated_at=wall_clock,
         )
-        return Claim(config, RunStatus.MISSED, schedule.local_date, detail, warnings=warnings)
+        return Claim(config, ClaimStatus.MISSED, schedule.local_date, detail, warnings=warnings)
     if state != Due.DUE:
-        return Claim(config, "not_due", schedule.local_date, warnings=warnings)
+        return Claim(config, ClaimStatus.NOT_DUE, schedule.local_date, warnings=warnings)
     config.mark_as_running(now=now, local_date=schedule.local_date, lease_expires_at=_lease_expiry(), owner=owner)
     # The day's rows are about to change: the stats count it (and any later day) from the log until refreshed.
     results.mark_stale_from(business_id=config.business_id, run_date=schedule.local_date)
@@ -248,7 +261,7 @@ def claim_config(*, config_pk: int, now: dt.datetime, owner: str, forced: bool =
     parts = plan_parts(config=config, run_date=schedule.local_date, resume=resume)
     return Claim(
         config,
-        "claimed",
+        ClaimStatus.CLAIMED,
         schedule.local_date,
         resume=resume,
         send_at=schedule.send_at,
@@ -442,7 +455,7 @@ def help_run(*, config_pk: int, now: dt.datetime, owner: str, backends: BackendP
     run_date = config.last_run_local_date
     # The coordinator's clock, not this worker's: the same audience cut-off, sent_at and retry deadline.
     run_now = config.last_run_at or now
-    send_at = _schedule(config, run_now, forced=True).send_at
+    send_at = config_schedule(config, run_now, forced=True).send_at
     outcome = BusinessOutcome(
         business_id=config.business.business_id,
         config_id=config.config_id,
@@ -622,7 +635,7 @@ def _run_one(
 ) -> BusinessOutcome | None:
     if dry_run:
         config = AutoEngagementConfig.objects.select_related("business").get(pk=config_pk)
-        schedule = _schedule(config, now, forced=forced)
+        schedule = config_schedule(config, now, forced=forced)
         if schedule.state == Due.MISSED and not forced:
             return BusinessOutcome(
                 business_id=config.business.business_id,
@@ -633,11 +646,13 @@ def _run_one(
             )
         return preview_config_run(config=config, now=now, local_date=schedule.local_date)
     claim = claim_config(config_pk=config_pk, now=now, owner=owner, forced=forced)
-    if claim.status == "claimed":
+    if claim.status == ClaimStatus.CLAIMED:
         return run_config(claim=claim, now=now, backends=backends, progress=progress)
-    if claim.status == "busy" and (helped := help_run(config_pk=config_pk, now=now, owner=owner, backends=backends)):
-        return helped
-    if claim.config is None or claim.status == "not_due":
+    if claim.status == ClaimStatus.BUSY:
+        helped = help_run(config_pk=config_pk, now=now, owner=owner, backends=backends)
+        if helped:
+            return helped
+    if claim.config is None or claim.status == ClaimStatus.NOT_DUE:
         return None
     business_id = claim.config.business.business_id
     logger.info(

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from autoengagement.charts import daily_chart_svg, uplift_chart_svg
 from autoengagement.stats import DailyPoint, Uplift
-from tests.autoengagement.test_api_stats import WINDOW, build_dataset
+from tests.autoengagement.datasets import WINDOW, build_dataset
 from tests.factories import AutoEngagementConfigFactory, BusinessFactory
 
 pytestmark = pytest.mark.django_db

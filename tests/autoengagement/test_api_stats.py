@@ -1,7 +1,6 @@
 """GET /api/auto-engagement/stats on a hand-built dataset: every number, the interval, dates, isolation, queries."""
 
 import datetime as dt
-import zoneinfo
 
 import pytest
 import time_machine
@@ -12,77 +11,13 @@ from autoengagement.models import ResultsDay
 from autoengagement.services import results
 from autoengagement.stats import engagement_stats, newcombe_interval, wilson_interval
 from notifications.models import NotificationLog
-from tests.factories import AutoEngagementConfigFactory, BusinessFactory, CustomerFactory, save_logs
-from wallet.models import Customer
+from tests.autoengagement.datasets import DAY_1, DAY_2, WINDOW, ZONE, build_dataset, customers_of, stats_row
+from tests.factories import AutoEngagementConfigFactory, BusinessFactory, save_logs
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/auto-engagement/stats"
-ZONE = "Europe/Paris"  # UTC+1 in early March 2026
-DAY_1 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)  # 09:00 in Paris on 2026-03-02
-DAY_2 = DAY_1 + dt.timedelta(days=1)
-WINDOW = {"date_from": "2026-03-02", "date_to": "2026-03-04"}
 S = NotificationLog.Status
-
-
-def _utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=dt.UTC)
-
-
-def _customers(business, count: int) -> list[Customer]:
-    return Customer.objects.bulk_create(
-        CustomerFactory.build(business=business, created_at=_utc(2025, 1, 1)) for _ in range(count)
-    )
-
-
-def _row(config, customer, channel, status, created_at, **fields) -> NotificationLog:
-    return NotificationLog(
-        business=config.business,
-        config=config,
-        customer=customer,
-        channel=channel,
-        status=status,
-        created_at=created_at,
-        run_date=created_at.astimezone(zoneinfo.ZoneInfo(ZONE)).date(),  # the local date of the run, as runs write
-        **fields,
-    )
-
-
-def build_dataset(business) -> None:
-    """Newcombe's worked example as customers: 56 of 70 reached and 48 of 80 held out came back.
-
-    Reached: 40 on day 1, 30 on day 2, each with a wallet row sent (25 of them delivered) and an email row (failed
-    for the first 10, sent for the others); the first 56 came back. Holdout: 80 on day 1, a holdout row per
-    channel; the first 48 came back. Plus a customer with only skipped rows, a failed row 30 minutes after local
-    midnight (inside), sent rows just before the first and after the last local day (outside).
-    """
-    config = AutoEngagementConfigFactory(business=business, channels=["wallet", "email"], holdout_percent=50)
-    reached = _customers(business, 70)
-    held = _customers(business, 80)
-    extra = _customers(business, 4)
-    rows = []
-    for index, customer in enumerate(reached):
-        at = DAY_1 if index < 40 else DAY_2
-        back = at + dt.timedelta(days=3) if index < 56 else None
-        delivered = at + dt.timedelta(minutes=5) if index < 25 else None
-        rows.append(
-            _row(config, customer, "wallet", S.SENT, at, sent_at=at, reactivated_at=back, delivered_at=delivered)
-        )
-        email = S.FAILED if index < 10 else S.SENT
-        rows.append(_row(config, customer, "email", email, at, reactivated_at=back))
-    for index, customer in enumerate(held):
-        back = DAY_1 + dt.timedelta(days=2) if index < 48 else None
-        rows += [
-            _row(config, customer, channel, S.HOLDOUT, DAY_1, reactivated_at=back) for channel in ("wallet", "email")
-        ]
-    skipped_only, failed_early, before, after = extra
-    rows += [
-        _row(config, skipped_only, c, S.SKIPPED, _utc(2026, 3, 4, 8), error="no address") for c in ("wallet", "email")
-    ]
-    rows.append(_row(config, failed_early, "wallet", S.FAILED, _utc(2026, 3, 1, 23, 30)))  # 00:30 local, 2 March
-    rows.append(_row(config, before, "wallet", S.SENT, _utc(2026, 3, 1, 22, 59), reactivated_at=DAY_1))  # 1 March
-    rows.append(_row(config, after, "wallet", S.SENT, _utc(2026, 3, 4, 23, 0), reactivated_at=DAY_2))  # 5 March
-    save_logs(rows)
 
 
 @pytest.fixture(params=["counted from the log", "summarised"])
@@ -155,8 +90,8 @@ def test_wilson_interval_edges():
 
 def test_uplift_is_null_while_a_group_is_empty(api, business):
     config = AutoEngagementConfigFactory(business=business)
-    (customer,) = _customers(business, 1)
-    save_logs([_row(config, customer, "wallet", S.SENT, DAY_1, reactivated_at=DAY_2)])
+    (customer,) = customers_of(business, 1)
+    save_logs([stats_row(config, customer, "wallet", S.SENT, DAY_1, reactivated_at=DAY_2)])
     body = api.get(URL, WINDOW).json()
     assert (body["reached"], body["holdout"]) == (1, 0)
     assert body["reactivation_rate"] == {"reached": 1.0, "holdout": None}
@@ -232,9 +167,9 @@ def test_the_query_count_is_fixed_while_rows_grow(api, dataset):
     with CaptureQueriesContext(connection) as small:
         assert api.get(URL, WINDOW).status_code == 200
     config = dataset.auto_engagement_config
-    more = _customers(dataset, 300)
+    more = customers_of(dataset, 300)
     save_logs(
-        _row(
+        stats_row(
             config,
             customer,
             "wallet",

@@ -18,7 +18,7 @@ from engagement_site.db import bulk_insert_rows
 from notifications import consent
 from notifications.backends import record
 from notifications.models import NotificationLog
-from tests.autoengagement.test_run import NOW, Status, inactive, make_config, run
+from tests.autoengagement.runs import NOW, Status, inactive, make_config, run
 from tests.factories import AutoEngagementConfigFactory, CustomerFactory, log_row, save_logs
 
 DAY = dt.date(2026, 3, 2)

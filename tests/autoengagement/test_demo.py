@@ -57,7 +57,7 @@ def test_bad_simulate_days_is_a_usage_error():
 
 
 def test_engagement_stats_command_prints_the_summary_and_the_api_json():
-    from tests.autoengagement.test_api_stats import build_dataset
+    from tests.autoengagement.datasets import build_dataset
 
     business = Business.objects.create(name="Shop", email="shop@example.com", timezone="Europe/Paris")
     build_dataset(business)

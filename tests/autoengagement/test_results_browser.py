@@ -1,57 +1,22 @@
 """The admin results page in a real headless Chromium (Debian's chromium + chromedriver through Selenium).
 
-Nothing is downloaded at test time: the browser and its driver are the system packages (.ci/run installs them
-when missing). Without them the test is skipped, saying so.
+The browser comes from tests/browser.py.
 """
 
 import datetime as dt
 import json
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from notifications.models import NotificationLog
+from tests.browser import needs_browser
 from tests.factories import AutoEngagementConfigFactory, CustomerFactory, save_logs
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-        reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run does)",
-    ),
-]
+pytestmark = [pytest.mark.django_db(transaction=True), needs_browser]
 
 FIRST_DAY = dt.date(2026, 3, 2)
 DAYS = 7
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--window-size=1280,1600",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
 
 
 def _results_data(first_day: dt.date = FIRST_DAY):

@@ -14,33 +14,13 @@ from autoengagement.services.retention import prune_notification_logs
 from autoengagement.services.run import run_due_configs
 from autoengagement.stats import engagement_stats
 from notifications.models import NotificationLog
+from tests.autoengagement.datasets import MOVED_WEST_AT, business_whose_config_moved_west
 from tests.autoengagement.reference import computed_stats, reference_stats
 from tests.factories import AutoEngagementConfigFactory, BusinessFactory, CustomerFactory, log_row, save_logs
 from wallet.models import Customer
 
 pytestmark = pytest.mark.django_db
 S = NotificationLog.Status
-
-
-# 3/11 10:00 in Kiritimati, 3/10 09:00 in Pago Pago: the moment a config moved west runs a day "earlier".
-MOVED_WEST_AT = dt.datetime(2026, 3, 10, 20, 0, tzinfo=dt.UTC)
-
-
-def business_whose_config_moved_west():
-    """Five customers reached by a config in Kiritimati (run date 3/11, summarised); the config is then deleted
-    and recreated in Pago Pago, due a minute later with run date 3/10, a day before the summarised one."""
-    now = MOVED_WEST_AT
-    business = BusinessFactory()
-    Customer.objects.bulk_create(
-        CustomerFactory.build(business=business, created_at=now - dt.timedelta(days=30)) for _ in range(5)
-    )
-    first = AutoEngagementConfigFactory(
-        business=business, channels=["email"], run_time="10:00", timezone="Pacific/Kiritimati"
-    )
-    assert run_due_configs(now=now).outcomes[0].sent == 5  # run_date 2026-03-11
-    first.delete()
-    AutoEngagementConfigFactory(business=business, channels=["email"], run_time="09:00", timezone="Pacific/Pago_Pago")
-    return business
 
 
 def test_a_recreated_config_never_messages_a_customer_twice_in_one_spell():

@@ -16,8 +16,8 @@ from autoengagement.services.run import claim_config, run_due_configs
 from autoengagement.stats import engagement_stats
 from notifications.backends.base import ChannelBackend, Result
 from notifications.models import NotificationLog
+from tests.autoengagement.datasets import MOVED_WEST_AT, business_whose_config_moved_west
 from tests.autoengagement.reference import computed_stats, reference_stats
-from tests.autoengagement.test_results_exact_out_of_order import MOVED_WEST_AT, business_whose_config_moved_west
 from tests.factories import (
     AutoEngagementConfigFactory,
     BusinessFactory,

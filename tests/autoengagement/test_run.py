@@ -16,35 +16,9 @@ from autoengagement.services.retries import INTERRUPTED
 from autoengagement.services.run import BackendPool, claim_config, run_due_configs
 from notifications.backends import record
 from notifications.models import NotificationLog
-from tests.factories import AutoEngagementConfigFactory, BusinessFactory, CustomerFactory, WalletPassFactory
+from tests.autoengagement.runs import DAY, NOW, Status, inactive, make_config, run
 
 pytestmark = pytest.mark.django_db
-NOW = dt.datetime(2026, 6, 1, 9, 0, tzinfo=dt.UTC)
-DAY = dt.timedelta(days=1)
-Status = NotificationLog.Status
-
-
-def make_config(**fields):
-    fields.setdefault("channels", ["wallet", "email"])
-    fields.setdefault(
-        "message_template", {"header": "Hi {first_name}", "body": "{days_inactive} days at {business_name}"}
-    )
-    return AutoEngagementConfigFactory(business=BusinessFactory(name=fields.pop("name", "Bean Bar")), **fields)
-
-
-def inactive(config, days=10, with_pass=True, **fields):
-    member = CustomerFactory(
-        business=config.business, last_activity_at=NOW - days * DAY, created_at=NOW - 400 * DAY, **fields
-    )
-    if with_pass:
-        WalletPassFactory(customer=member)
-    return member
-
-
-def run(*args, now=NOW):
-    out = io.StringIO()
-    call_command("run_auto_engagement", "--now", now.isoformat(), "--format", "json", *args, stdout=out)
-    return json.loads(out.getvalue().strip().splitlines()[-1])
 
 
 def test_a_due_run_reaches_inactive_customers_on_every_channel():

@@ -17,7 +17,7 @@ from autoengagement.services import parts, run
 from autoengagement.services.audience import in_holdout
 from autoengagement.services.run import run_due_configs
 from notifications.models import NotificationLog
-from tests.autoengagement.test_concurrency import NOW
+from tests.autoengagement.runs import NOW
 from tests.factories import AutoEngagementConfigFactory, CustomerFactory
 from tests.faults.standins import Fault, TwilioStandIn
 from tests.processes import PROJECT, database_url

@@ -4,14 +4,9 @@ config, serving the admin's styles and the API docs by itself (WhiteNoise), chec
 import time
 import urllib.request
 
-import pytest
+from tests.browser import needs_browser
 
-from tests.autoengagement.test_results_browser import CHROMEDRIVER, CHROMIUM, browser  # noqa: F401
-
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run does)",
-)
+pytestmark = needs_browser
 
 
 def test_static_files_are_served_hashed_and_compressed(production_server):
@@ -24,7 +19,7 @@ def test_static_files_are_served_hashed_and_compressed(production_server):
         assert "max-age=315360000" in response.headers["Cache-Control"]
 
 
-def test_the_admin_is_styled_and_the_api_docs_render_in_a_browser(production_server, browser):  # noqa: F811
+def test_the_admin_is_styled_and_the_api_docs_render_in_a_browser(production_server, browser):
     browser.get(f"{production_server}/admin/login/")
     header = browser.find_element("id", "header")
     # Django's admin stylesheet gives the header its dark background; unstyled, it would be transparent.

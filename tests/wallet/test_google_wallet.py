@@ -599,3 +599,18 @@ def test_save_url_is_a_savetowallet_jwt_carrying_the_loyalty_object(google_setti
     assert loyalty_object["id"] == f"{GOOGLE_ISSUER_ID}.{wallet_pass.pass_id}"
     assert loyalty_object["classId"] == f"{GOOGLE_ISSUER_ID}.loyalty"
     assert loyalty_object["accountId"] == wallet_pass.customer.customer_id
+
+
+def test_a_transient_token_error_is_one_token_request_in_tests(google):
+    """google-auth would sleep and exchange again after a 503; the suite turns that off (tests/conftest.py), so each
+    scripted token answer is one request and no test waits seconds for it."""
+    google.token_error = Reply(503, {"error": "temporarily_unavailable"})
+    client = _client(max_retries=0)
+    started = time.monotonic()
+    try:
+        outcome = _add(client)
+    finally:
+        client.close()
+    assert (outcome.ok, outcome.retryable) == (False, True)
+    assert google.token_requests == 1
+    assert time.monotonic() - started < 1
