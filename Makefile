@@ -43,7 +43,7 @@ demo: install
 	@echo "     -d '{\"email\": \"demo@example.com\", \"password\": \"demo-password\"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"session_token\"])')"
 	@echo "   curl -s http://127.0.0.1:8000/api/auto-engagement/stats -H \"X-Session-Token: \$$TOKEN\" -H 'X-Business-Id: $(DEMO_BUSINESS)'"
 	@echo "   Admin (createsuperuser first): http://127.0.0.1:8000/admin/autoengagement/autoengagementconfig/results/"
-	@echo "   (all businesses), or open the demo config and follow 'Reactivation and uplift results'. See README.md."
+	@echo "   (all businesses), or open the demo config and follow 'Reactivation and uplift results'. See docs/results.md."
 
 lint: install
 	$(VENV)/bin/ruff check .

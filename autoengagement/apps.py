@@ -13,6 +13,6 @@ class AutoengagementConfig(AppConfig):
         from wallet import signals
 
         checks.register(run_settings_check)
-        # Wallet announces, win-back reacts: the imports point one way (DESIGN.md, "Dependencies between apps").
+        # Wallet announces, win-back reacts: the imports point one way (docs/architecture.md, "The layers").
         signals.visits_recorded.connect(receivers.credit_recorded_visits, dispatch_uid="autoengagement.credit_visits")
         signals.pass_fetched.connect(receivers.mark_fetched_pass_delivered, dispatch_uid="autoengagement.delivered")

@@ -1,4 +1,4 @@
-"""Results of auto re-engagement (DESIGN.md, "Results"): did it bring customers back?
+"""Results of auto re-engagement (docs/results.md): did it bring customers back?
 
 One read used by the stats API and the admin results pages. It reads the window's summarised days
 (autoengagement/services/results.py: rows per channel and status, customer cohorts per measure) in three small
@@ -147,7 +147,7 @@ def engagement_stats(
     """The results of `business` (None: every business) for re-engagements run between two local dates,
     inclusive (default: the last 30 days up to today in the business's zone, UTC for every business).
 
-    A re-engagement's date is its run_date, the business's local date of the run (DESIGN.md).
+    A re-engagement's date is its run_date, the business's local date of the run (docs/results.md).
 
     reached / holdout count distinct customers with a `sent` / `holdout` row in the window; reactivated counts
     those whose re-engagement was credited with a visit. The daily series is by the local day of the

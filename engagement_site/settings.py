@@ -20,6 +20,8 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
     SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
+# Earlier keys still accepted when checking signatures (unsubscribe links) after SECRET_KEY is rotated.
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 
@@ -29,7 +31,7 @@ def _env_or_default(cast, name: str, default):
     return cast(name, default=default) if env.str(name, default="") else default
 
 
-# HTTPS (README "Running in production"). With DEBUG off the defaults are the secure ones, so `manage.py check
+# HTTPS (docs/operations.md). With DEBUG off the defaults are the secure ones, so `manage.py check
 # --deploy` passes once ALLOWED_HOSTS and SECRET_KEY are real; each can still be turned off from the environment
 # (e.g. SECURE_SSL_REDIRECT=false when the proxy already redirects).
 SECURE_SSL_REDIRECT = _env_or_default(env.bool, "SECURE_SSL_REDIRECT", not DEBUG)
@@ -199,6 +201,25 @@ SMS_CHANNEL = env.str("SMS_CHANNEL", default="record")
 PUSH_CHANNEL = env.str("PUSH_CHANNEL", default="record")
 RECORD_OUTBOX_SIZE = env.int("RECORD_OUTBOX_SIZE", default=10_000)
 
+
+class _NotRead:
+    """Stands in for `env` for a provider whose backend is not chosen: its settings keep their defaults and the
+    environment is not read, so a stray or malformed value for a provider not in use cannot stop the service."""
+
+    def __getattr__(self, cast_name: str):
+        return lambda name, default: default
+
+
+def _env_for(choice: str, alias: str) -> environ.Env | _NotRead:
+    """`env` when the channel's setting chooses this provider by its alias or names a backend class (which may be
+    this provider's or a subclass of it), else the stand-in that reads nothing."""
+    return env if choice == alias or "." in choice else _NotRead()
+
+
+_sms_env = _env_for(SMS_CHANNEL, "twilio")
+_push_env = _env_for(PUSH_CHANNEL, "fcm")
+_http_env = env if isinstance(_sms_env, environ.Env) or isinstance(_push_env, environ.Env) else _NotRead()
+
 # Wallet channel (WALLET_CHANNEL=live). Read by the wallet backend when it opens, never at import, and only the
 # platforms whose settings are present are used. Secrets (key password, key and credential files) have no default.
 APPLE_PASS_TYPE_ID = env.str("APPLE_PASS_TYPE_ID", default="")
@@ -236,28 +257,30 @@ EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
 # The public https base URL of this service; one-click unsubscribe links in emails point under it.
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
 
-# HTTP providers (Twilio, FCM): timeouts, retries and concurrency shared by all of them.
-CHANNEL_HTTP_TIMEOUT = env.float("CHANNEL_HTTP_TIMEOUT", default=10.0)
-CHANNEL_HTTP_MAX_ATTEMPTS = env.int("CHANNEL_HTTP_MAX_ATTEMPTS", default=4)
-CHANNEL_HTTP_BACKOFF_BASE = env.float("CHANNEL_HTTP_BACKOFF_BASE", default=0.5)
-CHANNEL_HTTP_BACKOFF_MAX = env.float("CHANNEL_HTTP_BACKOFF_MAX", default=30.0)
-CHANNEL_HTTP_RETRY_AFTER_MAX = env.float("CHANNEL_HTTP_RETRY_AFTER_MAX", default=60.0)
-CHANNEL_HTTP_CONCURRENCY = env.int("CHANNEL_HTTP_CONCURRENCY", default=200)
+# HTTP providers (Twilio, FCM): timeouts, retries and concurrency shared by all of them. Each provider's settings
+# below are read from the environment only when its channel chooses it (see _env_for); otherwise they keep their
+# defaults.
+CHANNEL_HTTP_TIMEOUT = _http_env.float("CHANNEL_HTTP_TIMEOUT", default=10.0)
+CHANNEL_HTTP_MAX_ATTEMPTS = _http_env.int("CHANNEL_HTTP_MAX_ATTEMPTS", default=4)
+CHANNEL_HTTP_BACKOFF_BASE = _http_env.float("CHANNEL_HTTP_BACKOFF_BASE", default=0.5)
+CHANNEL_HTTP_BACKOFF_MAX = _http_env.float("CHANNEL_HTTP_BACKOFF_MAX", default=30.0)
+CHANNEL_HTTP_RETRY_AFTER_MAX = _http_env.float("CHANNEL_HTTP_RETRY_AFTER_MAX", default=60.0)
+CHANNEL_HTTP_CONCURRENCY = _http_env.int("CHANNEL_HTTP_CONCURRENCY", default=200)
 
 # SMS (SMS_CHANNEL=twilio). Credentials have no defaults; the backend refuses to open without them.
-TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
-TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
-TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
-TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
-TWILIO_API_BASE = env.str("TWILIO_API_BASE", default="https://api.twilio.com")
-TWILIO_RATE_LIMIT = env.float("TWILIO_RATE_LIMIT", default=10.0)
-SMS_MAX_SEGMENTS = env.int("SMS_MAX_SEGMENTS", default=10)
+TWILIO_ACCOUNT_SID = _sms_env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = _sms_env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = _sms_env.str("TWILIO_FROM_NUMBER", default="")
+TWILIO_MESSAGING_SERVICE_SID = _sms_env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
+TWILIO_API_BASE = _sms_env.str("TWILIO_API_BASE", default="https://api.twilio.com")
+TWILIO_RATE_LIMIT = _sms_env.float("TWILIO_RATE_LIMIT", default=10.0)
+SMS_MAX_SEGMENTS = _sms_env.int("SMS_MAX_SEGMENTS", default=10)
 
 # Push (PUSH_CHANNEL=fcm): Firebase Cloud Messaging HTTP v1 with a service account.
-FCM_PROJECT_ID = env.str("FCM_PROJECT_ID", default="")
-FCM_CREDENTIALS = env.str("FCM_CREDENTIALS", default="")
-FCM_API_BASE = env.str("FCM_API_BASE", default="https://fcm.googleapis.com")
-FCM_RATE_LIMIT = env.float("FCM_RATE_LIMIT", default=200.0)
+FCM_PROJECT_ID = _push_env.str("FCM_PROJECT_ID", default="")
+FCM_CREDENTIALS = _push_env.str("FCM_CREDENTIALS", default="")
+FCM_API_BASE = _push_env.str("FCM_API_BASE", default="https://fcm.googleapis.com")
+FCM_RATE_LIMIT = _push_env.float("FCM_RATE_LIMIT", default=200.0)
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()

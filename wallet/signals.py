@@ -1,4 +1,4 @@
-"""What the wallet app announces, for the apps above it to react to (DESIGN.md, "Dependencies between apps").
+"""What the wallet app announces, for the apps above it to react to (docs/architecture.md, "Signals").
 
 Wallet knows nothing of notifications or win-back: when something happens here that they care about, a signal
 says so and their receivers, connected in their AppConfig.ready(), do the rest. Both signals are sent with

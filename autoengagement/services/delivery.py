@@ -1,9 +1,10 @@
 """One chunk of a business's audience, delivered so that nothing is sent twice and nothing is lost silently.
 
-1. One INSERT writes every log row: `pending` for messages to send, final `skipped` / `holdout` rows for the rest.
-   The unique (business, customer, channel, run_date) constraint turns a second attempt into a no-op.
-2. The INSERT returns the rows it wrote (a conflicting row is not among them); one indexed SELECT finds the
-   chunk's customers who visited since the claim, whose rows are cancelled as "active again", never sent.
+1. One indexed SELECT finds the chunk's customers who visited since the claim: their rows are written `skipped`
+   ("active again"), never sent.
+2. One write (COPY on PostgreSQL, else an INSERT) stores every log row: `pending` for messages to send, final
+   `skipped` / `holdout` rows for the rest. The unique (business, customer, channel, run_date) constraint turns a
+   second attempt into a no-op; only the rows written are sent.
 3. Channel by channel, in windows of at most AUTO_ENGAGEMENT_SEND_WINDOW messages, one UPDATE records the previous
    window's outcomes and takes this window's rows from `pending` (or a failed row due for a retry) to `sending`,
    only where they still hold that status; then the backend sends them, outside any transaction.

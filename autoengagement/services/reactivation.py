@@ -1,4 +1,4 @@
-"""Reactivation: which re-engagement a recorded visit is credited to (DESIGN.md, "Results").
+"""Reactivation: which re-engagement a recorded visit is credited to (docs/results.md, "Reactivation").
 
 A visit that ends a customer's inactivity spell is credited to the latest re-engagement of that spell (created
 after the customer's previous visit, at or before this one) when it falls within the config's attribution_days

@@ -1,4 +1,4 @@
-"""`manage.py check --deploy` against a production environment configured as README "Running in production" says.
+"""`manage.py check --deploy` against a production environment configured as docs/operations.md says.
 
 It runs in a subprocess because settings are read from the environment once, at start-up.
 """
