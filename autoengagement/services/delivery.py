@@ -232,8 +232,24 @@ def deliver_chunk(
     backend_for: Callable[[str], ChannelBackend],
 ) -> ChunkTally:
     rows, tally = plan_chunk(context, members)
-    # Customers who visited since the claim get nothing: checked once for the whole chunk, right before its rows
-    # are written (and so before anything is sent); their rows are written skipped as "active again".
+    rows = _skip_active_again(context, members, rows)
+    inserted = _write_rows(context, rows)
+    members_by_pk = {member["pk"]: member for member in members}
+    outgoing: list[Outgoing] = []
+    for pk, row in inserted:
+        if row.status == Status.PENDING:
+            outgoing.append(_outgoing(pk, row, members_by_pk[row.customer_id]))
+        elif row.error == ACTIVE_AGAIN:
+            tally.skip(ACTIVE_AGAIN)
+    tally.notified = len(send_outgoing(context, outgoing, backend_for, tally))
+    return tally
+
+
+def _skip_active_again(
+    context: RunContext, members: Sequence[dict[str, Any]], rows: list[PlannedLog]
+) -> list[PlannedLog]:
+    """Customers who visited since the claim get nothing: checked once for the whole chunk, right before its rows
+    are written (and so before anything is sent); their rows are written skipped as "active again"."""
     active_again = set(
         Customer.objects.filter(
             business_id=context.config.business_id,
@@ -241,50 +257,41 @@ def deliver_chunk(
             last_activity_at__gt=context.now,
         ).values_list("pk", flat=True)
     )
-    if active_again:
-        rows = [
-            row._replace(status=Status.SKIPPED, error=ACTIVE_AGAIN)
-            if row.status == Status.PENDING and row.customer_id in active_again
-            else row
-            for row in rows
-        ]
+    if not active_again:
+        return rows
+    return [
+        row._replace(status=Status.SKIPPED, error=ACTIVE_AGAIN)
+        if row.status == Status.PENDING and row.customer_id in active_again
+        else row
+        for row in rows
+    ]
+
+
+def _write_rows(context: RunContext, rows: list[PlannedLog]) -> list[tuple[int, PlannedLog]]:
+    """The rows written, with their keys; a row the once-per-day constraint already holds is not among them."""
     if connection.vendor == "postgresql":
-        inserted = _insert_rows_postgresql(context, rows)
-    else:
-        by_id = {row.notification_id: row for row in rows}
-        inserted = [
-            (pk, by_id[notification_id])
-            for pk, notification_id in bulk_insert_rows(
-                NotificationLog,
-                LOG_FIELDS,
-                rows,
-                same=shared_log_values(context),
-                returning=("pk", "notification_id"),
-            )
-        ]
-    members_by_pk = {member["pk"]: member for member in members}
-    outgoing: list[Outgoing] = []
-    for pk, row in inserted:
-        if row.status != Status.PENDING:
-            if row.error == ACTIVE_AGAIN:
-                tally.skip(ACTIVE_AGAIN)
-            continue
-        member = members_by_pk[row.customer_id]
-        outgoing.append(
-            Outgoing(
-                pk=pk,
-                channel=row.channel,
-                customer_pk=row.customer_id,
-                status=Status.PENDING,
-                attempts=0,
-                recipient=consent.recipient_for(row.channel, member),
-                header=row.header,
-                body=row.body,
-                customer_id=member["customer_id"],
-            )
+        return _insert_rows_postgresql(context, rows)
+    by_id = {row.notification_id: row for row in rows}
+    return [
+        (pk, by_id[notification_id])
+        for pk, notification_id in bulk_insert_rows(
+            NotificationLog, LOG_FIELDS, rows, same=shared_log_values(context), returning=("pk", "notification_id")
         )
-    tally.notified = len(send_outgoing(context, outgoing, backend_for, tally))
-    return tally
+    ]
+
+
+def _outgoing(pk: int, row: PlannedLog, member: dict[str, Any]) -> Outgoing:
+    return Outgoing(
+        pk=pk,
+        channel=row.channel,
+        customer_pk=row.customer_id,
+        status=Status.PENDING,
+        attempts=0,
+        recipient=consent.recipient_for(row.channel, member),
+        header=row.header,
+        body=row.body,
+        customer_id=member["customer_id"],
+    )
 
 
 # A log row with its key (drawn from the sequence first, PostgreSQL); the columns every row shares follow it.

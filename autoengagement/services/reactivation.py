@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from autoengagement.services import results
 from autoengagement.validation import ATTRIBUTION_DAYS_RANGE
@@ -28,6 +29,19 @@ ATTRIBUTABLE_STATUSES = (Status.PENDING, Status.SENDING, Status.SENT, Status.HOL
 LONGEST_WINDOW = dt.timedelta(days=ATTRIBUTION_DAYS_RANGE[1])
 
 
+class Candidate(NamedTuple):
+    """A log row a visit may be credited to."""
+
+    pk: int
+    customer_pk: int
+    config_pk: int
+    created_at: dt.datetime
+    attribution_days: int
+    business_pk: int
+    run_date: dt.date
+    status: str
+
+
 def attribute_visits(*, visits: Sequence[Visit]) -> int:
     """Credit each visit to its spell's latest re-engagement, if within attribution_days; returns rows credited.
 
@@ -39,9 +53,24 @@ def attribute_visits(*, visits: Sequence[Visit]) -> int:
     """
     if not visits:
         return 0
+    by_customer: dict[int, list[Candidate]] = defaultdict(list)
+    for candidate in _candidates(visits):
+        by_customer[candidate.customer_pk].append(candidate)
+    credited = [(row, visit.occurred_at) for visit in visits for row in _credit(visit, by_customer)]
+    statuses: dict[results.Reengagement, set[str]] = defaultdict(set)
+    for row, _ in credited:
+        statuses[results.Reengagement(row.business_pk, row.run_date, row.customer_pk)].add(row.status)
+    results.count_credits(statuses)
+    bulk_update_rows(NotificationLog, ["reactivated_at"], [(row.pk, at) for row, at in credited])
+    if credited:
+        logger.info("visits credited to re-engagements", extra={"visits": len(visits), "rows": len(credited)})
+    return len(credited)
+
+
+def _candidates(visits: Sequence[Visit]) -> list[Candidate]:
     earliest = min(visit.occurred_at for visit in visits) - LONGEST_WINDOW
     latest = max(visit.occurred_at for visit in visits)
-    candidates = NotificationLog.objects.filter(
+    rows = NotificationLog.objects.filter(
         customer_id__in={visit.customer_pk for visit in visits},
         type=NotificationLog.Type.AUTO_REENGAGEMENT,
         config__isnull=False,
@@ -52,38 +81,27 @@ def attribute_visits(*, visits: Sequence[Visit]) -> int:
     ).values_list(
         "pk", "customer_id", "config_id", "created_at", "config__attribution_days", "business_id", "run_date", "status"
     )
-    by_customer: dict[int, list[tuple[int, int, dt.datetime, int]]] = defaultdict(list)
-    reengagement_of: dict[int, tuple[int, dt.date, int, str]] = {}
-    for pk, customer_pk, config_pk, created_at, attribution_days, business_pk, run_date, status in candidates:
-        by_customer[customer_pk].append((pk, config_pk, created_at, attribution_days))
-        reengagement_of[pk] = (business_pk, run_date, customer_pk, status)
+    return [Candidate(*row) for row in rows]
 
-    credited: list[tuple[int, dt.datetime]] = []
-    for visit in visits:
-        rows = by_customer.get(visit.customer_pk)
-        if not rows:
-            continue
-        in_spell = [
-            row
-            for row in rows
-            if row[2] <= visit.occurred_at
-            and (visit.previous_activity_at is None or row[2] > visit.previous_activity_at)
-        ]
-        if not in_spell:
-            continue
-        _, config_pk, latest_at, attribution_days = max(in_spell, key=lambda row: row[2])
-        if visit.occurred_at - latest_at > dt.timedelta(days=attribution_days):
-            continue
-        # Every channel's row of that re-engagement (one run writes them all with the same created_at).
-        chosen = [row for row in in_spell if row[1] == config_pk and row[2] == latest_at]
-        credited.extend((row[0], visit.occurred_at) for row in chosen)
-        by_customer[visit.customer_pk] = [row for row in rows if row not in chosen]
-    statuses: dict[results.Reengagement, set[str]] = defaultdict(set)
-    for pk, _ in credited:
-        business_pk, run_date, customer_pk, status = reengagement_of[pk]
-        statuses[results.Reengagement(business_pk, run_date, customer_pk)].add(status)
-    results.count_credits(statuses)
-    bulk_update_rows(NotificationLog, ["reactivated_at"], credited)
-    if credited:
-        logger.info("visits credited to re-engagements", extra={"visits": len(visits), "rows": len(credited)})
-    return len(credited)
+
+def _credit(visit: Visit, by_customer: dict[int, list[Candidate]]) -> list[Candidate]:
+    """The rows this visit is credited to (every channel's row of its spell's latest re-engagement, if recent
+    enough), taken out of `by_customer` so a later visit in the same batch cannot be credited to them again."""
+    rows = by_customer.get(visit.customer_pk)
+    if not rows:
+        return []
+    in_spell = [
+        row
+        for row in rows
+        if row.created_at <= visit.occurred_at
+        and (visit.previous_activity_at is None or row.created_at > visit.previous_activity_at)
+    ]
+    if not in_spell:
+        return []
+    latest = max(in_spell, key=lambda row: row.created_at)
+    if visit.occurred_at - latest.created_at > dt.timedelta(days=latest.attribution_days):
+        return []
+    # Every channel's row of that re-engagement (one run writes them all with the same created_at).
+    chosen = [row for row in in_spell if row.config_pk == latest.config_pk and row.created_at == latest.created_at]
+    by_customer[visit.customer_pk] = [row for row in rows if row not in chosen]
+    return chosen

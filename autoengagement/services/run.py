@@ -210,49 +210,70 @@ def claim_config(*, config_pk: int, now: dt.datetime, owner: str, forced: bool =
     )
     if config is None:
         return Claim(None, ClaimStatus.BUSY, detail="another run is claiming it")
-    wall_clock = _wall_clock()
     if not config.enabled:
         return Claim(config, ClaimStatus.DISABLED)
-    if config.is_leased(wall_clock):
+    if config.is_leased(_wall_clock()):
         return Claim(config, ClaimStatus.BUSY, detail="another run holds its lease")
     # A run staff requested from admin is run like --business: now, whatever the send time.
     forced = forced or config.run_requested_at is not None
     crashed = config.last_run_status == RunStatus.RUNNING
     schedule = config_schedule(config, now, forced=forced)
-    within_lateness = now - schedule.send_at <= _max_lateness()
     unfinished = crashed or config.retry_at is not None
     resume = unfinished and config.last_run_local_date == schedule.local_date
     state = _claim_state(config, schedule, now=now, crashed=crashed, resume=resume, forced=forced)
     if unfinished:
-        # No run holds the day (no live lease): what a run left in the providers' hands will never be recorded.
-        interrupted = recover_interrupted(config=config)
-        if interrupted or crashed:
-            logger.warning(
-                "previous run was interrupted",
-                extra={"business_id": config.business.business_id, "config_id": config.config_id, "rows": interrupted},
-            )
-    if unfinished and not (resume and within_lateness):
-        close_day(config=config)
-        AutoEngagementConfig.objects.filter(pk=config.pk).update(retry_at=None)
+        _settle_last_run(config, crashed=crashed, keep_day=resume and now - schedule.send_at <= _max_lateness())
     warnings = _skew_warnings(config, schedule)
     if state == Due.MISSED:
-        detail = (
-            f"send time {config.run_time} {config.timezone} passed more than "
-            f"{settings.AUTO_ENGAGEMENT_MAX_LATENESS_MINUTES} minutes ago; nothing sent today"
-        )
-        AutoEngagementConfig.objects.filter(pk=config.pk).update(
-            last_run_status=RunStatus.MISSED,
-            last_run_at=now,
-            last_run_error=detail,
-            last_run_local_date=schedule.local_date,
-            lease_expires_at=None,
-            lease_owner="",
-            retry_at=None,
-            updated_at=wall_clock,
-        )
+        detail = _record_missed(config, schedule, now=now)
         return Claim(config, ClaimStatus.MISSED, schedule.local_date, detail, warnings=warnings)
     if state != Due.DUE:
         return Claim(config, ClaimStatus.NOT_DUE, schedule.local_date, warnings=warnings)
+    return _start_day(config, schedule, now=now, owner=owner, resume=resume, warnings=warnings)
+
+
+def _settle_last_run(config: AutoEngagementConfig, *, crashed: bool, keep_day: bool) -> None:
+    """What a crashed or unfinished run left: rows in the providers' hands become `unknown` (no run holds the day,
+    so their outcome will never be recorded); the day is closed unless this claim resumes it."""
+    interrupted = recover_interrupted(config=config)
+    if interrupted or crashed:
+        logger.warning(
+            "previous run was interrupted",
+            extra={"business_id": config.business.business_id, "config_id": config.config_id, "rows": interrupted},
+        )
+    if not keep_day:
+        close_day(config=config)
+        AutoEngagementConfig.objects.filter(pk=config.pk).update(retry_at=None)
+
+
+def _record_missed(config: AutoEngagementConfig, schedule: Schedule, *, now: dt.datetime) -> str:
+    """The day's send time passed too long ago: the day is recorded missed, nothing is sent. Returns why."""
+    detail = (
+        f"send time {config.run_time} {config.timezone} passed more than "
+        f"{settings.AUTO_ENGAGEMENT_MAX_LATENESS_MINUTES} minutes ago; nothing sent today"
+    )
+    AutoEngagementConfig.objects.filter(pk=config.pk).update(
+        last_run_status=RunStatus.MISSED,
+        last_run_at=now,
+        last_run_error=detail,
+        last_run_local_date=schedule.local_date,
+        lease_expires_at=None,
+        lease_owner="",
+        retry_at=None,
+        updated_at=_wall_clock(),
+    )
+    return detail
+
+
+def _start_day(
+    config: AutoEngagementConfig,
+    schedule: Schedule,
+    *,
+    now: dt.datetime,
+    owner: str,
+    resume: bool,
+    warnings: tuple[str, ...],
+) -> Claim:
     config.mark_as_running(now=now, local_date=schedule.local_date, lease_expires_at=_lease_expiry(), owner=owner)
     # The day's rows are about to change: the stats count it (and any later day) from the log until refreshed.
     results.mark_stale_from(business_id=config.business_id, run_date=schedule.local_date)
