@@ -18,10 +18,10 @@ import itertools
 import json as json_module
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import certifi
 import pycurl
@@ -352,6 +352,66 @@ def perform(request: HttpRequest, *, timeout: float, ca_file: str = "") -> Answe
                 return outcome
     finally:
         pool.close()
+
+
+class RateLimit(Protocol):
+    """What a batch needs of a rate limiter (notifications.backends.http.RateLimiter, or the budget every process
+    shares): seconds between two slots (0: no limit), booking the next slot (how long to wait for it), and holding
+    every sender back (a 429's Retry-After)."""
+
+    @property
+    def interval(self) -> float: ...
+
+    def reserve(self) -> float: ...
+
+    def pause(self, seconds: float) -> None: ...
+
+
+class RateSlots:
+    """The rate-limit slots one batch on `run_transfers` has booked ahead, from a limiter every sender shares.
+
+    An item due to start asks `wait(item)`: 0 when it may start now (the slot it booked has come, or there is no
+    limit), else the seconds to wait, for the slot it just booked, or POLL_SECONDS when the batch holds its share.
+    An item that ends without starting gives its slot back with `drop(item)`.
+
+    The cap: an item books a slot only while the batch's booked slots and requests in flight together are fewer than
+    `concurrency`. Each booked slot becomes a request, and no more than `concurrency` can be in flight, so a batch
+    never books further ahead than it can use: the rest of the budget stays with the other senders (and is not
+    wasted should the breaker open). Capping the booked slots alone would let a batch hold `concurrency` slots on top
+    of `concurrency` requests in flight, twice its share. It costs no throughput: the rate is reached whenever
+    `concurrency` covers the requests the rate keeps in flight.
+
+    A slot passed by more than one interval (every request place was taken meanwhile) is not used late: late slots
+    would bunch with the ones after them, above the rate; the item books another.
+    """
+
+    def __init__(
+        self, limiter: RateLimit | None, *, pool: CurlPool, concurrency: int, clock: Callable[[], float]
+    ) -> None:
+        self.limiter = limiter
+        self.pool = pool
+        self.concurrency = concurrency
+        self._clock = clock
+        self._booked: dict[Hashable, float] = {}  # item -> when its slot comes
+
+    def wait(self, item: Hashable) -> float:
+        """Seconds before `item` may start (0: now); it gives up the slot it held either way."""
+        slot_at = self._booked.pop(item, None)
+        if self.limiter is None:
+            return 0.0
+        now = self._clock()
+        if slot_at is not None and now - slot_at <= self.limiter.interval:
+            return 0.0
+        if len(self._booked) + self.pool.in_flight >= self.concurrency:
+            return POLL_SECONDS
+        wait = self.limiter.reserve()
+        if wait > 0:
+            self._booked[item] = now + wait
+        return wait
+
+    def drop(self, item: Hashable) -> None:
+        """`item` ends without starting: its slot, if it booked one, no longer counts against the batch."""
+        self._booked.pop(item, None)
 
 
 Start = Callable[[T], "HttpRequest | float | None"]

@@ -32,7 +32,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -42,10 +42,11 @@ from google.oauth2 import service_account
 
 from engagement_site.curl import (
     AT_ONCE,
-    POLL_SECONDS,
     Answer,
     CurlPool,
     HttpRequest,
+    RateLimit,
+    RateSlots,
     TransferError,
     http2_connections,
     run_transfers,
@@ -138,17 +139,6 @@ class AddMessage:
 
 # One loyalty object's calls, in order: yields each call, receives its outcome.
 Lane = Generator[AddMessage, AddMessageOutcome, Any]
-
-
-class RateLimit(Protocol):
-    """What the client needs of a rate limiter (notifications.backends.http.RateLimiter or the shared one)."""
-
-    @property
-    def interval(self) -> float: ...
-
-    def reserve(self) -> float: ...
-
-    def pause(self, seconds: float) -> None: ...
 
 
 class GoogleWalletClient:
@@ -307,8 +297,7 @@ class _Lane:
         self.outcome: AddMessageOutcome | None = None
         self.token = ""  # the token the request in flight carries
         self.sent_again = False  # this attempt was already sent again after a 401
-        self.send_again = False  # the next start sends the same request again, at once
-        self.slot_at: float | None = None  # the rate-limit slot it booked and waits for
+        self.send_again = False  # the next start sends the same request again (not another attempt)
         self.due_at = 0.0  # when it was due to start (see GoogleWalletClient._access_token)
 
 
@@ -320,8 +309,7 @@ class _Batch:
     def __init__(self, client: GoogleWalletClient, lanes: Sequence[Lane]) -> None:
         self.client = client
         self.lanes = [_Lane(steps) for steps in lanes]
-        self.booked = 0  # rate-limit slots booked by lanes waiting for them
-        self.in_flight = 0
+        self.slots = RateSlots(client.limiter, pool=client.pool, concurrency=client.concurrency, clock=client._clock)
 
     def run(self) -> None:
         client = self.client
@@ -341,7 +329,7 @@ class _Batch:
 
     def _advance(self, lane: _Lane, outcome: AddMessageOutcome | None) -> bool:
         """Hand the lane the outcome of its call and take its next call; False when it has none."""
-        lane.call = None
+        lane.call, lane.send_again = None, False
         try:
             call = lane.steps.send(outcome)
         except StopIteration:
@@ -381,7 +369,6 @@ class _Batch:
             return self._unexpected(lane, exc)
 
     def _settle(self, lane: _Lane, answer: Answer | TransferError) -> float | None:
-        self.in_flight -= 1
         try:
             if lane.phase == PATCH:
                 return self._patched(lane, answer)
@@ -392,42 +379,30 @@ class _Batch:
     def _next_request(self, lane: _Lane) -> HttpRequest | float | None:
         client = self.client
         while lane.call is not None:
-            slot_at = self._release_slot(lane)
-            if lane.send_again:
-                # The same attempt with the token just refreshed after a 401: no new slot, no breaker check.
-                lane.send_again = False
-                return self._request(lane)
-            # The breaker is consulted before each call, and again when its slot comes (it may have opened since).
+            # The breaker is consulted before each call, one sent again after a 401 too, and again when its slot
+            # comes (it may have opened since).
             if lane.phase == ADD and client._breaker_open():
-                outcome = lane.outcome if lane.attempts else client._not_attempted(lane.call.message_id)
-                self._advance(lane, outcome)
+                self.slots.drop(lane)
+                self._advance(lane, self._stopped(lane))
                 continue
-            now = client._clock()
-            interval = getattr(client.limiter, "interval", 0.0)
-            # A slot passed by more than one interval (the batch was busy) is not used late: late slots would bunch
-            # with the ones after them, above the rate.
-            if slot_at is None or now - slot_at > interval:
-                if self.booked + self.in_flight >= client.concurrency:
-                    # No more calls waiting for a slot or in flight than `concurrency`: the budget stays shared.
-                    lane.due_at = now + POLL_SECONDS
-                    return POLL_SECONDS
-                wait = client.limiter.reserve() if client.limiter is not None else 0.0
-                if wait > 0:
-                    lane.slot_at = lane.due_at = now + wait
-                    self.booked += 1
-                    return wait
-            if lane.phase == ADD:
-                lane.attempts += 1
-            lane.sent_again = False
+            if (wait := self.slots.wait(lane)) > 0:
+                lane.due_at = client._clock() + wait
+                return wait
+            if lane.send_again:
+                # The same attempt, with the token just refreshed after a 401: not another attempt.
+                lane.send_again = False
+            else:
+                if lane.phase == ADD:
+                    lane.attempts += 1
+                lane.sent_again = False
             return self._request(lane)
         return None
 
-    def _release_slot(self, lane: _Lane) -> float | None:
-        """The time of the slot the lane booked, if it holds one (it starts now, or ends)."""
-        slot_at, lane.slot_at = lane.slot_at, None
-        if slot_at is not None:
-            self.booked -= 1
-        return slot_at
+    def _stopped(self, lane: _Lane) -> AddMessageOutcome:
+        """The outcome of a call the open breaker stops: its last attempt's, or not attempted when it had none (an
+        attempt refused with 401 and waiting to be sent again was not acted on: it does not count)."""
+        attempts = lane.attempts - 1 if lane.send_again else lane.attempts
+        return lane.outcome if attempts else self.client._not_attempted(lane.call.message_id)
 
     def _request(self, lane: _Lane) -> HttpRequest | float | None:
         """The lane's request with the current token; without a token, the attempt fails without a request."""
@@ -440,7 +415,6 @@ class _Batch:
         except google_auth_exceptions.GoogleAuthError as exc:
             return self._not_sent(lane, f"Google Wallet token unavailable: {type(exc).__name__}")
         headers = {"Authorization": f"Bearer {lane.token}", "Content-Type": "application/json"}
-        self.in_flight += 1
         if lane.phase == PATCH:
             return HttpRequest("PATCH", client.object_url(lane.call.object_id), headers, lane.body)
         return HttpRequest("POST", lane.url, headers, lane.body)
@@ -455,7 +429,8 @@ class _Batch:
 
     def _refresh_after_401(self, lane: _Lane, answer: Answer | TransferError) -> bool:
         """A first 401 for this attempt (the token refused: nothing was done): refresh the token and send the same
-        request again at once. Raises google-auth's error when no token can be had."""
+        request again, ahead of the queue, once the breaker and the rate limit allow (not counted as another attempt).
+        Raises google-auth's error when no token can be had."""
         if isinstance(answer, TransferError) or answer.status_code != 401 or lane.sent_again:
             return False
         lane.sent_again = True
@@ -526,7 +501,7 @@ class _Batch:
     def _unexpected(self, lane: _Lane, exc: Exception) -> float | None:
         """Whatever went wrong, a call may have been made: the call is unknown, never sent again, and the lane
         goes on with its next call."""
-        self._release_slot(lane)
+        self.slots.drop(lane)
         if lane.call is None:
             return None
         logger.exception("google wallet call failed unexpectedly", extra={"object_id": lane.call.object_id})

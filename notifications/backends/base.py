@@ -13,7 +13,7 @@ idempotency). An unknown message is never sent again: a logged gap is better tha
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 ResultStatus = Literal["sent", "failed", "skipped", "unknown"]
 
@@ -93,21 +93,52 @@ def not_attempted(message: "Message", breaker: CircuitBreaker) -> "Result":
 
 
 class ChannelBackend:
+    """A channel's provider behind one interface. Like Django's email backends, it owns "open if needed, close what
+    you opened": a batch sent while it is closed opens it for that batch and closes it after, and `with backend:`
+    closes it even when open() fails half-way. A subclass gives `_send` (the batch, once open) and, when open() takes
+    anything, `is_open`; a custom backend may override `send_batch` instead.
+
+    Every backend is built the same way, with keyword arguments only: `channel` (empty: the class's own), then its
+    own options, each with a default (get_backend passes `channel` alone).
+    """
+
     channel: str = ""
     # Set by the run for the whole invocation; backends consult it before each provider call.
     breaker: CircuitBreaker | None = None
 
+    def __init__(self, *, channel: str = "") -> None:
+        self.channel = channel or self.channel
+
+    @property
+    def is_open(self) -> bool:
+        """Between open() and close(): batches use what open() took. A backend that takes nothing is never open."""
+        return False
+
     def open(self) -> None:
-        """Open connections and fetch tokens once for the batches that follow."""
+        """Open connections and fetch tokens once for the batches that follow; nothing when already open."""
 
     def close(self) -> None:
-        """Release what open() took."""
+        """Release what open() took, also when it failed half-way; nothing when already closed."""
 
     def send_batch(self, messages: Sequence[Message]) -> list[Result]:
+        """One result per message, in order; a closed backend is opened for the batch (unless it is empty)."""
+        if self.is_open:
+            return self._send(messages)
+        if not messages:
+            return []
+        with self:
+            return self._send(messages)
+
+    def _send(self, messages: Sequence[Message]) -> list[Result]:
+        """The batch, through what open() took."""
         raise NotImplementedError
 
-    def __enter__(self) -> "ChannelBackend":
-        self.open()
+    def __enter__(self) -> Self:
+        try:
+            self.open()
+        except Exception:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -31,6 +31,7 @@ from django.core.mail.message import sanitize_address
 from django.template.loader import render_to_string
 
 from notifications.backends.base import ChannelBackend, Message, Result, not_attempted
+from notifications.channels import Channel
 from notifications.unsubscribe import unsubscribe_url
 
 logger = logging.getLogger(__name__)
@@ -92,8 +93,12 @@ def sender_address(*, business_name: str) -> str:
 
 
 class DjangoEmailBackend(ChannelBackend):
-    def __init__(self, channel: str = "email", *, connection: BaseEmailBackend | None = None) -> None:
-        self.channel = channel
+    """`connection`: the Django email backend to send through (default: get_connection(), as EMAIL_URL sets it)."""
+
+    channel = Channel.EMAIL
+
+    def __init__(self, *, channel: str = "", connection: BaseEmailBackend | None = None) -> None:
+        super().__init__(channel=channel)
         self.connection = connection
         self._is_open = False
         self._broken = False
@@ -109,6 +114,10 @@ class DjangoEmailBackend(ChannelBackend):
             errors.append("DEFAULT_FROM_EMAIL must be an email address.")
         return errors
 
+    @property
+    def is_open(self) -> bool:
+        return self._is_open
+
     def open(self) -> None:
         if self._is_open:
             return
@@ -122,15 +131,6 @@ class DjangoEmailBackend(ChannelBackend):
         if self._is_open and self.connection is not None:
             self.connection.close()
         self._is_open = False
-
-    def send_batch(self, messages: Sequence[Message]) -> list[Result]:
-        if self._is_open:
-            return self._send_all(messages)
-        self.open()
-        try:
-            return self._send_all(messages)
-        finally:
-            self.close()
 
     def _connect(self) -> bool:
         try:
@@ -148,7 +148,7 @@ class DjangoEmailBackend(ChannelBackend):
         self._broken = not self._connect()
         return not self._broken
 
-    def _send_all(self, messages: Sequence[Message]) -> list[Result]:
+    def _send(self, messages: Sequence[Message]) -> list[Result]:
         if self._broken:
             self._reconnect()
         results = [self._send_one(message) for message in messages]

@@ -13,7 +13,6 @@ the run clears the customer's push_token and never tries it again.
 import json
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import google.auth.exceptions
@@ -27,10 +26,13 @@ from notifications.backends.base import Message, Result
 from notifications.backends.http import (
     NOT_PROCESSED,
     BatchError,
+    Clock,
     HttpChannelBackend,
     SendAgain,
+    Sleep,
     raise_for_transient_status,
 )
+from notifications.channels import Channel
 
 logger = logging.getLogger(__name__)
 
@@ -58,16 +60,11 @@ def _read_key_file(path: str) -> dict[str, Any]:
 
 
 class FcmPushBackend(HttpChannelBackend):
+    channel = Channel.PUSH
     http2 = True
 
-    def __init__(
-        self,
-        channel: str = "push",
-        *,
-        clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], None] | None = None,
-    ) -> None:
-        super().__init__(channel, clock=clock, sleep=sleep)
+    def __init__(self, *, channel: str = "", clock: Clock | None = None, sleep: Sleep | None = None) -> None:
+        super().__init__(channel=channel, clock=clock, sleep=sleep)
         self._token_lock = threading.Lock()
         self._sent_again: set[int] = set()
 
@@ -85,7 +82,7 @@ class FcmPushBackend(HttpChannelBackend):
         return []
 
     def open(self) -> None:
-        if self.pool is not None:
+        if self.is_open:
             return
         if errors := self.configuration_errors():
             raise ImproperlyConfigured("PUSH_CHANNEL=fcm: " + " ".join(errors))

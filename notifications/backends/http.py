@@ -33,10 +33,10 @@ from django.conf import settings
 
 from engagement_site.curl import (
     AT_ONCE,
-    POLL_SECONDS,
     Answer,
     CurlPool,
     HttpRequest,
+    RateSlots,
     TransferError,
     http2_connections,
     run_transfers,
@@ -304,9 +304,9 @@ class _Batch:
         self.results: list[Result | None] = [None] * count
         self.attempts = [0] * count
         self.errors = [""] * count
-        self.holds_slot = [False] * count
-        self.slot_at = [0.0] * count
-        self.booked = 0
+        self.slots = RateSlots(
+            delivery.limiter, pool=pool, concurrency=delivery.options.concurrency, clock=delivery._clock
+        )
         self.send_again = [False] * count
         self.sent: dict[int, HttpRequest] = {}
         self.aborted: BatchError | None = None
@@ -325,8 +325,8 @@ class _Batch:
 
     def _start(self, index: int) -> HttpRequest | float | None:
         delivery, message = self.delivery, self.messages[index]
-        slot_at = self._release_slot(index)
         if self.aborted is not None:
+            self.slots.drop(index)
             breaker = delivery.breaker
             if self.aborted.retryable and breaker is not None and not breaker.allow():
                 self.results[index] = not_attempted(message, breaker)
@@ -336,33 +336,17 @@ class _Batch:
         # Sent again (its rejected token refreshed) is not another attempt, but it passes the same checks.
         attempt = self.attempts[index] + (0 if self.send_again[index] else 1)
         if delivery.breaker is not None and not delivery.breaker.allow():
+            self.slots.drop(index)
             if attempt == 1:
                 self.results[index] = not_attempted(message, delivery.breaker)
             else:
                 error = f"{self.errors[index]}; {delivery.breaker.reason}"
                 self.results[index] = delivery.gave_up(message, error, attempt - 1)
             return None
-        now = delivery._clock()
-        # A slot passed by more than one interval (every request place was taken meanwhile) is not used late: late
-        # slots would bunch with the ones after them, above the rate.
-        if slot_at is None or now - slot_at > delivery.limiter.interval:
-            if self.booked >= delivery.options.concurrency:
-                # No more slots booked ahead than requests can be in flight: the budget stays with other senders.
-                return POLL_SECONDS
-            if (wait := delivery.limiter.reserve()) > 0:
-                self.holds_slot[index], self.slot_at[index] = True, now + wait
-                self.booked += 1
-                return wait
+        if (wait := self.slots.wait(index)) > 0:
+            return wait
         self.attempts[index], self.send_again[index] = attempt, False
         return self._request(index)
-
-    def _release_slot(self, index: int) -> float | None:
-        """The time of the rate-limit slot this message booked, if it holds one (it starts now, or ends)."""
-        if not self.holds_slot[index]:
-            return None
-        self.holds_slot[index] = False
-        self.booked -= 1
-        return self.slot_at[index]
 
     def _request(self, index: int) -> HttpRequest | None:
         message = self.messages[index]
@@ -444,25 +428,23 @@ class _Batch:
 
 class HttpChannelBackend(ChannelBackend):
     """A backend over a CurlPool opened once per invocation: `open()` calls `_start`, which sets `delivery` and
-    `pool`; subclasses give `_request` (the request for a message) and `_classify` (the answer as a Result). A batch
-    sent without open() opens and closes around itself, like Django's email backends. `http2` says the provider
-    speaks HTTP/2 (multiplexed over a few connections when the URL is https)."""
+    `pool`; subclasses give `_request` (the request for a message) and `_classify` (the answer as a Result). `http2`
+    says the provider speaks HTTP/2 (multiplexed over a few connections when the URL is https). `clock` and `sleep`
+    are for tests (a fake clock, and a rate limiter of their own)."""
 
     http2 = False
     pool: CurlPool | None = None
     delivery: HttpDelivery
 
-    def __init__(
-        self,
-        channel: str,
-        *,
-        clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], None] | None = None,
-    ) -> None:
-        self.channel = channel
+    def __init__(self, *, channel: str = "", clock: Clock | None = None, sleep: Sleep | None = None) -> None:
+        super().__init__(channel=channel)
         self._clock = clock
         self._sleep = sleep
         self.pool = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.pool is not None
 
     def _start(self, *, provider: str, url: str, rate: float, auth: tuple[str, str] | None = None) -> None:
         """Options, rate limiter, retrying delivery and connection pool for a provider. Tests inject a fake clock
@@ -504,14 +486,5 @@ class HttpChannelBackend(ChannelBackend):
         if isinstance(self.delivery.limiter, SharedRateLimiter):
             self.delivery.limiter.close()
 
-    def send_batch(self, messages: Sequence[Message]) -> list[Result]:
-        if self.pool is not None:
-            return self._deliver(messages)
-        self.open()
-        try:
-            return self._deliver(messages)
-        finally:
-            self.close()
-
-    def _deliver(self, messages: Sequence[Message]) -> list[Result]:
+    def _send(self, messages: Sequence[Message]) -> list[Result]:
         return self.delivery.deliver(messages, pool=self.pool, build=self._request, classify=self._classify)

@@ -7,7 +7,6 @@ is opted out of SMS), other 4xx codes are permanent, 429 and 5xx are retried.
 """
 
 import logging
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,6 +20,7 @@ from notifications.backends.http import (
     HttpChannelBackend,
     raise_for_transient_status,
 )
+from notifications.channels import Channel
 from notifications.sms import sms_text
 
 logger = logging.getLogger(__name__)
@@ -43,14 +43,7 @@ def mask_phone(phone: str) -> str:
 
 
 class TwilioSmsBackend(HttpChannelBackend):
-    def __init__(
-        self,
-        channel: str = "sms",
-        *,
-        clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], None] | None = None,
-    ) -> None:
-        super().__init__(channel, clock=clock, sleep=sleep)
+    channel = Channel.SMS
 
     @staticmethod
     def configuration_errors() -> list[str]:
@@ -63,7 +56,7 @@ class TwilioSmsBackend(HttpChannelBackend):
         return errors
 
     def open(self) -> None:
-        if self.pool is not None:
+        if self.is_open:
             return
         if errors := self.configuration_errors():
             raise ImproperlyConfigured("SMS_CHANNEL=twilio: " + " ".join(errors))

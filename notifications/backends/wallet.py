@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Generator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -97,77 +98,80 @@ def combine_attempts(*, log_id: int, attempts: Sequence[_Attempt]) -> Result:
 class WalletBackend(ChannelBackend):
     """Apple (pass update + APNs) and Google (addMessage) behind the channel-backend interface."""
 
-    def __init__(self, channel: str = Channel.WALLET) -> None:
-        self.channel = channel
+    channel = Channel.WALLET
+
+    def __init__(self, *, channel: str = "") -> None:
+        super().__init__(channel=channel)
         self.apple: passes.AppleConfig | None = None
         self.google: GoogleConfig | None = None
         self.apns: ApnsClient | None = None
         self.google_client: GoogleWalletClient | None = None
-        self._opened = False
+        # What open() opened, closed in reverse order by close(); None while closed.
+        self._opened: ExitStack | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened is not None
 
     def open(self) -> None:
-        """Load certificates and credentials, open the APNs connection pool and the Google session."""
-        if self._opened:
+        """Load certificates and credentials, open the APNs connection pool and the Google session. When a step
+        fails, what the steps before it opened is closed again (in reverse order) before the error is raised."""
+        if self.is_open:
             return
         if not settings.APPLE_PASS_TYPE_ID and not settings.GOOGLE_WALLET_ISSUER_ID:
             raise ImproperlyConfigured(
                 "WALLET_CHANNEL=live needs the Apple (APPLE_PASS_TYPE_ID, ...) or Google (GOOGLE_WALLET_ISSUER_ID, ...)"
                 " settings."
             )
-        if settings.APPLE_PASS_TYPE_ID:
-            self.apple = passes.load_apple_config()
-            self.apns = ApnsClient(
-                host=settings.APNS_HOST,
-                topic=self.apple.pass_type_id,
-                tls=ApnsTls(
-                    cert_file=self.apple.cert_file,
-                    key_file=self.apple.key_file,
-                    key_password=self.apple.key_password,
-                    ca_file=settings.APNS_CA_FILE,
-                ),
-                timeout=settings.APNS_TIMEOUT,
-                concurrency=settings.APNS_CONCURRENCY,
-                max_retries=settings.WALLET_MAX_RETRIES,
-                backoff=settings.WALLET_RETRY_BACKOFF,
-            )
-            self.apns.breaker = self.breaker
-            self.apns.open()
-        if settings.GOOGLE_WALLET_ISSUER_ID:
-            self.google = load_google_config()
-            self.google_client = GoogleWalletClient(
-                config=self.google,
-                max_retries=settings.WALLET_MAX_RETRIES,
-                backoff=settings.WALLET_RETRY_BACKOFF,
-                breaker=self.breaker,
-                limiter=shared_rate_limiter(provider=GOOGLE_PROVIDER, rate=float(settings.GOOGLE_WALLET_RATE_LIMIT)),
-                concurrency=settings.GOOGLE_WALLET_CONCURRENCY,
-            )
-            self.google_client.open()
-        self._opened = True
+        with ExitStack() as opened:
+            if settings.APPLE_PASS_TYPE_ID:
+                self._open_apple(opened)
+            if settings.GOOGLE_WALLET_ISSUER_ID:
+                self._open_google(opened)
+            self._opened = opened.pop_all()
+
+    def _open_apple(self, opened: ExitStack) -> None:
+        self.apple = passes.load_apple_config()
+        self.apns = ApnsClient(
+            host=settings.APNS_HOST,
+            topic=self.apple.pass_type_id,
+            tls=ApnsTls(
+                cert_file=self.apple.cert_file,
+                key_file=self.apple.key_file,
+                key_password=self.apple.key_password,
+                ca_file=settings.APNS_CA_FILE,
+            ),
+            timeout=settings.APNS_TIMEOUT,
+            concurrency=settings.APNS_CONCURRENCY,
+            max_retries=settings.WALLET_MAX_RETRIES,
+            backoff=settings.WALLET_RETRY_BACKOFF,
+        )
+        self.apns.breaker = self.breaker
+        self.apns.open()
+        opened.callback(self.apns.close)
+
+    def _open_google(self, opened: ExitStack) -> None:
+        self.google = load_google_config()
+        limiter = shared_rate_limiter(provider=GOOGLE_PROVIDER, rate=float(settings.GOOGLE_WALLET_RATE_LIMIT))
+        if isinstance(limiter, SharedRateLimiter):
+            # The shared budget's own database connection is not kept open between runs (it reopens when needed).
+            opened.callback(limiter.close)
+        self.google_client = GoogleWalletClient(
+            config=self.google,
+            max_retries=settings.WALLET_MAX_RETRIES,
+            backoff=settings.WALLET_RETRY_BACKOFF,
+            breaker=self.breaker,
+            limiter=limiter,
+            concurrency=settings.GOOGLE_WALLET_CONCURRENCY,
+        )
+        self.google_client.open()
+        opened.callback(self.google_client.close)
 
     def close(self) -> None:
-        if self.apns is not None:
-            self.apns.close()
-        if self.google_client is not None:
-            try:
-                self.google_client.close()
-            finally:
-                # The shared budget's own database connection is not kept open between runs (it reopens when needed).
-                if isinstance(self.google_client.limiter, SharedRateLimiter):
-                    self.google_client.limiter.close()
-        self._opened = False
-
-    def send_batch(self, messages: Sequence[Message]) -> list[Result]:
-        if not messages:
-            return []
-        opened_here = not self._opened
-        if opened_here:
-            self.open()
-        try:
-            return self._send(messages)
-        finally:
-            if opened_here:
-                self.close()
+        """Close what open() opened, last first; each one even when closing another failed."""
+        opened, self._opened = self._opened, None
+        if opened is not None:
+            opened.close()
 
     def _send(self, messages: Sequence[Message]) -> list[Result]:
         now = timezone.now()

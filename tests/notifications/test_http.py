@@ -325,6 +325,30 @@ def test_requests_through_the_delivery_respect_the_rate(clock):
     assert max_in_any_window(server.times, 0.5) <= 10
 
 
+class RecordingLimiter(RateLimiter):
+    """The real limiter, noting the (fake) time of each slot it books."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.booked_at: list[float] = []
+
+    def reserve(self) -> float:
+        self.booked_at.append(self._clock())
+        return super().reserve()
+
+
+def test_slots_booked_ahead_and_requests_in_flight_stay_within_the_concurrency(clock):
+    """The rate budget is shared with every other sender: at once, r0 goes out on the first slot and r1 books the
+    next; r2 waits, since two places (one slot booked, one request in flight) are all the concurrency allows."""
+    with ScriptedServer(Reply(201, {"id": "x"}), clock=clock) as server:
+        provider = FakeProvider(server.url, clock=clock, concurrency=2)
+        limiter = provider.delivery.limiter = RecordingLimiter(rate=20, clock=clock)
+        results = provider.run(messages(10))
+    assert [result.status for result in results] == ["sent"] * 10
+    assert limiter.booked_at.count(limiter.booked_at[0]) == 2
+    assert max_in_any_window(server.times, 0.5) <= 10
+
+
 def max_in_any_window(times: list[float], window: float) -> int:
     """The most requests seen in any half-open window [t, t + window), to the microsecond."""
     times = [round(t, 6) for t in times]

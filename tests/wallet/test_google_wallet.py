@@ -334,6 +334,33 @@ def test_a_second_401_after_the_refresh_is_final(google_client, google):
     assert google.token_requests == 2
 
 
+def test_a_call_sent_again_after_a_401_waits_for_the_breaker(google_client, google):
+    """The breaker opens while B's refused call is answered (another sender's failures): B is not sent again, and
+    its 401, not acted on, is no attempt."""
+    assert _add(google_client, OBJECT_A).ok
+    google.expire_tokens()
+    breaker = google_client.breaker = CircuitBreaker(threshold=1)
+    google.on_request = lambda request: breaker.record(ok=False, error="Google Wallet 503")
+    outcome = _add(google_client, OBJECT_B)
+    assert (outcome.ok, outcome.retryable, outcome.attempted) == (False, True, False)
+    assert outcome.error.startswith("not attempted: ")
+    assert google.requests[OBJECT_B] == 1
+
+
+def test_a_call_sent_again_after_a_401_takes_a_slot_of_the_rate_limit(google):
+    """Sent again is one more request to Google: it waits for a slot of the shared budget like any other."""
+    limiter = RecordingLimiter(rate=5)
+    client = _client(limiter=limiter)
+    try:
+        assert _add(client, OBJECT_A).ok
+        google.expire_tokens()
+        assert _add(client, OBJECT_B).ok
+    finally:
+        client.close()
+    assert google.requests[OBJECT_B] == 2
+    assert len(limiter.booked_at) == 3
+
+
 def test_a_failed_token_exchange_is_a_retryable_failure_and_no_call_is_made(google):
     google.token_error = Reply(400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
     client = _client(max_retries=0)

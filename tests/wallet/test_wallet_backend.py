@@ -65,6 +65,15 @@ def test_nothing_configured_is_a_configuration_error(settings):
         WalletBackend().open()
 
 
+def test_what_open_took_is_closed_again_when_the_google_settings_fail_to_load(apple_settings, google_settings):
+    google_settings.GOOGLE_WALLET_CREDENTIALS = ""
+    backend = WalletBackend()
+    with pytest.raises(ImproperlyConfigured, match="GOOGLE_WALLET_CREDENTIALS"):
+        backend.open()
+    assert backend.apns.pool is None, "the APNs connection pool opened before is closed"
+    assert not backend.is_open
+
+
 def test_mixed_batch_reaches_each_customer_on_every_pass(live):
     apns_server, google = live
     apple_two_devices = WalletPassFactory(platform="apple")
