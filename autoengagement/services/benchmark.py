@@ -1,14 +1,22 @@
-"""Synthetic data for the daily-run benchmark: many businesses, many customers, built in bulk."""
+"""Synthetic data for the daily-run benchmark: many businesses, many customers, built in bulk; and what the stats
+benchmark compares the results summary with (the same answers counted from the log alone)."""
 
 import datetime as dt
 import logging
 import random
-from collections.abc import Iterator
+import statistics
+import time
+import zoneinfo
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
 
+from autoengagement import stats
 from autoengagement.models import AutoEngagementConfig
+from autoengagement.services import results
 from autoengagement.services.audience import audience_queryset
 from autoengagement.templating import render
 from engagement_site.db import bulk_insert_rows
@@ -16,6 +24,7 @@ from engagement_site.secure_ids import IdKind, make_ids
 from notifications import consent
 from notifications.backends import get_backend
 from notifications.backends.base import ChannelBackend, Message
+from notifications.channels import Channel
 from notifications.models import NotificationLog
 from wallet.models import AppleDeviceRegistration, Business, Customer, WalletPass
 
@@ -269,3 +278,299 @@ def build_stats_dataset(*, tag: str, rows: int, customers: int, days: int, now: 
             cursor.execute(f"VACUUM ANALYZE {NotificationLog._meta.db_table}")
     logger.info("bench stats dataset built", extra={"business_id": business.business_id, "rows": rows})
     return business
+
+
+def stats_dataset_business(*, tag: str) -> Business | None:
+    """The business of a stats dataset built earlier with this tag (bench_stats --keep, then --reuse)."""
+    return Business.objects.filter(email=bench_email(tag, 0)).first()
+
+
+# The stats without the summary (bench_stats --plain): what a summary-free `engagement_stats` would run, and the
+# covering index it would want. The key narrows the log to one business's re-engagements of a window of run dates;
+# the included columns are every other column those statements read (rows per channel and status, wallet deliveries,
+# distinct customers per group, credited ones), so they can be answered from the index alone.
+PLAIN_INDEX = "bench_notification_results_idx"
+PLAIN_INDEX_KEY = ("business_id", "type", "run_date")
+PLAIN_INDEX_INCLUDE = ("channel", "status", "customer_id", "delivered_at", "reactivated_at")
+
+Status = NotificationLog.Status
+AUTO = NotificationLog.Type.AUTO_REENGAGEMENT
+
+
+def _plain_condition(
+    business_id: int | None, date_from: dt.date, date_to: dt.date, *, created_at_bounds: bool
+) -> tuple[str, list[object]]:
+    conditions = ["type = %s", "run_date >= %s", "run_date <= %s"]
+    params: list[object] = [
+        AUTO.value,
+        connection.ops.adapt_datefield_value(date_from),
+        connection.ops.adapt_datefield_value(date_to),
+    ]
+    if business_id is not None:
+        conditions.insert(0, "business_id = %s")
+        params.insert(0, business_id)
+    if created_at_bounds:
+        # The bounds the existing path adds so the history index (business, type, created_at) can narrow the scan.
+        start, end = results._span_bounds(results.DaySpan(business_id or 0, date_from, date_to))
+        conditions += ["created_at >= %s", "created_at < %s"]
+        params += [connection.ops.adapt_datetimefield_value(start), connection.ops.adapt_datetimefield_value(end)]
+    return " AND ".join(conditions), params
+
+
+def plain_stats_queries(
+    *, business_id: int | None, date_from: dt.date, date_to: dt.date, created_at_bounds: bool = False
+) -> dict[str, tuple[str, list[object]]]:
+    """The three statements of the stats answered from the log alone, by name: rows per day, channel and status
+    (with wallet deliveries); the window's distinct reached / held-out customers and those of them credited with a
+    visit; the daily reached customers credited with a visit."""
+    table = connection.ops.quote_name(NotificationLog._meta.db_table)
+    where, params = _plain_condition(business_id, date_from, date_to, created_at_bounds=created_at_bounds)
+    sent, holdout = Status.SENT.value, Status.HOLDOUT.value
+    return {
+        "outcomes": (
+            f"SELECT run_date, channel, status, COUNT(*), COUNT(delivered_at) FROM {table} WHERE {where} "
+            "GROUP BY run_date, channel, status",
+            params,
+        ),
+        "customers": (
+            "SELECT COUNT(DISTINCT customer_id) FILTER (WHERE status = %s), "
+            "COUNT(DISTINCT customer_id) FILTER (WHERE status = %s), "
+            "COUNT(DISTINCT customer_id) FILTER (WHERE status = %s AND reactivated_at IS NOT NULL), "
+            "COUNT(DISTINCT customer_id) FILTER (WHERE status = %s AND reactivated_at IS NOT NULL) "
+            f"FROM {table} WHERE {where} AND status IN (%s, %s)",
+            [sent, holdout, sent, holdout, *params, sent, holdout],
+        ),
+        "daily_reactivated": (
+            f"SELECT run_date, COUNT(DISTINCT customer_id) FROM {table} WHERE {where} AND status = %s "
+            "AND reactivated_at IS NOT NULL GROUP BY run_date",
+            [*params, sent],
+        ),
+    }
+
+
+def plain_engagement_stats(
+    *,
+    business: Business | None,
+    date_from: dt.date | None = None,
+    date_to: dt.date | None = None,
+    now: dt.datetime | None = None,
+    created_at_bounds: bool = False,
+) -> stats.EngagementStats:
+    """`autoengagement.stats.engagement_stats` without the summary: the same answer, counted from the log in the
+    three statements of `plain_stats_queries` (every day as if stale, with the distinct counts done by the database
+    rather than through the summary's cohorts)."""
+    zone_name = stats._zone_name(business)
+    today = (now or timezone.now()).astimezone(zoneinfo.ZoneInfo(zone_name)).date()
+    date_from, date_to = stats.resolve_window(date_from=date_from, date_to=date_to, today=today)
+    queries = plain_stats_queries(
+        business_id=business.pk if business is not None else None,
+        date_from=date_from,
+        date_to=date_to,
+        created_at_bounds=created_at_bounds,
+    )
+    fetched = {}
+    with connection.cursor() as cursor:
+        for name, (sql, params) in queries.items():
+            cursor.execute(sql, params)
+            fetched[name] = cursor.fetchall()
+    daily = {
+        date_from + dt.timedelta(days=offset): stats.DailyPoint(date_from + dt.timedelta(days=offset))
+        for offset in range((date_to - date_from).days + 1)
+    }
+    channels: dict[str, dict[str, int]] = {}
+    delivered: dict[str, int] = {}
+    for run_date, channel, status, count, delivered_count in fetched["outcomes"]:
+        channels.setdefault(channel, {})[status] = channels.get(channel, {}).get(status, 0) + count
+        if channel == Channel.WALLET:
+            delivered[channel] = delivered.get(channel, 0) + delivered_count
+        point = daily.get(results._as_date(run_date))
+        if point is not None and status == Status.SENT:
+            point.sent += count
+        elif point is not None and status == Status.FAILED:
+            point.failed += count
+    reached, holdout, reached_back, holdout_back = fetched["customers"][0]
+    for run_date, customers in fetched["daily_reactivated"]:
+        point = daily.get(results._as_date(run_date))
+        if point is not None:
+            point.reactivated += customers
+    uplift = None
+    if reached and holdout:
+        exact = stats.newcombe_interval(
+            successes_1=reached_back, trials_1=reached, successes_2=holdout_back, trials_2=holdout
+        )
+        uplift = stats.Uplift(
+            *(round(value, stats.DECIMALS) for value in (exact.estimate, exact.ci95_low, exact.ci95_high))
+        )
+    return stats.EngagementStats(
+        date_from=date_from,
+        date_to=date_to,
+        timezone=zone_name,
+        channels=channels,
+        delivered=delivered,
+        reached=reached,
+        holdout=holdout,
+        reactivated={"reached": reached_back, "holdout": holdout_back},
+        reactivation_rate={
+            "reached": stats._rate(reached_back, reached),
+            "holdout": stats._rate(holdout_back, holdout),
+        },
+        uplift=uplift,
+        daily=list(daily.values()),
+    )
+
+
+def plain_index_definition() -> str:
+    table = connection.ops.quote_name(NotificationLog._meta.db_table)
+    key = ", ".join(PLAIN_INDEX_KEY)
+    if connection.vendor == "postgresql":
+        return f"CREATE INDEX {PLAIN_INDEX} ON {table} ({key}) INCLUDE ({', '.join(PLAIN_INDEX_INCLUDE)})"
+    # No INCLUDE elsewhere: the same columns as trailing key columns cover the statements just as well.
+    return f"CREATE INDEX {PLAIN_INDEX} ON {table} ({', '.join((*PLAIN_INDEX_KEY, *PLAIN_INDEX_INCLUDE))})"
+
+
+def create_plain_index() -> float:
+    """Create the candidate covering index (and refresh the planner's statistics); returns the seconds it took."""
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(plain_index_definition())
+    seconds = time.perf_counter() - started
+    analyze_log()
+    return seconds
+
+
+def drop_plain_index() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP INDEX IF EXISTS {PLAIN_INDEX}")
+
+
+def analyze_log(*, vacuum: bool = False) -> None:
+    """Refresh the log's planner statistics (and, on PostgreSQL, vacuum it: dead rows left by the rolled-back write
+    measurements, and the visibility map an index-only scan relies on)."""
+    table = connection.ops.quote_name(NotificationLog._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"{'VACUUM ' if vacuum else ''}ANALYZE {table}")
+        else:
+            cursor.execute(f"ANALYZE {table}")
+
+
+def relation_bytes(name: str) -> int | None:
+    """On-disk size of a table or index (PostgreSQL only)."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_relation_size(%s::regclass)", [name])
+        return cursor.fetchone()[0]
+
+
+def explain_plain(*, business_id: int, date_from: dt.date, date_to: dt.date, created_at_bounds: bool = False):
+    """Each plain statement's plan, executed: EXPLAIN (ANALYZE, BUFFERS) on PostgreSQL, EXPLAIN QUERY PLAN on
+    SQLite (which does not run it)."""
+    queries = plain_stats_queries(
+        business_id=business_id, date_from=date_from, date_to=date_to, created_at_bounds=created_at_bounds
+    )
+    plans: dict[str, list[str]] = {}
+    with connection.cursor() as cursor:
+        for name, (sql, params) in queries.items():
+            if connection.vendor == "postgresql":
+                cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
+                plans[name] = [row[0] for row in cursor.fetchall()]
+            else:
+                cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+                plans[name] = [str(row[-1]) for row in cursor.fetchall()]
+    return plans
+
+
+def time_log_writes(*, business: Business, rows: int, now: dt.datetime) -> dict[str, float | int]:
+    """What an index costs the log's writers, in one transaction rolled back: `rows` new rows inserted in the
+    run's statements (one per chunk of customers, on the days after `now`), then `rows` existing rows updated the
+    way a visit credit does (reactivated_at, one statement per chunk). Milliseconds each; the caller vacuums."""
+    config_pk = AutoEngagementConfig.objects.filter(business=business).values_list("pk", flat=True).first()
+    customer_pks = list(Customer.objects.filter(business=business).order_by("pk").values_list("pk", flat=True))
+    chunk = settings.AUTO_ENGAGEMENT_CHUNK_SIZE * len(STATS_CHANNELS)
+    fields = ("notification_id", "business_id", "customer_id", "config_id", "type", "channel", "status", "header")
+    fields += ("body", "error", "provider_message_id", "run_date", "created_at", "sent_at")
+    ids = iter(make_ids(IdKind.NOTIFICATION, rows))
+    pending: list[tuple] = []
+    for row in range(rows):
+        event, channel = divmod(row, len(STATS_CHANNELS))
+        day = now.date() + dt.timedelta(days=1 + event // len(customer_pks))
+        at = dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC)
+        customer_pk, channel_name = customer_pks[event % len(customer_pks)], STATS_CHANNELS[channel]
+        message = ("We miss you", "Come back this week.", "", "")
+        pending.append(
+            (next(ids), business.pk, customer_pk, config_pk, AUTO.value, channel_name, "sent", *message, day, at, at)
+        )
+    targets = list(
+        NotificationLog.objects.filter(business=business, status=Status.SENT, reactivated_at__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:rows]
+    )
+    table = connection.ops.quote_name(NotificationLog._meta.db_table)
+    pk = connection.ops.quote_name(NotificationLog._meta.pk.column)
+    figures: dict[str, float | int] = {"insert_rows": len(pending), "update_rows": len(targets)}
+    with transaction.atomic():
+        started = time.perf_counter()
+        for start in range(0, len(pending), chunk):
+            bulk_insert_rows(NotificationLog, fields, pending[start : start + chunk])
+        figures["insert_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            for start in range(0, len(targets), chunk):
+                part = targets[start : start + chunk]
+                cursor.execute(
+                    f"UPDATE {table} SET reactivated_at = %s WHERE {pk} IN ({', '.join(['%s'] * len(part))})",
+                    [connection.ops.adapt_datetimefield_value(now), *part],
+                )
+        figures["update_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        transaction.set_rollback(True)
+    return figures
+
+
+def time_count_credits(*, business: Business, since: dt.date, sizes: Sequence[int], repeats: int) -> dict[str, float]:
+    """Median milliseconds of the summary's incremental upkeep for a batch of visit credits (`results.count_credits`
+    for `size` re-engagements of the days from `since` not credited yet, as the credit's transaction calls it), in
+    a transaction rolled back each time; keyed by batch size."""
+    needed = max(sizes) * repeats
+    statuses: dict[results.Reengagement, set[str]] = {}
+    rows = (
+        NotificationLog.objects.filter(business=business, type=AUTO, run_date__gte=since, reactivated_at__isnull=True)
+        .order_by("run_date", "customer_id")
+        .values_list("customer_id", "run_date", "status")
+    )
+    for customer_id, run_date, status in rows[: needed * len(STATS_CHANNELS) * 2].iterator():
+        key = results.Reengagement(business.pk, run_date, customer_id)
+        if key in statuses or len(statuses) < needed:
+            statuses.setdefault(key, set()).add(status)
+    keys = list(statuses)
+    figures: dict[str, float] = {}
+    for size in sizes:
+        timings = []
+        for repeat in range(repeats):
+            batch = {key: statuses[key] for key in keys[repeat * size : (repeat + 1) * size]}
+            with transaction.atomic():
+                started = time.perf_counter()
+                results.count_credits(batch)
+                timings.append((time.perf_counter() - started) * 1000)
+                transaction.set_rollback(True)
+        figures[str(size)] = round(statistics.median(timings), 1)
+    return figures
+
+
+@contextmanager
+def without_seq_scans() -> Iterator[None]:
+    """Make PostgreSQL's planner take an index scan wherever one applies (this session only): here, the covering
+    index for a window that holds the whole table, where it would rather scan the table (or, told not to, read the
+    history index's bitmap and then the table)."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+        cursor.execute("SET enable_bitmapscan = off")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET enable_seqscan")
+            cursor.execute("RESET enable_bitmapscan")
