@@ -71,6 +71,10 @@ INSTALLED_APPS = [
     "notifications",
     "autoengagement",
 ]
+# The benchmarks and the demo (bench_auto_engagement, bench_stats, seed_demo): with DEBUG, or where an operator asks.
+DEVTOOLS = _env_or_default(env.bool, "DEVTOOLS", DEBUG)
+if DEVTOOLS:
+    INSTALLED_APPS.append("devtools")
 
 MIDDLEWARE = [
     # /healthz, /readyz and /metrics, answered before the host check and the HTTPS redirect (probes use the pod IP).

@@ -6,7 +6,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from autoengagement.models import AutoEngagementConfig
-from autoengagement.services.demo import DEMO_BUSINESS_ID
+from devtools.demo import DEMO_BUSINESS_ID
 from wallet.models import Business, BusinessSession, Customer, WalletPass
 from wallet.tokens import hash_token
 

@@ -14,14 +14,14 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.utils import timezone
 
-from autoengagement.services.benchmark import (
+from autoengagement.services.run import run_due_configs
+from devtools.benchmark import (
     bench_business_ids,
     build_dataset,
     count_queries,
     delete_dataset,
     run_node_loop,
 )
-from autoengagement.services.run import run_due_configs
 from engagement_site.commands import usage_error
 from notifications.channels import Channel
 

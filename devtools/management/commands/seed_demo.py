@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from autoengagement.services.demo import DEMO_EMAIL, DEMO_PASSWORD, seed_demo
+from devtools.demo import DEMO_EMAIL, DEMO_PASSWORD, seed_demo
 from engagement_site.commands import usage_error
 
 

@@ -15,8 +15,9 @@ from rest_framework.test import APIClient
 
 from autoengagement import stats
 from autoengagement.models import AutoEngagementConfig, ResultsDay
-from autoengagement.services import benchmark, results
-from autoengagement.services.benchmark import build_stats_dataset, count_queries, delete_dataset
+from autoengagement.services import results
+from devtools import benchmark
+from devtools.benchmark import build_stats_dataset, count_queries, delete_dataset
 from engagement_site.commands import usage_error
 from notifications.models import NotificationLog
 from wallet.models import Business

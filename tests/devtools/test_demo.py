@@ -7,8 +7,8 @@ import pytest
 from django.core.management import call_command
 from django.test.utils import override_settings
 
-from autoengagement.services.demo import DEMO_BUSINESS_ID, DEMO_HOLDOUT_PERCENT
 from autoengagement.stats import engagement_stats
+from devtools.demo import DEMO_BUSINESS_ID, DEMO_HOLDOUT_PERCENT
 from notifications.models import NotificationLog
 from wallet.models import Business, Customer
 
