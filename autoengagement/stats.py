@@ -154,77 +154,15 @@ def engagement_stats(
     re-engagement: rows sent and failed that day, and the reached customers of that day who came back since.
     """
     zone_name = _zone_name(business)
-    zone = zoneinfo.ZoneInfo(zone_name)
-    today = (now or timezone.now()).astimezone(zone).date()
+    today = (now or timezone.now()).astimezone(zoneinfo.ZoneInfo(zone_name)).date()
     date_from, date_to = resolve_window(date_from=date_from, date_to=date_to, today=today)
-    days = ResultsDay.objects.filter(run_date__gte=date_from, run_date__lte=date_to)
-    if business is not None:
-        days = days.filter(business=business)
-    # Each day is counted once, from its summary or from the log: the days found stale here are counted from the
-    # log and left out of the summary reads, whatever refreshes or claims commit between the statements.
-    # A stale day is counted from the log unless the log was pruned too far for that (then its summary is final).
-    final = Coalesce(Subquery(LogRetention.objects.filter(pk=1).values("summaries_final_before")), Value(dt.date.min))
-    stale = list(days.filter(stale=True, run_date__gte=final).values_list("pk", "business_id", "run_date"))
-    stale_spans = results.spans_of((business_id, run_date) for _, business_id, run_date in stale)
-    # A plain join from the summary rows to their day (index range on the day, then each day's rows by index):
-    # a good plan whatever the planner's statistics say, even on tables just written.
-    in_window = Q(day__run_date__gte=date_from, day__run_date__lte=date_to)
-    if business is not None:
-        in_window &= Q(day__business=business)
-    not_stale = ~Q(day_id__in=[pk for pk, _, _ in stale]) if stale else Q()
-
+    window = _SummaryWindow.of(business, date_from, date_to)
     daily = {
         date_from + dt.timedelta(days=offset): DailyPoint(date_from + dt.timedelta(days=offset))
         for offset in range((date_to - date_from).days + 1)
     }
-    channels: dict[str, dict[str, int]] = {}
-    delivered: dict[str, int] = {}
-    # 1. Rows per day, channel and status: the per-channel outcomes, the wallet deliveries, the daily sent / failed.
-    outcomes = chain(
-        ResultsOutcome.objects.filter(in_window, not_stale)
-        .values_list("day__run_date", "channel", "status")
-        .annotate(rows=Sum("rows"), delivered=Sum("delivered"))
-        .order_by(),
-        (
-            (row.run_date, row.channel, row.status, row.rows, row.delivered)
-            for row in results.outcomes_from_log(stale_spans)
-        ),
-    )
-    for day, channel, status, count, delivered_count in outcomes:
-        per_channel = channels.setdefault(channel, {})
-        per_channel[status] = per_channel.get(status, 0) + count
-        if channel == Channel.WALLET:
-            delivered[channel] = delivered.get(channel, 0) + delivered_count
-        point = daily.get(day)
-        if point is not None and status == Status.SENT:
-            point.sent += count
-        elif point is not None and status == Status.FAILED:
-            point.failed += count
-
-    # 2. Distinct customers per measure: each customer counts on their first day of the window, i.e. in the
-    #    cohorts whose previous day is before it. The daily reactivated counts every cohort of its day.
-    first_in_window = Q(previous_date__isnull=True) | Q(previous_date__lt=date_from)
-    cohorts = chain(
-        ResultsCohort.objects.filter(in_window, not_stale)
-        .values_list("day__run_date", "measure")
-        .annotate(first=Sum("customers", filter=first_in_window, default=0), every=Sum("customers"))
-        .order_by(),
-        (
-            (
-                row.run_date,
-                row.measure,
-                row.customers if row.previous_date is None or row.previous_date < date_from else 0,
-                row.customers,
-            )
-            for row in results.cohorts_from_log(stale_spans)
-        ),
-    )
-    groups = dict.fromkeys(CohortMeasure.values, 0)
-    for day, measure, first, every in cohorts:
-        groups[measure] += first
-        if measure == CohortMeasure.REACHED_BACK and day in daily:
-            daily[day].reactivated += every
-
+    channels, delivered = _add_outcomes(window, daily)
+    groups = _add_cohorts(window, daily, date_from)
     reached, holdout = groups[CohortMeasure.REACHED], groups[CohortMeasure.HOLDOUT]
     uplift = None
     if reached and holdout:
@@ -251,3 +189,93 @@ def engagement_stats(
         uplift=uplift,
         daily=list(daily.values()),
     )
+
+
+@dataclass(frozen=True)
+class _SummaryWindow:
+    """The window's summary rows and its stale days: each day is counted once, from its summary or from the log.
+
+    The days found stale here are counted from the log and left out of the summary reads, whatever refreshes or
+    claims commit between the statements. A stale day is counted from the log unless the log was pruned too far for
+    that (then its summary is final).
+    """
+
+    in_window: Q
+    not_stale: Q
+    stale_spans: list[results.DaySpan]
+
+    @classmethod
+    def of(cls, business: Business | None, date_from: dt.date, date_to: dt.date) -> "_SummaryWindow":
+        days = ResultsDay.objects.filter(run_date__gte=date_from, run_date__lte=date_to)
+        if business is not None:
+            days = days.filter(business=business)
+        final = Coalesce(
+            Subquery(LogRetention.objects.filter(pk=1).values("summaries_final_before")), Value(dt.date.min)
+        )
+        stale = list(days.filter(stale=True, run_date__gte=final).values_list("pk", "business_id", "run_date"))
+        # A plain join from the summary rows to their day (index range on the day, then each day's rows by index):
+        # a good plan whatever the planner's statistics say, even on tables just written.
+        in_window = Q(day__run_date__gte=date_from, day__run_date__lte=date_to)
+        if business is not None:
+            in_window &= Q(day__business=business)
+        return cls(
+            in_window=in_window,
+            not_stale=~Q(day_id__in=[pk for pk, _, _ in stale]) if stale else Q(),
+            stale_spans=results.spans_of((business_id, run_date) for _, business_id, run_date in stale),
+        )
+
+
+def _add_outcomes(
+    window: _SummaryWindow, daily: dict[dt.date, DailyPoint]
+) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """Rows per day, channel and status: the per-channel outcomes, the wallet deliveries, the daily sent / failed."""
+    channels: dict[str, dict[str, int]] = {}
+    delivered: dict[str, int] = {}
+    outcomes = chain(
+        ResultsOutcome.objects.filter(window.in_window, window.not_stale)
+        .values_list("day__run_date", "channel", "status")
+        .annotate(rows=Sum("rows"), delivered=Sum("delivered"))
+        .order_by(),
+        (
+            (row.run_date, row.channel, row.status, row.rows, row.delivered)
+            for row in results.outcomes_from_log(window.stale_spans)
+        ),
+    )
+    for day, channel, status, count, delivered_count in outcomes:
+        per_channel = channels.setdefault(channel, {})
+        per_channel[status] = per_channel.get(status, 0) + count
+        if channel == Channel.WALLET:
+            delivered[channel] = delivered.get(channel, 0) + delivered_count
+        point = daily.get(day)
+        if point is not None and status == Status.SENT:
+            point.sent += count
+        elif point is not None and status == Status.FAILED:
+            point.failed += count
+    return channels, delivered
+
+
+def _add_cohorts(window: _SummaryWindow, daily: dict[dt.date, DailyPoint], date_from: dt.date) -> dict[str, int]:
+    """Distinct customers per measure: each customer counts on their first day of the window, i.e. in the cohorts
+    whose previous day is before it. The daily reactivated counts every cohort of its day."""
+    first_in_window = Q(previous_date__isnull=True) | Q(previous_date__lt=date_from)
+    cohorts = chain(
+        ResultsCohort.objects.filter(window.in_window, window.not_stale)
+        .values_list("day__run_date", "measure")
+        .annotate(first=Sum("customers", filter=first_in_window, default=0), every=Sum("customers"))
+        .order_by(),
+        (
+            (
+                row.run_date,
+                row.measure,
+                row.customers if row.previous_date is None or row.previous_date < date_from else 0,
+                row.customers,
+            )
+            for row in results.cohorts_from_log(window.stale_spans)
+        ),
+    )
+    groups = dict.fromkeys(CohortMeasure.values, 0)
+    for day, measure, first, every in cohorts:
+        groups[measure] += first
+        if measure == CohortMeasure.REACHED_BACK and day in daily:
+            daily[day].reactivated += every
+    return groups

@@ -292,6 +292,21 @@ def count_credits(credits: Mapping[Reengagement, Collection[str]]) -> None:
         for reengagement, statuses in credits.items()
         if not set(IN_FLIGHT_STATUSES) & set(statuses) and (Status.SENT in statuses or Status.HOLDOUT in statuses)
     }
+    increments, recount = _cohort_increments(groups)
+    # Every day this batch touches is locked first, in one ordered statement, so two batches never deadlock.
+    touched = {key for key, _, _ in increments} | recount | in_flight
+    locked = lock_days(touched)
+    mark_stale(recount | in_flight)
+    fresh = {key: day.pk for key, day in locked.items() if not (day.stale or key in recount or key in in_flight)}
+    _add_to_cohorts(increments, fresh)
+
+
+CohortIncrements = dict[tuple[DayKey, str, dt.date | None], int]
+
+
+def _cohort_increments(groups: Mapping[Reengagement, str]) -> tuple[CohortIncrements, set[DayKey]]:
+    """The customers each (day, measure, previous day) cohort gains from these credits, and the later days whose
+    cohorts the credits would change (their previous day moves): those are recounted instead."""
     # Each customer's credited days so far, per group (the batch's rows are not credited yet).
     credited_days: dict[tuple[int, int, str], set[dt.date]] = defaultdict(set)
     earlier = (
@@ -307,8 +322,7 @@ def count_credits(credits: Mapping[Reengagement, Collection[str]]) -> None:
     )
     for business_id, customer_id, status, run_date in earlier:
         credited_days[business_id, customer_id, status].add(run_date)
-
-    increments: dict[tuple[DayKey, str, dt.date | None], int] = defaultdict(int)
+    increments: CohortIncrements = defaultdict(int)
     recount: set[DayKey] = set()
     for reengagement, status in sorted(groups.items(), key=lambda item: item[0].run_date):
         days = credited_days[reengagement.business_id, reengagement.customer_id, status]
@@ -320,12 +334,11 @@ def count_credits(credits: Mapping[Reengagement, Collection[str]]) -> None:
         key = (reengagement.business_id, reengagement.run_date)
         increments[key, _GROUPS[status][1], previous] += 1
         days.add(reengagement.run_date)
+    return increments, recount
 
-    # Every day this batch touches is locked first, in one ordered statement, so two batches never deadlock.
-    touched = {key for key, _, _ in increments} | recount | in_flight
-    locked = lock_days(touched)
-    mark_stale(recount | in_flight)
-    fresh = {key: day.pk for key, day in locked.items() if not (day.stale or key in recount or key in in_flight)}
+
+def _add_to_cohorts(increments: CohortIncrements, fresh: Mapping[DayKey, int]) -> None:
+    """Grow the cohorts of the fresh (summarised, locked) days, creating those not there yet."""
     cohorts = {
         (row.day_id, row.measure, row.previous_date): row
         for row in ResultsCohort.objects.filter(
