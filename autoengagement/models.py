@@ -8,7 +8,7 @@ from django.db.models.functions import Length, Substr
 from django.db.models.lookups import Exact, In, LessThanOrEqual
 from django.utils import timezone
 
-from autoengagement import validation
+from autoengagement import journeys, validation
 from engagement_site import secure_ids
 from engagement_site.db import prefix_check
 from engagement_site.secure_ids import IdKind
@@ -62,6 +62,8 @@ class AutoEngagementConfig(models.Model):
         default=7, validators=[MinValueValidator(1), MaxValueValidator(365)]
     )
     message_template = models.JSONField(default=default_message_template)
+    # A journey (autoengagement.journeys): null for one message repeated max_reminders times, or 1..5 steps.
+    steps = models.JSONField(null=True, blank=True)
     channels = models.JSONField(default=default_channels)
     run_time = models.CharField(max_length=5, default="09:00", help_text="Local send time, HH:MM (24-hour).")
     timezone = models.CharField(max_length=64, default="UTC", help_text="IANA time zone, e.g. Europe/Paris.")
@@ -141,6 +143,7 @@ class AutoEngagementConfig(models.Model):
         errors: dict[str, list[str]] = {}
         for field, messages in (
             ("message_template", validation.message_template_errors(self.message_template)),
+            ("steps", journeys.steps_errors(self.steps)),
             ("channels", validation.channels_errors(self.channels)),
             ("run_time", validation.run_time_errors(self.run_time)),
             ("timezone", timezone_errors(self.timezone)),

@@ -1,11 +1,14 @@
-"""Message templates: `{first_name}`, `{business_name}` and `{days_inactive}` and nothing else.
+"""Message templates: `{first_name}`, `{business_name}`, `{days_inactive}`, and a customer's attributes as
+`{attributes.NAME}` or `{attributes.NAME|fallback}` (NAME: letters, digits, underscore), and nothing else.
 
 Templates are user input, so they are never passed to `str.format` as written (which would allow attribute and
 index access): `formatter` finds the known placeholders with a regular expression and builds a format string in
 which they are the only fields (every other brace doubled, so it stays text), once per template rather than per
-message.
+message. An attribute placeholder becomes a plain field of its own whose value the formatter computes from the
+customer's attributes (or the fallback), so neither a template nor a customer's value is ever interpreted.
 """
 
+import html
 import re
 from collections.abc import Callable, Mapping
 
@@ -14,15 +17,20 @@ HEADER_MAX_LENGTH = 120
 BODY_MAX_LENGTH = 1000
 
 _BRACED = re.compile(r"\{([^{}]*)\}")
-_KNOWN = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+_ATTRIBUTE = re.compile(r"attributes\.([A-Za-z0-9_]+)(?:\|([^{}|]*))?")
+_KNOWN = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r"|" + _ATTRIBUTE.pattern + r")\}")
+ALLOWED = ", ".join(f"{{{p}}}" for p in PLACEHOLDERS) + ", {attributes.NAME} and {attributes.NAME|fallback}"
+
+Values = Mapping[str, object]
+Attributes = Mapping[str, object]
 
 
 def template_errors(text: str) -> list[str]:
     """What is wrong with one template string's placeholders (empty when it is fine)."""
     errors = [
-        f"Unknown placeholder {{{name}}}; allowed: " + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS) + "."
+        f"Unknown placeholder {{{name}}}; allowed: {ALLOWED}."
         for name in _BRACED.findall(text)
-        if name not in PLACEHOLDERS
+        if name not in PLACEHOLDERS and not _ATTRIBUTE.fullmatch(name)
     ]
     leftover = _BRACED.sub("", text)
     if not errors and ("{" in leftover or "}" in leftover):
@@ -30,14 +38,54 @@ def template_errors(text: str) -> list[str]:
     return errors
 
 
-def formatter(text: str) -> Callable[..., str]:
-    """A function of the placeholders' values (keyword arguments) that renders `text`."""
-    parts = _KNOWN.split(text)
-    return "".join(
-        "{" + part + "}" if index % 2 else part.replace("{", "{{").replace("}", "}}")
-        for index, part in enumerate(parts)
+def formatter(text: str, *, escape: bool = False) -> Callable[..., str]:
+    """A function of the placeholders' values (keyword arguments, plus `attributes`: the customer's, a mapping)
+    that renders `text`; with `escape`, every value is HTML-escaped (the template itself is the author's HTML)."""
+    attributes: list[tuple[str, str]] = []  # (NAME, fallback) of each attribute placeholder, in field order
+    format_string = "".join(
+        "{" + _field(part, attributes) + "}" if is_placeholder else part.replace("{", "{{").replace("}", "}}")
+        for is_placeholder, part in _split(text)
     ).format
+    if not attributes and not escape:
+        return lambda attributes=None, **values: format_string(**values)
+    quote = html.escape if escape else str
+    attribute_fields = list(zip(_attribute_fields(len(attributes)), attributes, strict=True))
+
+    def render(attributes: Attributes | None = None, **values: object) -> str:
+        given = attributes or {}
+        fields = {name: quote(str(value)) for name, value in values.items()}
+        for field, (name, fallback) in attribute_fields:
+            value = given.get(name)
+            fields[field] = quote(fallback if value is None or value == "" else str(value))
+        return format_string(**fields)
+
+    return render
 
 
-def render(text: str, values: Mapping[str, object]) -> str:
-    return formatter(text)(**values)
+def _split(text: str) -> list[tuple[bool, str]]:
+    """The text as (is a placeholder, its inside or the literal text between) pairs, in order."""
+    parts: list[tuple[bool, str]] = []
+    position = 0
+    for match in _KNOWN.finditer(text):
+        parts.append((False, text[position : match.start()]))
+        parts.append((True, match.group(1)))
+        position = match.end()
+    parts.append((False, text[position:]))
+    return parts
+
+
+def _field(placeholder: str, attributes: list[tuple[str, str]]) -> str:
+    """The format field for a placeholder: its own name, or a numbered field for an attribute (recorded)."""
+    match = _ATTRIBUTE.fullmatch(placeholder)
+    if match is None:
+        return placeholder
+    attributes.append((match.group(1), match.group(2) or ""))
+    return _attribute_fields(len(attributes))[-1]
+
+
+def _attribute_fields(count: int) -> list[str]:
+    return [f"attribute_{index}" for index in range(count)]
+
+
+def render(text: str, values: Values, attributes: Attributes | None = None, *, escape: bool = False) -> str:
+    return formatter(text, escape=escape)(attributes=attributes, **values)

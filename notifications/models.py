@@ -58,6 +58,11 @@ class NotificationLog(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     reactivated_at = models.DateTimeField(null=True, blank=True)
+    # The journey step (1-based) and its variant (empty when the step has none) this row's message came from.
+    step = models.PositiveSmallIntegerField(default=1, db_default=1)
+    variant = models.CharField(max_length=40, blank=True, default="", db_default="")
+    # An email's own HTML part (the step's `email.html`, rendered), sent instead of the built-in layout.
+    html = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         constraints = [
@@ -79,6 +84,7 @@ class NotificationLog(models.Model):
             models.CheckConstraint(
                 condition=prefix_check("notification_id", IdKind.NOTIFICATION.prefix), name="notification_id_prefix"
             ),
+            models.CheckConstraint(condition=Q(step__gte=1, step__lte=5), name="notification_step_range"),
         ]
         indexes = [
             models.Index(fields=["business", "type", "created_at"], name="notification_history_idx"),

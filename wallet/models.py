@@ -64,6 +64,9 @@ class Customer(models.Model):
     push_opt_out = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     last_activity_at = models.DateTimeField(null=True, blank=True)
+    # What the loyalty platform knows of the customer (points, tier, an offer code...): names to strings or numbers,
+    # for templates' {attributes.NAME}.
+    attributes = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [
