@@ -7,6 +7,8 @@ from typing import Any
 
 from django.db import connection, models
 from django.db.models import Q
+from django.db.models.functions import Cast, Substr
+from django.db.models.lookups import Exact
 
 # Rows per UPDATE statement on SQLite, and bound parameters per INSERT: well under its limit (32,766).
 UPDATE_BATCH_ROWS = 1000
@@ -16,6 +18,14 @@ SQLITE_MAX_PARAMETERS = 30_000
 def prefix_check(field: str, prefix: str) -> Q:
     """A CHECK condition that a public-ID column carries its kind's prefix."""
     return Q(**{f"{field}__startswith": prefix})
+
+
+def json_object_check(field: str) -> Q:
+    """A CHECK condition that a JSON column holds an object, written with functions every database has (no
+    json_type / jsonb_typeof, whose names differ): the column's text starts with "{". PostgreSQL prints jsonb in its
+    normal form (an object's text always starts with "{"); SQLite keeps the text written, which Django's own CHECK
+    requires to be valid JSON, and valid JSON starting with "{" is an object."""
+    return Q(Exact(Substr(Cast(field, output_field=models.TextField()), 1, 1), "{"))
 
 
 def _columns(model: type[models.Model], names: Sequence[str]) -> list[models.Field]:

@@ -3,7 +3,8 @@
 import datetime as dt
 
 import pytest
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, models, transaction
+from django.db.models import Value
 
 from autoengagement.models import AutoEngagementConfig
 from notifications.models import NotificationLog
@@ -157,6 +158,24 @@ def test_customer_id_unique_and_prefixed():
     first, second = CustomerFactory(), CustomerFactory()
     assert_rejected(lambda: Customer.objects.filter(pk=second.pk).update(customer_id=first.customer_id))
     assert_rejected(lambda: Customer.objects.filter(pk=second.pk).update(customer_id="biz_aaaaaaaaaaaaaaaaaaaa"))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[], ["tier"], "gold", 1, True, Value(None, models.JSONField())],
+    ids=["empty-list", "list", "string", "number", "boolean", "json-null"],
+)
+def test_customer_attributes_must_be_an_object(value):
+    customer = CustomerFactory()
+    assert_rejected(lambda: Customer.objects.filter(pk=customer.pk).update(attributes=value))
+
+
+@pytest.mark.parametrize("value", [{}, {"tier": "gold", "points": 120, "nested": {"a": [1]}}])
+def test_customer_attributes_objects_are_accepted(value):
+    customer = CustomerFactory()
+    assert Customer.objects.filter(pk=customer.pk).update(attributes=value) == 1
+    customer.refresh_from_db()
+    assert customer.attributes == value
 
 
 def test_wallet_pass_platform_and_id():

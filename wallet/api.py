@@ -6,7 +6,7 @@ from typing import Any
 from django.http import HttpResponse
 from django.utils.http import http_date
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -18,6 +18,7 @@ from engagement_site.api import (
     AwareDateTimeField,
     PagePagination,
     PageQuerySerializer,
+    RuleField,
     StrictBooleanField,
     StrictCharField,
     StrictEmailField,
@@ -30,7 +31,13 @@ from wallet.authentication import BusinessSessionRequired
 from wallet.customer_pass import customer_pass_response
 from wallet.models import Customer, WalletPass
 from wallet.throttling import LoginRateThrottle
-from wallet.validation import phone_errors
+from wallet.validation import (
+    ATTRIBUTE_INTEGER_LIMIT,
+    ATTRIBUTE_TEXT_MAX_LENGTH,
+    MAX_ATTRIBUTES,
+    attributes_errors,
+    phone_errors,
+)
 
 
 class LoginInputSerializer(StrictInputSerializer):
@@ -83,6 +90,26 @@ def _validate_phone(value: str) -> None:
         raise serializers.ValidationError(errors)
 
 
+ATTRIBUTES_SCHEMA = {
+    "type": "object",
+    "description": (
+        f"Up to {MAX_ATTRIBUTES} names (1 to 64 letters, digits or underscores) to strings (at most "
+        f"{ATTRIBUTE_TEXT_MAX_LENGTH} characters) or numbers (integers within +-{ATTRIBUTE_INTEGER_LIMIT}); what "
+        "templates read as {attributes.NAME}. Given on an update, it replaces the whole object."
+    ),
+    "maxProperties": MAX_ATTRIBUTES,
+    "additionalProperties": {
+        "oneOf": [{"type": "string", "maxLength": ATTRIBUTE_TEXT_MAX_LENGTH}, {"type": "number"}],
+    },
+    "example": {"tier": "gold", "points": 120},
+}
+
+
+@extend_schema_field(ATTRIBUTES_SCHEMA)
+class AttributesField(RuleField):
+    pass
+
+
 class WalletPassOutputSerializer(serializers.Serializer):
     pass_id = serializers.CharField()
     platform = serializers.ChoiceField(choices=WalletPass.Platform.choices)
@@ -100,6 +127,7 @@ class CustomerOutputSerializer(serializers.Serializer):
     push_opt_out = serializers.BooleanField()
     created_at = serializers.DateTimeField()
     last_activity_at = serializers.DateTimeField(allow_null=True)
+    attributes = AttributesField(rule=attributes_errors)
     wallet_passes = WalletPassOutputSerializer(many=True)
 
 
@@ -123,6 +151,7 @@ class CustomerUpdateInputSerializer(StrictInputSerializer):
     email_opt_out = StrictBooleanField(required=False, help_text="true: never email this customer.")
     sms_opt_out = StrictBooleanField(required=False, help_text="true: never text this customer.")
     push_opt_out = StrictBooleanField(required=False, help_text="true: never push to this customer.")
+    attributes = AttributesField(rule=attributes_errors, required=False)
 
 
 class CustomerCreateInputSerializer(CustomerUpdateInputSerializer):
@@ -196,8 +225,11 @@ class CustomerViewSet(BusinessSessionRequired, viewsets.GenericViewSet):
 
     @extend_schema(
         tags=["customers"],
-        summary="Change a customer's names, addresses, push token or consent",
-        description="Only the given fields change. 404 for an unknown customer or another business's.",
+        summary="Change a customer's names, addresses, push token, consent or attributes",
+        description=(
+            "Only the given fields change; `attributes`, when given, replaces the whole object ({} removes them "
+            "all). 404 for an unknown customer or another business's."
+        ),
         request=CustomerUpdateInputSerializer,
         responses={200: CustomerOutputSerializer, **error_responses(400, 401, 403, 404)},
     )

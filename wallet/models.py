@@ -4,7 +4,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from engagement_site import secure_ids
-from engagement_site.db import prefix_check
+from engagement_site.db import json_object_check, prefix_check
 from engagement_site.secure_ids import IdKind
 
 
@@ -65,7 +65,8 @@ class Customer(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_activity_at = models.DateTimeField(null=True, blank=True)
     # What the loyalty platform knows of the customer (points, tier, an offer code...): names to strings or numbers,
-    # for templates' {attributes.NAME}.
+    # for templates' {attributes.NAME}. The names and values are checked by wallet.validation.attributes_errors; the
+    # database checks that it is an object.
     attributes = models.JSONField(default=dict, blank=True)
 
     class Meta:
@@ -73,6 +74,7 @@ class Customer(models.Model):
             models.CheckConstraint(
                 condition=prefix_check("customer_id", IdKind.CUSTOMER.prefix), name="customer_id_prefix"
             ),
+            models.CheckConstraint(condition=json_object_check("attributes"), name="customer_attributes_object"),
         ]
         indexes = [
             models.Index(fields=["business", "last_activity_at"], name="customer_business_activity_idx"),

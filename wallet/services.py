@@ -21,7 +21,7 @@ from wallet.models import Business, BusinessSession, Customer, WalletPass
 from wallet.passes import authentication_token
 from wallet.signals import Visit, visits_recorded
 from wallet.tokens import hash_token
-from wallet.validation import normalise_phone, phone_errors
+from wallet.validation import attributes_errors, normalise_phone, phone_errors
 
 logger = logging.getLogger(__name__)
 
@@ -92,13 +92,23 @@ def session_revoke(*, session: BusinessSession) -> None:
 
 
 CUSTOMER_EDITABLE_FIELDS = frozenset(
-    {"first_name", "last_name", "email", "phone", "push_token", "email_opt_out", "sms_opt_out", "push_opt_out"}
+    {
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "push_token",
+        "email_opt_out",
+        "sms_opt_out",
+        "push_opt_out",
+        "attributes",
+    }
 )
 
 
 def _customer_validate(customer: Customer) -> None:
-    """The model's own checks (lengths, email) plus the phone number, all reported at once; the phone is then
-    stored in its E.164 form."""
+    """The model's own checks (lengths, email) plus the phone number and the attributes, all reported at once; the
+    phone is then stored in its E.164 form."""
     errors: dict[str, list[str]] = {}
     try:
         customer.full_clean(exclude={"business"}, validate_unique=False, validate_constraints=False)
@@ -106,6 +116,8 @@ def _customer_validate(customer: Customer) -> None:
         errors = exc.update_error_dict(errors)
     if messages := phone_errors(customer.phone):
         errors.setdefault("phone", []).extend(messages)
+    if messages := attributes_errors(customer.attributes):
+        errors.setdefault("attributes", []).extend(messages)
     if errors:
         raise ValidationError(errors)
     customer.phone = normalise_phone(customer.phone)
@@ -123,6 +135,7 @@ def customer_create(
     email_opt_out: bool = False,
     sms_opt_out: bool = False,
     push_opt_out: bool = False,
+    attributes: Mapping[str, str | int | float] | None = None,
     wallet_platform: str | None = None,
     now: dt.datetime | None = None,
 ) -> Customer:
@@ -137,6 +150,7 @@ def customer_create(
         email_opt_out=email_opt_out,
         sms_opt_out=sms_opt_out,
         push_opt_out=push_opt_out,
+        attributes={} if attributes is None else attributes,
         created_at=now or timezone.now(),
     )
     _customer_validate(customer)
@@ -163,7 +177,8 @@ def wallet_pass_create(*, customer: Customer, platform: str) -> WalletPass:
 
 @transaction.atomic
 def customer_update(*, customer: Customer, data: Mapping[str, Any]) -> Customer:
-    """Change only the given fields (names, addresses, push token, per-channel consent)."""
+    """Change only the given fields (names, addresses, push token, per-channel consent, attributes). `attributes`
+    replaces the whole object: names it does not give are removed."""
     unknown = sorted(set(data) - CUSTOMER_EDITABLE_FIELDS)
     if unknown:
         raise ValidationError({field: ["This field cannot be changed."] for field in unknown})

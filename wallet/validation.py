@@ -1,5 +1,6 @@
 """Customer field rules shared by the API, admin and services, so they can never disagree."""
 
+import math
 import re
 from typing import Any
 
@@ -39,3 +40,51 @@ def phone_errors(value: Any) -> list[str]:
     if not phonenumbers.is_valid_number(number):
         return ["Not a valid phone number for its country code."]
     return []
+
+
+# A customer's attributes: what templates read as {attributes.NAME}.
+ATTRIBUTE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+MAX_ATTRIBUTES = 50
+ATTRIBUTE_TEXT_MAX_LENGTH = 500
+# Integers beyond this lose precision in JavaScript and other readers that hold JSON numbers as doubles.
+ATTRIBUTE_INTEGER_LIMIT = 2**53 - 1
+
+
+def attributes_errors(value: Any) -> list[str]:
+    """Problems with `value` as a customer's attributes (empty when it is fine), each naming its key: an object of
+    at most MAX_ATTRIBUTES names (letters, digits, underscore; 1 to 64) to strings (at most
+    ATTRIBUTE_TEXT_MAX_LENGTH characters, no NUL) or finite numbers (not booleans)."""
+    if not isinstance(value, dict):
+        return ["Must be an object of names to strings or numbers."]
+    errors = []
+    if len(value) > MAX_ATTRIBUTES:
+        errors.append(f"At most {MAX_ATTRIBUTES} attributes are allowed (there are {len(value)}).")
+    for name, item in value.items():
+        if not isinstance(name, str) or not ATTRIBUTE_NAME_PATTERN.fullmatch(name):
+            errors.append(f"{_quoted(name)}: a name must be 1 to 64 letters, digits or underscores.")
+        if message := _attribute_value_error(item):
+            errors.append(f"{_quoted(name)}: {message}")
+    return errors
+
+
+def _attribute_value_error(value: Any) -> str:
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "may not contain null characters."
+        if len(value) > ATTRIBUTE_TEXT_MAX_LENGTH:
+            return f"a text may have at most {ATTRIBUTE_TEXT_MAX_LENGTH} characters (it has {len(value)})."
+        return ""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "must be a string or a number."
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number."
+    if isinstance(value, int) and abs(value) > ATTRIBUTE_INTEGER_LIMIT:
+        return f"an integer must be between -{ATTRIBUTE_INTEGER_LIMIT} and {ATTRIBUTE_INTEGER_LIMIT}; send it as text."
+    return ""
+
+
+def _quoted(name: Any) -> str:
+    """A key as an error message names it: short, and without control characters that would garble the message."""
+    text = name if isinstance(name, str) else str(name)
+    shown = text if len(text) <= 70 else text[:67] + "..."
+    return repr(shown)

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from tests.factories import CustomerFactory, WalletPassFactory
 from wallet.models import Customer, WalletPass
-from wallet.services import customer_record_activity
+from wallet.services import customer_create, customer_record_activity, customer_update
 
 pytestmark = pytest.mark.django_db
 
@@ -27,6 +27,7 @@ CUSTOMER_KEYS = {
     "push_opt_out",
     "created_at",
     "last_activity_at",
+    "attributes",
     "wallet_passes",
 }
 
@@ -400,11 +401,137 @@ def test_recording_activity_refuses_naive_and_future_times(business):
 # --- tenant isolation ---
 
 
+# --- attributes ---
+
+ATTRIBUTES = {"tier": "gold", "points": 120, "ratio": 0.25, "offer_code": ""}
+
+
+def test_create_with_attributes_stores_and_returns_them(api, business):
+    response = api.post(URL, {"first_name": "Ana", "attributes": ATTRIBUTES}, format="json")
+    assert response.status_code == 201
+    assert response.json()["attributes"] == ATTRIBUTES
+    customer = Customer.objects.get(customer_id=response.json()["customer_id"])
+    assert customer.attributes == ATTRIBUTES
+    assert isinstance(customer.attributes["points"], int)
+
+
+def test_a_customer_created_without_attributes_has_an_empty_object(api):
+    response = api.post(URL, {}, format="json")
+    assert response.json()["attributes"] == {}
+    assert Customer.objects.get().attributes == {}
+
+
+def test_list_shows_attributes(api, business):
+    CustomerFactory(business=business, attributes={"tier": "silver", "visits": 3})
+    CustomerFactory(business=business)
+    items = api.get(URL).json()["results"]
+    assert sorted((item["attributes"] for item in items), key=len) == [{}, {"tier": "silver", "visits": 3}]
+
+
+def test_patch_replaces_the_whole_attributes_object(api, business):
+    customer = CustomerFactory(business=business, attributes={"tier": "silver", "points": 10})
+    before = _state(customer)
+    response = api.patch(_detail(customer), {"attributes": {"points": 25}}, format="json")
+    assert response.status_code == 200
+    assert response.json()["attributes"] == {"points": 25}
+    after = _state(customer)
+    assert after["attributes"] == {"points": 25}
+    assert {key for key in before if before[key] != after[key]} == {"attributes"}
+
+
+def test_patch_with_an_empty_object_removes_every_attribute(api, business):
+    customer = CustomerFactory(business=business, attributes={"tier": "silver"})
+    assert api.patch(_detail(customer), {"attributes": {}}, format="json").json()["attributes"] == {}
+    assert _state(customer)["attributes"] == {}
+
+
+def test_patch_without_attributes_keeps_them(api, business):
+    customer = CustomerFactory(business=business, attributes={"tier": "silver"})
+    response = api.patch(_detail(customer), {"first_name": "Bea"}, format="json")
+    assert response.json()["attributes"] == {"tier": "silver"}
+    assert _state(customer)["attributes"] == {"tier": "silver"}
+
+
+BAD_ATTRIBUTES = [
+    ([], ["Must be an object of names to strings or numbers."]),
+    ("tier=gold", ["Must be an object of names to strings or numbers."]),
+    (None, ["This field may not be null."]),
+    ({"": "x"}, ["'': a name must be 1 to 64 letters, digits or underscores."]),
+    ({"a" * 65: "x"}, [f"'{'a' * 65}': a name must be 1 to 64 letters, digits or underscores."]),
+    ({"tier-name": "x"}, ["'tier-name': a name must be 1 to 64 letters, digits or underscores."]),
+    ({"attributes.tier": "x"}, ["'attributes.tier': a name must be 1 to 64 letters, digits or underscores."]),
+    ({"vip": True}, ["'vip': must be a string or a number."]),
+    ({"tier": None}, ["'tier': must be a string or a number."]),
+    ({"tier": ["gold"]}, ["'tier': must be a string or a number."]),
+    ({"tier": {"name": "gold"}}, ["'tier': must be a string or a number."]),
+    ({"code": "x" * 501}, ["'code': a text may have at most 500 characters (it has 501)."]),
+    ({"id": 2**53}, [f"'id': an integer must be between -{2**53 - 1} and {2**53 - 1}; send it as text."]),
+    ({f"k{i}": i for i in range(51)}, ["At most 50 attributes are allowed (there are 51)."]),
+]
+
+
+@pytest.mark.parametrize(("attributes", "messages"), BAD_ATTRIBUTES)
+def test_create_with_bad_attributes_is_a_400_naming_the_key_and_writes_nothing(api, business, attributes, messages):
+    response = api.post(URL, {"first_name": "Ana", "attributes": attributes, "wallet_platform": "apple"}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"attributes": messages}
+    assert (Customer.objects.count(), WalletPass.objects.count()) == (0, 0)
+
+
+@pytest.mark.parametrize(("attributes", "messages"), BAD_ATTRIBUTES)
+def test_patch_with_bad_attributes_is_a_400_naming_the_key_and_changes_nothing(api, business, attributes, messages):
+    customer = CustomerFactory(business=business, attributes={"tier": "silver"})
+    before = _state(customer)
+    response = api.patch(_detail(customer), {"first_name": "Changed", "attributes": attributes}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"attributes": messages}
+    assert _state(customer) == before
+
+
+@pytest.mark.parametrize(
+    ("raw", "messages"),
+    [
+        ('{"attributes": {"ratio": 1e999}}', ["'ratio': must be a finite number."]),
+        ('{"attributes": {"code": "a\\u0000b"}}', ["Null characters are not allowed."]),
+        ('{"attributes": {"a\\u0000b": 1}}', ["Null characters are not allowed."]),
+    ],
+)
+def test_attributes_json_no_database_can_store_is_a_400(api, raw, messages):
+    response = api.post(URL, raw, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"attributes": messages}
+    assert not Customer.objects.exists()
+
+
+def test_bad_attributes_are_reported_with_the_other_errors(api):
+    response = api.post(URL, {"email": "nope", "attributes": {"ok": 1, "bad name": 2, "v": False}}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {
+        "email": ["Enter a valid email address."],
+        "attributes": [
+            "'bad name': a name must be 1 to 64 letters, digits or underscores.",
+            "'v': must be a string or a number.",
+        ],
+    }
+
+
+def test_the_service_checks_attributes_itself(business):
+    with pytest.raises(ValidationError) as caught:
+        customer_create(business=business, attributes={"x": float("nan")})
+    assert caught.value.message_dict == {"attributes": ["'x': must be a finite number."]}
+    assert not Customer.objects.exists()
+    customer = customer_create(business=business, attributes={"x": 1})
+    with pytest.raises(ValidationError):
+        customer_update(customer=customer, data={"attributes": {"x": [1]}})
+    assert _state(customer)["attributes"] == {"x": 1}
+
+
 def test_another_business_cannot_touch_these_customers_by_id(api, business, other_api):
     customer = CustomerFactory(business=business, last_activity_at=None, sms_opt_out=False)
     WalletPassFactory(customer=customer)
     before = _state(customer)
     assert other_api.patch(_detail(customer), {"sms_opt_out": True}, format="json").status_code == 404
+    assert other_api.patch(_detail(customer), {"attributes": {"tier": "x"}}, format="json").status_code == 404
     assert other_api.post(_activity(customer), {}, format="json").status_code == 404
     listed = other_api.get(URL).json()
     assert listed["count"] == 0

@@ -1,6 +1,6 @@
 import pytest
 
-from wallet.validation import normalise_phone, phone_errors
+from wallet.validation import attributes_errors, normalise_phone, phone_errors
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,65 @@ def test_non_strings_are_refused():
 
 def test_the_factory_numbers_are_valid():
     assert all(phone_errors(f"+1415555{n:04d}") == [] for n in (0, 100, 9999))
+
+
+# --- attributes ---
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {},
+        {"tier": "gold", "points": 120, "ratio": 0.5, "Offer_Code_2": ""},
+        {"a" * 64: "x" * 500},
+        {f"k{i}": i for i in range(50)},
+        {"max": 2**53 - 1, "min": -(2**53 - 1), "big": 1e300, "negative": -0.0},
+    ],
+)
+def test_valid_attributes(value):
+    assert attributes_errors(value) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ([], ["Must be an object of names to strings or numbers."]),
+        ("tier=gold", ["Must be an object of names to strings or numbers."]),
+        (None, ["Must be an object of names to strings or numbers."]),
+        ({"": 1}, ["'': a name must be 1 to 64 letters, digits or underscores."]),
+        ({"a" * 65: 1}, [f"'{'a' * 65}': a name must be 1 to 64 letters, digits or underscores."]),
+        ({"first-name": "x"}, ["'first-name': a name must be 1 to 64 letters, digits or underscores."]),
+        ({"tier name": "x"}, ["'tier name': a name must be 1 to 64 letters, digits or underscores."]),
+        ({"tiér": "x"}, ["'tiér': a name must be 1 to 64 letters, digits or underscores."]),
+        ({"tier": True}, ["'tier': must be a string or a number."]),
+        ({"tier": None}, ["'tier': must be a string or a number."]),
+        ({"tier": ["gold"]}, ["'tier': must be a string or a number."]),
+        ({"tier": {"level": 1}}, ["'tier': must be a string or a number."]),
+        ({"code": "x" * 501}, ["'code': a text may have at most 500 characters (it has 501)."]),
+        ({"code": "a\x00b"}, ["'code': may not contain null characters."]),
+        ({"ratio": float("nan")}, ["'ratio': must be a finite number."]),
+        ({"ratio": float("inf")}, ["'ratio': must be a finite number."]),
+        (
+            {"id": 2**53},
+            [f"'id': an integer must be between -{2**53 - 1} and {2**53 - 1}; send it as text."],
+        ),
+        (
+            {f"k{i}": i for i in range(51)},
+            ["At most 50 attributes are allowed (there are 51)."],
+        ),
+        (
+            {"ok": 1, "bad-name": False},
+            [
+                "'bad-name': a name must be 1 to 64 letters, digits or underscores.",
+                "'bad-name': must be a string or a number.",
+            ],
+        ),
+    ],
+)
+def test_invalid_attributes_name_the_key(value, expected):
+    assert attributes_errors(value) == expected
+
+
+def test_a_very_long_bad_name_is_shortened_in_the_message():
+    (message,) = attributes_errors({"x-" * 200: 1})
+    assert message == "'" + ("x-" * 200)[:67] + "...': a name must be 1 to 64 letters, digits or underscores."
