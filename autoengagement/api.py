@@ -12,11 +12,11 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from autoengagement import selectors, stats, validation
+from autoengagement import journeys, selectors, stats, validation
 from autoengagement.models import AutoEngagementConfig
 from autoengagement.services.config import config_delete, config_upsert
 from autoengagement.services.preview import config_preview
-from autoengagement.templating import BODY_MAX_LENGTH, HEADER_MAX_LENGTH, PLACEHOLDERS
+from autoengagement.templating import ALLOWED, BODY_MAX_LENGTH, HEADER_MAX_LENGTH
 from engagement_site.api import (
     PagePagination,
     PageQuerySerializer,
@@ -31,12 +31,85 @@ from notifications.channels import Channel
 from notifications.models import NotificationLog
 from wallet.authentication import BusinessSessionRequired
 
-_PLACEHOLDER_HELP = "Placeholders: " + ", ".join(f"{{{name}}}" for name in PLACEHOLDERS) + " and nothing else."
+_PLACEHOLDER_HELP = f"Placeholders: {ALLOWED}, and nothing else."
+
+
+def _text(limit: int, **kwargs: Any) -> serializers.CharField:
+    return serializers.CharField(max_length=limit, **{"help_text": _PLACEHOLDER_HELP, **kwargs})
 
 
 class MessageTemplateSerializer(serializers.Serializer):
-    header = serializers.CharField(max_length=HEADER_MAX_LENGTH, help_text=_PLACEHOLDER_HELP)
-    body = serializers.CharField(max_length=BODY_MAX_LENGTH, help_text=_PLACEHOLDER_HELP)
+    header = _text(HEADER_MAX_LENGTH)
+    body = _text(BODY_MAX_LENGTH)
+
+
+# The shape of `steps`, for the schema; the rules are journeys.steps_errors (the serializers below parse nothing).
+
+
+class EmailContentSerializer(serializers.Serializer):
+    subject = _text(journeys.SUBJECT_MAX_LENGTH)
+    text = _text(BODY_MAX_LENGTH, help_text=f"The plain-text part. {_PLACEHOLDER_HELP}")
+    html = _text(
+        journeys.HTML_MAX_LENGTH,
+        required=False,
+        help_text=f"An HTML part of its own (customer values are HTML-escaped). {_PLACEHOLDER_HELP}",
+    )
+
+
+class SmsContentSerializer(serializers.Serializer):
+    text = _text(BODY_MAX_LENGTH)
+
+
+class PushContentSerializer(serializers.Serializer):
+    title = _text(HEADER_MAX_LENGTH)
+    body = _text(BODY_MAX_LENGTH)
+
+
+class WalletContentSerializer(serializers.Serializer):
+    header = _text(HEADER_MAX_LENGTH)
+    body = _text(BODY_MAX_LENGTH)
+
+
+class ChannelContentSerializer(serializers.Serializer):
+    message = MessageTemplateSerializer(help_text="The content of every channel without an object of its own.")
+    email = EmailContentSerializer(required=False)
+    sms = SmsContentSerializer(required=False)
+    push = PushContentSerializer(required=False)
+    wallet = WalletContentSerializer(required=False)
+
+
+class StepVariantSerializer(ChannelContentSerializer):
+    name = serializers.RegexField(
+        journeys.VARIANT_NAME_PATTERN.pattern,
+        max_length=journeys.VARIANT_NAME_MAX_LENGTH,
+        help_text="Unique in the step.",
+    )
+    weight = serializers.IntegerField(min_value=1, max_value=99, help_text="The step's weights add up to 100.")
+    message = MessageTemplateSerializer(required=False, help_text="Replaces the step's message.")
+
+    class Meta:
+        ref_name = "StepVariant"
+
+
+class StepSerializer(ChannelContentSerializer):
+    after_days = serializers.IntegerField(
+        min_value=journeys.AFTER_DAYS_RANGE[0],
+        max_value=journeys.AFTER_DAYS_RANGE[1],
+        help_text="Days of inactivity before this step; greater than the previous step's.",
+    )
+    variants = serializers.ListField(
+        child=StepVariantSerializer(),
+        min_length=journeys.VARIANTS_RANGE[0],
+        max_length=journeys.VARIANTS_RANGE[1],
+        required=False,
+        help_text="Each replaces the step's content objects it names; a customer gets one, by a deterministic draw.",
+    )
+
+    class Meta:
+        ref_name = "Step"
+
+
+STEPS_SCHEMA = serializers.ListField(child=StepSerializer(), min_length=1, max_length=journeys.MAX_STEPS)
 
 
 CHANNELS_SCHEMA = {
@@ -51,6 +124,11 @@ TIMEZONE_SCHEMA = {"type": "string", "description": "An IANA time zone name.", "
 
 @extend_schema_field(MessageTemplateSerializer)
 class MessageTemplateField(RuleField):
+    pass
+
+
+@extend_schema_field(STEPS_SCHEMA)
+class StepsField(RuleField):
     pass
 
 
@@ -98,6 +176,16 @@ class ConfigInputSerializer(StrictInputSerializer):
     enabled = StrictBooleanField(required=False)
     inactivity_days = _int_field(validation.INACTIVITY_DAYS_RANGE, "Days without a visit before a message.")
     message_template = MessageTemplateField(rule=validation.message_template_errors, required=False)
+    steps = StepsField(
+        rule=journeys.steps_errors,
+        required=False,
+        allow_null=True,
+        help_text=(
+            "A journey of 1 to 5 steps, or null for one message (message_template) sent up to max_reminders times, "
+            "inactivity_days apart. While steps are set they decide inactivity_days, message_template and "
+            "max_reminders."
+        ),
+    )
     channels = ChannelsField(rule=validation.channels_errors, required=False)
     run_time = RunTimeField(rule=validation.run_time_errors, required=False)
     timezone = TimezoneField(rule=timezone_errors, required=False)
@@ -112,27 +200,47 @@ class ConfigInputSerializer(StrictInputSerializer):
     attribution_days = _int_field(validation.ATTRIBUTION_DAYS_RANGE, "Days after a message a visit counts for it.")
 
     def cross_field_errors(self, attrs: dict[str, Any], errors: dict[str, Any]) -> dict[str, list[str]]:
-        if "inactivity_days" in errors or "max_inactivity_days" in errors:
-            return {}
         config: AutoEngagementConfig | None = self.context.get("config")
+        stored_steps = config.steps if config else None
+        mirrored = validation.mirrored_field_errors(attrs, stored_steps=stored_steps)
+        return {**self._limit_errors(attrs, errors, config), **mirrored}
+
+    @staticmethod
+    def _limit_errors(
+        attrs: dict[str, Any], errors: dict[str, Any], config: AutoEngagementConfig | None
+    ) -> dict[str, list[str]]:
+        """max_inactivity_days against the inactivity_days in force after the update: the first step's after_days
+        while steps are set, else the given, stored or default inactivity_days."""
+        if errors.keys() & {"inactivity_days", "max_inactivity_days", "steps"}:
+            return {}
+        steps = attrs.get("steps", config.steps if config else None)
         default_inactivity = AutoEngagementConfig._meta.get_field("inactivity_days").default
-        inactivity_days = attrs.get("inactivity_days", config.inactivity_days if config else default_inactivity)
+        if steps:
+            inactivity_days = steps[0]["after_days"]
+        else:
+            inactivity_days = attrs.get("inactivity_days", config.inactivity_days if config else default_inactivity)
         if "max_inactivity_days" in attrs:
             messages = validation.max_inactivity_days_errors(attrs["max_inactivity_days"], inactivity_days)
             return {"max_inactivity_days": messages} if messages else {}
         max_days = config.max_inactivity_days if config else None
-        if validation.max_inactivity_days_errors(max_days, inactivity_days):
-            return {
-                "inactivity_days": [
-                    f"Must be less than max_inactivity_days ({max_days}); change or clear max_inactivity_days too."
-                ]
-            }
-        return {}
+        if not validation.max_inactivity_days_errors(max_days, inactivity_days):
+            return {}
+        limit = f"less than max_inactivity_days ({max_days}); change or clear max_inactivity_days too."
+        if steps:
+            return {"steps": [f"step 1: after_days must be {limit}"]}
+        return {"inactivity_days": [f"Must be {limit}"]}
 
 
 class ConfigOutputSerializer(serializers.ModelSerializer):
     business_id = serializers.CharField(source="business.business_id")
     message_template = MessageTemplateSerializer()
+    # Present while the config has a journey, absent while it has none (steps null): the config's JSON keeps the key
+    # set it had before journeys existed. Not read-only, so that the schema does not list it as always present.
+    steps = StepsField(
+        rule=journeys.steps_errors,
+        required=False,
+        help_text="The journey; absent while the config has none (one message, max_reminders times).",
+    )
     channels = serializers.ListField(child=serializers.ChoiceField(choices=Channel.choices))
 
     class Meta:
@@ -143,6 +251,7 @@ class ConfigOutputSerializer(serializers.ModelSerializer):
             "enabled",
             "inactivity_days",
             "message_template",
+            "steps",
             "channels",
             "run_time",
             "timezone",
@@ -158,6 +267,12 @@ class ConfigOutputSerializer(serializers.ModelSerializer):
             "updated_at",
         )
         read_only_fields = fields
+
+    def to_representation(self, instance: AutoEngagementConfig) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if data.get("steps") is None:
+            data.pop("steps", None)
+        return data
 
 
 class ConfigViewSet(BusinessSessionRequired, viewsets.ViewSet):

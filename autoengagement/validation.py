@@ -3,8 +3,10 @@
 The time zone rule is shared with the wallet app (a business's time zone): engagement_site.validation."""
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
+from autoengagement import journeys
 from autoengagement.templating import BODY_MAX_LENGTH, HEADER_MAX_LENGTH, template_errors
 from notifications.channels import Channel
 
@@ -71,3 +73,29 @@ def max_inactivity_days_errors(value: Any, inactivity_days: Any) -> list[str]:
     if value > MAX_INACTIVITY_DAYS_LIMIT:
         return [f"Must be at most {MAX_INACTIVITY_DAYS_LIMIT}."]
     return []
+
+
+# A journey's mirrored fields: with steps set, the seed's fields read as the journey sets them
+# (journeys.mirrored_fields), so only the steps may change them.
+_SET_BY_STEPS = {
+    "inactivity_days": "the first step's after_days ({value})",
+    "message_template": "the first step's message",
+    "max_reminders": "the number of steps ({value})",
+}
+
+
+def mirrored_field_errors(data: Mapping[str, Any], *, stored_steps: Any) -> dict[str, list[str]]:
+    """A write that gives a mirrored field (inactivity_days, message_template, max_reminders) a value other than the
+    one the journey in force after it sets (the steps it gives, else the stored ones): an error per such field.
+    Giving the journey's own value is fine; so is any value alongside `steps: null`, which leaves the journey."""
+    steps = data.get("steps", stored_steps)
+    if not steps or journeys.steps_errors(steps):
+        return {}
+    errors = {}
+    for field, value in journeys.mirrored_fields(steps).items():
+        if field in data and data[field] != value:
+            errors[field] = [
+                f"Set by steps: {_SET_BY_STEPS[field].format(value=value)}. Leave it out, change steps, or set steps "
+                "to null to choose it yourself."
+            ]
+    return errors

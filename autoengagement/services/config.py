@@ -7,8 +7,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from autoengagement import journeys, validation
 from autoengagement.exceptions import ConfigNotFound
 from autoengagement.models import AutoEngagementConfig
+from engagement_site.validation import timezone_errors
 from wallet.models import Business
 
 logger = logging.getLogger(__name__)
@@ -18,6 +20,7 @@ CONFIG_EDITABLE_FIELDS = frozenset(
         "enabled",
         "inactivity_days",
         "message_template",
+        "steps",
         "channels",
         "run_time",
         "timezone",
@@ -33,6 +36,10 @@ CONFIG_EDITABLE_FIELDS = frozenset(
 def config_upsert(*, business: Business, data: Mapping[str, Any]) -> tuple[AutoEngagementConfig, bool]:
     """Create the config (defaults for what `data` omits) or change only the fields `data` gives.
 
+    A new config takes its business's time zone unless `data` gives one. With `steps` in force (given, or stored
+    and not set to null), the fields a journey mirrors (journeys.mirrored_fields) are written from it, and `data`
+    may not give them other values. `steps: null` leaves the journey and keeps those fields as they stand.
+
     Every rule is checked (model.full_clean, the same rules the admin uses) before anything is written,
     and the business row is locked so two concurrent first POSTs cannot both try to create.
     """
@@ -44,11 +51,22 @@ def config_upsert(*, business: Business, data: Mapping[str, Any]) -> tuple[AutoE
     created = config is None
     if config is None:
         config = AutoEngagementConfig()
+        if "timezone" not in data and not timezone_errors(business.timezone):
+            config.timezone = business.timezone
     config.business = business
+    errors = validation.mirrored_field_errors(data, stored_steps=config.steps)
     for field, value in data.items():
         setattr(config, field, value)
-    # The database's CHECK constraints mirror these rules, so checking them again here would only cost queries.
-    config.full_clean(exclude={"business"}, validate_unique=False, validate_constraints=False)
+    if config.steps and not journeys.steps_errors(config.steps):
+        for field, value in journeys.mirrored_fields(config.steps).items():
+            setattr(config, field, value)
+    try:
+        # The database's CHECK constraints mirror these rules, so checking them again here would only cost queries.
+        config.full_clean(exclude={"business"}, validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        errors = exc.update_error_dict(errors)
+    if errors:
+        raise ValidationError(errors)
     config.save()
     logger.info(
         "config saved",
