@@ -327,7 +327,15 @@ class PreviewSampleSerializer(serializers.Serializer):
 
 
 class PreviewWarningSerializer(serializers.Serializer):
-    channel = serializers.ChoiceField(choices=Channel.choices)
+    channel = serializers.ChoiceField(
+        choices=Channel.choices, allow_null=True, help_text="The channel it concerns; null when it concerns them all."
+    )
+    step = serializers.IntegerField(
+        allow_null=True, help_text="The journey's step it concerns (1-based); null without steps, or for all steps."
+    )
+    variant = serializers.CharField(
+        allow_blank=True, help_text="The step's variant it concerns; empty when it concerns the step as a whole."
+    )
     message = serializers.CharField()
 
 
@@ -350,7 +358,9 @@ class PreviewViewSet(BusinessSessionRequired, viewsets.ViewSet):
         summary="Preview the audience and the message (sends nothing)",
         description=(
             "The audience size now and reach per channel, the message rendered for a sample customer, and "
-            "warnings where the text is longer than a lock screen (about 90 characters) or one SMS segment shows. "
+            "warnings, per channel and (with steps) per step and variant: text longer than a lock screen (about 90 "
+            "characters) or one SMS segment shows, a step's content for a channel the config does not use, a step "
+            "waiting longer than max_inactivity_days, an attribute the templates use that no customer has. "
             "Writes and sends nothing. 404 while the business has no config."
         ),
         request=None,

@@ -52,3 +52,54 @@ def test_preview_never_shows_another_business(api, business, other_business):
 
 def test_preview_needs_a_session(client):
     assert client.post(URL).status_code == 401
+
+
+def test_preview_warnings_carry_channel_step_and_variant(api, business):
+    variants = [
+        {"name": "plain", "weight": 50},
+        {"name": "offer", "weight": 50, "sms": {"text": "Use code {attributes.code|WELCOME} " + "x" * 160}},
+    ]
+    steps = [
+        {"after_days": 7, "message": {"header": "Hi", "body": "Come back"}, "variants": variants},
+        {"after_days": 30, "message": {"header": "Hi", "body": "y" * 120}},
+    ]
+    AutoEngagementConfigFactory(
+        business=business, steps=steps, inactivity_days=7, max_reminders=2, channels=["sms", "wallet"]
+    )
+    response = api.post(URL)
+    assert response.status_code == 200
+    assert response.json()["warnings"] == [
+        {
+            "channel": "sms",
+            "step": 1,
+            "variant": "offer",
+            "message": "step 1, variant offer: The text needs 2 SMS segments; one segment holds 160 GSM-7 characters.",
+        },
+        {
+            "channel": "wallet",
+            "step": 2,
+            "variant": "",
+            "message": "step 2: The body has 120 characters; a lock screen shows about 90, the rest is cut off.",
+        },
+        {
+            "channel": None,
+            "step": None,
+            "variant": "",
+            "message": "No customer of this business has the attribute 'code': {attributes.code} renders its fallback "
+            "(or nothing) for everyone. Used in: step 1, variant offer, sms.",
+        },
+    ]
+
+
+def test_preview_warnings_of_a_config_without_steps_name_no_step(api, business):
+    AutoEngagementConfigFactory(
+        business=business, channels=["push"], message_template={"header": "h", "body": "z" * 95}
+    )
+    assert api.post(URL).json()["warnings"] == [
+        {
+            "channel": "push",
+            "step": None,
+            "variant": "",
+            "message": "The body has 95 characters; a lock screen shows about 90, the rest is cut off.",
+        }
+    ]
