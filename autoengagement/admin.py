@@ -9,6 +9,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from autoengagement import charts, stats
+from autoengagement.admin_forms import ConfigAdminForm
 from autoengagement.api import StatsQuerySerializer
 from autoengagement.models import AutoEngagementConfig, ResultsCohort, ResultsDay, ResultsOutcome, RunPart
 from autoengagement.services import results
@@ -21,6 +22,9 @@ STATUSES = ("sent", "failed", "unknown", "skipped", "holdout", "pending", "sendi
 
 @admin.register(AutoEngagementConfig)
 class AutoEngagementConfigAdmin(admin.ModelAdmin):
+    form = ConfigAdminForm
+    # The Journey section follows Policy (admin_forms).
+    change_form_template = "admin/autoengagement/autoengagementconfig/change_form.html"
     list_display = (
         "config_id",
         "business",
