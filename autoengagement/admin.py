@@ -9,7 +9,9 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from autoengagement import charts, stats
+from autoengagement.admin_forms import ConfigAdminForm
 from autoengagement.api import StatsQuerySerializer
+from autoengagement.content_preview import journey_preview
 from autoengagement.models import AutoEngagementConfig, ResultsCohort, ResultsDay, ResultsOutcome, RunPart
 from autoengagement.services import results
 from autoengagement.services.preview import config_preview
@@ -21,6 +23,9 @@ STATUSES = ("sent", "failed", "unknown", "skipped", "holdout", "pending", "sendi
 
 @admin.register(AutoEngagementConfig)
 class AutoEngagementConfigAdmin(admin.ModelAdmin):
+    form = ConfigAdminForm
+    # The Journey and Preview sections follow Policy (admin_forms, content_preview).
+    change_form_template = "admin/autoengagement/autoengagementconfig/change_form.html"
     list_display = (
         "config_id",
         "business",
@@ -88,6 +93,13 @@ class AutoEngagementConfigAdmin(admin.ModelAdmin):
             },
         ),
     )
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # The saved config's (the form's object may hold the rejected values of this request).
+        saved = obj and AutoEngagementConfig.objects.select_related("business").filter(pk=obj.pk).first()
+        if saved is not None:
+            context["journey_preview"] = journey_preview(config=saved)
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     @admin.action(description="Preview audience (sends nothing)")
     def preview_audience(self, request, queryset):

@@ -111,12 +111,15 @@ def _config_form(config, **changes):
         "inactivity_days": config.inactivity_days,
         "max_reminders": config.max_reminders,
         "max_inactivity_days": "" if config.max_inactivity_days is None else config.max_inactivity_days,
-        "message_template": '{"header": "We miss you", "body": "Come back"}',
-        "channels": '["wallet"]',
+        "message_template_header": "We miss you",
+        "message_template_body": "Come back",
+        "channels": ["wallet"],
         "run_time": config.run_time,
         "timezone": config.timezone,
         "holdout_percent": config.holdout_percent,
         "attribution_days": config.attribution_days,
+        "steps-TOTAL_FORMS": 0,  # the Journey section without steps (autoengagement.admin_forms)
+        "steps-INITIAL_FORMS": 0,
     }
     return {**data, **changes}
 

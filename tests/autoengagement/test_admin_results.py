@@ -100,6 +100,10 @@ def _change_form_data(admin_client, config) -> tuple[str, dict]:
         if value is None:
             continue
         data[name] = value
+    # The message template's two boxes and the Journey's management form (autoengagement.admin_forms).
+    header, body = form.fields["message_template"].widget.decompress(data.pop("message_template"))
+    data.update({"message_template_header": header, "message_template_body": body})
+    data.update({f"steps-{key}": value for key, value in form.journey.management_form.initial.items()})
     return url, data
 
 
