@@ -90,7 +90,7 @@ def steps_errors(value: Any) -> list[str]:
             continue
         errors.extend(_step_errors(step, where))
         after_days = step.get("after_days")
-        if _is_int(after_days):
+        if _is_int(after_days) and AFTER_DAYS_RANGE[0] <= after_days <= AFTER_DAYS_RANGE[1]:
             if after_days <= previous_after_days:
                 errors.append(f"{where}: after_days must be greater than the previous step's ({previous_after_days}).")
             previous_after_days = after_days

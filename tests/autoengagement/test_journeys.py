@@ -197,3 +197,8 @@ def test_variant_is_independent_of_the_holdout_draw():
 def test_a_step_without_variants_needs_no_hash():
     (step,) = journey_of(steps=[JOURNEY[2]], message_template={}, inactivity_days=1)
     assert variant_for(step, config_id="aec_x", customer_id="cus_1", spell_start=SPELL).name == ""
+
+
+def test_an_after_days_out_of_range_is_one_error_not_two():
+    errors = steps_errors([{"after_days": 0, "message": {"header": "h", "body": "b"}}])
+    assert errors == ["step 1: after_days must be an integer from 1 to 365."]
