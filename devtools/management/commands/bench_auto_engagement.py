@@ -186,7 +186,8 @@ def _run_workers(
 ) -> dict[str, object]:
     """Time the run in fresh production processes (DEBUG off: Django would otherwise keep every statement),
     from the first worker's start to the last one's end."""
-    env = {**os.environ, "DEBUG": "false", "SECRET_KEY": settings.SECRET_KEY}
+    # DEBUG off leaves the devtools app (this command) out unless DEVTOOLS says otherwise.
+    env = {**os.environ, "DEBUG": "false", "DEVTOOLS": "true", "SECRET_KEY": settings.SECRET_KEY}
     processes = [
         subprocess.Popen(
             [sys.executable, "manage.py", "bench_auto_engagement", "--measure-run", tag, "--worker", str(worker),
