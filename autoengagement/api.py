@@ -402,6 +402,8 @@ class HistoryItemSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     sent_at = serializers.DateTimeField(allow_null=True)
     delivered_at = serializers.DateTimeField(allow_null=True, help_text="Wallet: the device fetched the pass.")
+    step = serializers.IntegerField(help_text="The journey step (1-based) the message came from; 1 without steps.")
+    variant = serializers.CharField(help_text="The step's variant the customer was assigned; empty without variants.")
 
 
 class HistoryViewSet(BusinessSessionRequired, viewsets.GenericViewSet):

@@ -25,6 +25,8 @@ HISTORY_FIELDS = (
     "created_at",
     "sent_at",
     "delivered_at",
+    "step",
+    "variant",
 )
 
 

@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from autoengagement import stats
+from autoengagement.journeys import MAX_STEPS, mirrored_fields, steps_errors
 from autoengagement.models import AutoEngagementConfig
 from autoengagement.services import results
 from autoengagement.services.audience import audience_queryset
@@ -46,17 +47,69 @@ def bench_business_ids(tag: str) -> list[str]:
     )
 
 
+JOURNEY_DAYS = (14, 30, 60, 90, 120)
+TIERS = ("gold", "silver", "bronze")
+
+
+def bench_journey(*, steps: int, variants: int) -> list[dict[str, object]] | None:
+    """A journey of `steps` steps (after 14, 30, 60, 90, 120 days; none for 0), each with `variants` variants (0: none),
+    their content different on every channel and using the customers' attributes, as a real journey would."""
+    if not steps:
+        return None
+    journey = []
+    for number, after_days in enumerate(JOURNEY_DAYS[:steps], start=1):
+        step: dict[str, object] = {"after_days": after_days, **_step_content(f"Step {number}")}
+        if variants:
+            weights = [100 // variants] * variants
+            weights[0] += 100 - sum(weights)
+            step["variants"] = [
+                {"name": f"V{letter}", "weight": weight, **_step_content(f"Step {number}{letter}")}
+                for letter, weight in zip("ABCD", weights, strict=False)
+            ]
+        journey.append(step)
+    assert not steps_errors(journey), steps_errors(journey)
+    return journey
+
+
+def _step_content(name: str) -> dict[str, dict[str, str]]:
+    return {
+        "message": {"header": f"{name}: miss you, {{first_name}}", "body": "{days_inactive} days at {business_name}"},
+        "email": {
+            "subject": f"{name}: {{first_name}}, your {{attributes.tier|member}} card",
+            "text": "It has been {days_inactive} days. You have {attributes.points|no} points at {business_name}.",
+            "html": "<html><body><h1>Hi {first_name}</h1><p>Your {attributes.tier|member} card has "
+            "{attributes.points|no} points at {business_name}.</p></body></html>",
+        },
+        "sms": {"text": f"{name}: {{first_name}}, {{attributes.points|no}} points wait at {{business_name}}"},
+        "push": {"title": f"{name}: {{first_name}}", "body": "{attributes.points|no} points at {business_name}"},
+        "wallet": {"header": f"{name}: {{attributes.tier|member}}", "body": "{days_inactive} days: come back"},
+    }
+
+
 def build_dataset(
-    *, tag: str, businesses: int, customers: int, inactive_share: float, channels: list[str], now: dt.datetime
+    *,
+    tag: str,
+    businesses: int,
+    customers: int,
+    inactive_share: float,
+    channels: list[str],
+    now: dt.datetime,
+    steps: int = 0,
+    variants: int = 0,
 ) -> None:
-    """`businesses` businesses with `customers` customers each; `inactive_share` of them quiet for 30-90 days."""
+    """`businesses` businesses with `customers` customers each; `inactive_share` of them quiet for 30-90 days; each
+    customer with attributes (a tier and points). With `steps`, the configs follow bench_journey (a fresh dataset
+    has no history, so every customer is due step 1)."""
+    assert 0 <= steps <= MAX_STEPS
     rng = random.Random(tag)
+    journey = bench_journey(steps=steps, variants=variants)
+    config_fields = {"inactivity_days": 14, **(mirrored_fields(journey) if journey else {})}
     for index in range(businesses):
         with transaction.atomic():
             business = Business.objects.create(
                 name=f"Bench {index}", email=bench_email(tag, index), password="!", timezone="UTC"
             )
-            AutoEngagementConfig.objects.create(business=business, channels=channels, inactivity_days=14)
+            AutoEngagementConfig.objects.create(business=business, channels=channels, steps=journey, **config_fields)
             for start in range(0, customers, BATCH):
                 size = min(BATCH, customers - start)
                 rows = [
@@ -67,6 +120,7 @@ def build_dataset(
                         email=f"c{start + offset}@{EMAIL_DOMAIN}",
                         phone=f"+1555{start + offset:07d}",
                         push_token=f"token-{start + offset}",
+                        attributes={"tier": rng.choice(TIERS), "points": rng.randrange(1000)},
                         created_at=now - dt.timedelta(days=400),
                         last_activity_at=now
                         - dt.timedelta(

@@ -1,16 +1,34 @@
-"""Who is inactive: the audience of a config at an instant, read set-based in keyset-paginated chunks."""
+"""Who is inactive: the audience of a config at an instant, read set-based in keyset-paginated chunks, each member
+with the journey step due to them (docs/journeys.md)."""
 
 import datetime as dt
 import hashlib
+import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db import connection
-from django.db.models import BigIntegerField, Count, Exists, F, Func, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import (
+    BigIntegerField,
+    Count,
+    Exists,
+    F,
+    Func,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+)
+from django.db.models.functions import Cast, Coalesce
 
+from autoengagement.journeys import Step, journey_of
 from autoengagement.models import AutoEngagementConfig
+from autoengagement.services.scheduling import local_today
+from autoengagement.templating import uses_attributes
 from notifications.models import NotificationLog
 from wallet.models import Customer, WalletPass
 
@@ -24,6 +42,7 @@ CANDIDATE_FIELDS = (
     "email_opt_out",
     "sms_opt_out",
     "push_opt_out",
+    "attributes",  # read (as JSON text) only when a template of the config uses an attribute
     "quiet_since",
 )
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -34,11 +53,38 @@ def quiet_since_expression() -> Coalesce:
     return Coalesce("last_activity_at", "created_at")
 
 
+def config_journey(config: AutoEngagementConfig, *, template: dict[str, str] | None = None) -> tuple[Step, ...]:
+    """The steps a config follows: its `steps`, or the one step of its message (`template`, by default the
+    config's), repeated up to `max_reminders` times."""
+    return journey_of(
+        steps=config.steps,
+        message_template=template or config.get_message_template(),
+        inactivity_days=config.inactivity_days,
+    )
+
+
+def journey_uses_attributes(journey: tuple[Step, ...]) -> bool:
+    """Whether any template of the journey (any step, variant and channel) uses a customer attribute."""
+    return any(
+        uses_attributes(text)
+        for step in journey
+        for variant in step.variants
+        for content in variant.contents.values()
+        for text in (content.header, content.body, content.html)
+    )
+
+
+def first_step_days(config: AutoEngagementConfig) -> int:
+    """After how many quiet days a customer enters the audience: the first step's after_days (inactivity_days for
+    a config without steps)."""
+    return config.steps[0]["after_days"] if config.steps else config.inactivity_days
+
+
 def inactive_customers(*, config: AutoEngagementConfig, now: dt.datetime) -> QuerySet[Customer]:
-    """Customers quiet for at least inactivity_days (and at most max_inactivity_days), without any limits on
-    how often they were already reminded."""
+    """Customers quiet for at least the first step's days (inactivity_days without steps) and at most
+    max_inactivity_days, without any limits on how often they were already reminded."""
     queryset = Customer.objects.filter(business_id=config.business_id).annotate(quiet_since=quiet_since_expression())
-    queryset = queryset.filter(quiet_since__lte=now - dt.timedelta(days=config.inactivity_days))
+    queryset = queryset.filter(quiet_since__lte=now - dt.timedelta(days=first_step_days(config)))
     if config.max_inactivity_days is not None:
         queryset = queryset.filter(quiet_since__gte=now - dt.timedelta(days=config.max_inactivity_days))
     return queryset
@@ -50,20 +96,37 @@ def spell_logs_of(config: AutoEngagementConfig) -> QuerySet[NotificationLog]:
     return NotificationLog.objects.filter(business_id=config.business_id, type=NotificationLog.Type.AUTO_REENGAGEMENT)
 
 
-def audience_queryset(*, config: AutoEngagementConfig, now: dt.datetime) -> QuerySet[Customer]:
-    """Inactive customers who may be re-engaged now: fewer than max_reminders re-engagements in this spell,
-    the last one at least inactivity_days ago. Any logged attempt (sent, failed, unknown, skipped, holdout, and a
-    failed one waiting for its retry) counts."""
+def audience_queryset(
+    *, config: AutoEngagementConfig, now: dt.datetime, run_date: dt.date | None = None
+) -> QuerySet[Customer]:
+    """Inactive customers who may be re-engaged now, each annotated with the `step` due to them. Any logged attempt
+    (sent, failed, unknown, skipped, holdout, and a failed one waiting for its retry) counts as a reminder, and the
+    reminders of a spell are the distinct run dates of its rows.
+
+    Without steps: fewer than max_reminders reminders in this spell, the last one at least inactivity_days ago (step
+    1 every time). With steps: step k = reminders + 1, once quiet for its after_days, never beyond the last step and
+    never a second step on one run date (`run_date`, default the business's local date of `now`)."""
     spell_logs = spell_logs_of(config).filter(customer_id=OuterRef("pk"), created_at__gte=OuterRef("quiet_since"))
     queryset = inactive_customers(config=config, now=now)
-    if config.max_reminders == 1:
-        return queryset.filter(~Exists(spell_logs))
+    if not config.steps and config.max_reminders == 1:
+        return queryset.filter(~Exists(spell_logs)).annotate(step=Value(1, output_field=IntegerField()))
     reminders = spell_logs.order_by().values("customer_id").annotate(n=Count("run_date", distinct=True)).values("n")
+    queryset = queryset.annotate(reminders=Coalesce(Subquery(reminders), 0))
+    if config.steps:
+        run_date = run_date or local_today(timezone_name=config.timezone, now=now)
+        due = Q()
+        for step in config_journey(config):
+            due |= Q(reminders=step.number - 1, quiet_since__lte=now - dt.timedelta(days=step.after_days))
+        return queryset.filter(due, ~Exists(spell_logs.filter(run_date=run_date))).annotate(step=F("reminders") + 1)
     latest = spell_logs.order_by("-created_at").values("created_at")[:1]
     spacing_cutoff = now - dt.timedelta(days=config.inactivity_days)
-    return queryset.annotate(reminders=Coalesce(Subquery(reminders), 0), latest_reminder_at=Subquery(latest)).filter(
-        Q(reminders__lt=config.max_reminders),
-        Q(latest_reminder_at__isnull=True) | Q(latest_reminder_at__lte=spacing_cutoff),
+    return (
+        queryset.annotate(latest_reminder_at=Subquery(latest))
+        .filter(
+            Q(reminders__lt=config.max_reminders),
+            Q(latest_reminder_at__isnull=True) | Q(latest_reminder_at__lte=spacing_cutoff),
+        )
+        .annotate(step=Value(1, output_field=IntegerField()))
     )
 
 
@@ -73,9 +136,11 @@ def iter_audience_chunks(
     now: dt.datetime,
     chunk_size: int,
     customers: tuple[int, int] | None = None,
+    run_date: dt.date | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
-    """The audience as lists of plain dicts (no model instances), in primary-key order; with `customers`, only
-    the customers whose keys fall in that inclusive range.
+    """The audience as lists of plain dicts (no model instances), in primary-key order, each with its due `step`;
+    with `customers`, only the customers whose keys fall in that inclusive range. `run_date` is the run's local date
+    (default: the business's local date of `now`): a journey sends at most one step per run date.
 
     Each chunk is three plain index lookups: a keyset page of inactive customers, their logs in this config
     (by customer id), their wallet passes (by customer id); the reminder rule of `audience_queryset` is then
@@ -83,20 +148,26 @@ def iter_audience_chunks(
     picks its join from table statistics that lag behind a run adding thousands of log rows a second, and a
     wrong guess there turns every chunk into a scan of the whole business.
     """
-    candidates = inactive_customers(config=config, now=now).order_by("pk")
+    fields = [name for name in CANDIDATE_FIELDS if name not in ("attributes", "quiet_since")]
+    reads: dict[str, Any] = {}
+    with_attributes = journey_uses_attributes(config_journey(config))
+    if with_attributes:
+        # Read as JSON text and decoded for the audience only (Django's JSON converter would run on every row of
+        # every candidate); not read at all when no template uses them.
+        reads["attributes_json"] = Cast("attributes", TextField())
     epoch_read = connection.vendor == "postgresql"
     if epoch_read:
         # Django's timestamptz loader for psycopg parses each value in Python (about a fifth of the run's Python
         # time): the spell's start is read as integer microseconds since the epoch instead, the same instant.
-        candidates = candidates.annotate(
-            quiet_since_us=Func(
-                quiet_since_expression(),
-                template="(EXTRACT(EPOCH FROM %(expressions)s) * 1000000)::bigint",
-                output_field=BigIntegerField(),
-            )
-        ).values(*(name for name in CANDIDATE_FIELDS if name != "quiet_since"), "quiet_since_us")
+        reads["quiet_since_us"] = Func(
+            quiet_since_expression(),
+            template="(EXTRACT(EPOCH FROM %(expressions)s) * 1000000)::bigint",
+            output_field=BigIntegerField(),
+        )
     else:
-        candidates = candidates.values(*CANDIDATE_FIELDS)
+        fields.append("quiet_since")
+    candidates = inactive_customers(config=config, now=now).order_by("pk").annotate(**reads).values(*fields, *reads)
+    run_date = run_date or local_today(timezone_name=config.timezone, now=now)
     last_pk = 0
     if customers is not None:
         # One part of a business split over several workers (services.parts): its keys, first to last inclusive.
@@ -110,7 +181,9 @@ def iter_audience_chunks(
             for member in chunk:
                 member["quiet_since"] = EPOCH + dt.timedelta(microseconds=member.pop("quiet_since_us"))
         last_pk = chunk[-1]["pk"]
-        members = _not_reminded(config=config, now=now, candidates=chunk)
+        members = _not_reminded(config=config, now=now, run_date=run_date, candidates=chunk)
+        for member in members:
+            member["attributes"] = json.loads(member.pop("attributes_json")) if with_attributes else None
         _mark_wallet_passes(config=config, members=members)
         if members:
             yield members
@@ -119,10 +192,10 @@ def iter_audience_chunks(
 
 
 def _not_reminded(
-    *, config: AutoEngagementConfig, now: dt.datetime, candidates: list[dict[str, Any]]
+    *, config: AutoEngagementConfig, now: dt.datetime, run_date: dt.date, candidates: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """The candidates `audience_queryset` keeps: fewer than max_reminders logged re-engagements (distinct run
-    dates) since their spell started, the latest at least inactivity_days ago."""
+    """The candidates `audience_queryset` keeps, each given its `step`: the reminders (distinct run dates of logged
+    re-engagements) since their spell started decide, as `_due_step` says."""
     reminders: dict[int, set[dt.date]] = defaultdict(set)
     latest: dict[int, dt.datetime] = {}
     spell_start = {member["pk"]: member["quiet_since"] for member in candidates}
@@ -137,17 +210,48 @@ def _not_reminded(
         )
         .values_list("customer_id", "run_date", "created_at")
     )
-    for customer_pk, run_date, created_at in logs:
+    for customer_pk, log_date, created_at in logs:
         if customer_pk in spell_start and created_at >= spell_start[customer_pk]:
-            reminders[customer_pk].add(run_date)
+            reminders[customer_pk].add(log_date)
             latest[customer_pk] = max(created_at, latest.get(customer_pk, created_at))
-    spacing_cutoff = now - dt.timedelta(days=config.inactivity_days)
-    return [
-        member
-        for member in candidates
-        if len(reminders[member["pk"]]) < config.max_reminders
-        and (member["pk"] not in latest or latest[member["pk"]] <= spacing_cutoff)
-    ]
+    due_step = _due_step(config=config, now=now, run_date=run_date)
+    members = []
+    for member in candidates:
+        pk = member["pk"]
+        step = due_step(reminders[pk], latest.get(pk), member["quiet_since"])
+        if step:
+            member["step"] = step
+            members.append(member)
+    return members
+
+
+def _due_step(
+    *, config: AutoEngagementConfig, now: dt.datetime, run_date: dt.date
+) -> Callable[[set[dt.date], dt.datetime | None, dt.datetime], int]:
+    """A function of a candidate's reminder dates in the spell, the latest reminder's instant and the spell's start
+    that gives the step due now (0: none).
+
+    Without steps: step 1 while fewer than max_reminders, the latest at least inactivity_days ago. With steps: step
+    k = reminders + 1 once quiet for its after_days, none beyond the last step, none when a row of this run date
+    exists (one step per run date)."""
+    if not config.steps:
+        spacing_cutoff = now - dt.timedelta(days=config.inactivity_days)
+        max_reminders = config.max_reminders
+
+        def repeated(dates: set[dt.date], latest: dt.datetime | None, quiet_since: dt.datetime) -> int:
+            return 1 if len(dates) < max_reminders and (latest is None or latest <= spacing_cutoff) else 0
+
+        return repeated
+    # Step k+1 is due to a customer quiet since at most cutoffs[k] with k reminders.
+    cutoffs = [now - dt.timedelta(days=step.after_days) for step in config_journey(config)]
+
+    def journey(dates: set[dt.date], latest: dt.datetime | None, quiet_since: dt.datetime) -> int:
+        done = len(dates)
+        if done >= len(cutoffs) or run_date in dates or quiet_since > cutoffs[done]:
+            return 0
+        return done + 1
+
+    return journey
 
 
 def _mark_wallet_passes(*, config: AutoEngagementConfig, members: list[dict[str, Any]]) -> None:

@@ -27,8 +27,9 @@ from typing import Any, NamedTuple
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
+from autoengagement.journeys import Content, Step, variant_for
 from autoengagement.models import AutoEngagementConfig
-from autoengagement.services.audience import in_holdout
+from autoengagement.services.audience import config_journey, in_holdout
 from autoengagement.templating import formatter
 from engagement_site.db import bulk_insert_rows, bulk_update_rows
 from engagement_site.secure_ids import IdKind, make_ids
@@ -72,6 +73,8 @@ class ChunkTally:
     unknown: int = 0
     skipped: int = 0
     skip_reasons: dict[str, int] = field(default_factory=dict)
+    # The audience by the journey step due to each customer (its number, as text), the holdout included.
+    steps: dict[str, int] = field(default_factory=dict)
     channels: dict[str, dict[str, int]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     # Per channel, retryable failures that ran out of attempts (counted in `failed`): a provider still down.
@@ -95,6 +98,8 @@ class ChunkTally:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for reason, count in other.skip_reasons.items():
             self.skip(reason, count)
+        for step, count in other.steps.items():
+            self.steps[step] = self.steps.get(step, 0) + count
         for channel, counts in other.channels.items():
             mine = self.channels.setdefault(channel, dict.fromkeys(counts, 0))
             for outcome, count in counts.items():
@@ -117,6 +122,9 @@ class PlannedLog(NamedTuple):
     header: str
     body: str
     error: str
+    step: int
+    variant: str
+    html: str
 
 
 LOG_FIELDS = PlannedLog._fields
@@ -129,6 +137,9 @@ class RunContext:
     now: dt.datetime
     run_date: dt.date
     template: dict[str, str]
+    # The steps the config follows (autoengagement.journeys); empty: made from the config (its `steps`, or the one
+    # step of `template`).
+    journey: tuple[Step, ...] = ()
     # No retry is planned after this instant (the day's send time plus the lateness bound).
     retry_deadline: dt.datetime | None = None
     # Called before each send window: the run renews its lease there, so a slow provider draining a chunk never
@@ -136,6 +147,8 @@ class RunContext:
     keep_alive: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
+        if not self.journey:
+            object.__setattr__(self, "journey", config_journey(self.config, template=self.template))
         if self.retry_deadline is None:
             lateness = dt.timedelta(minutes=settings.AUTO_ENGAGEMENT_MAX_LATENESS_MINUTES)
             object.__setattr__(self, "retry_deadline", self.now + lateness)
@@ -154,46 +167,103 @@ def shared_log_values(context: RunContext) -> dict[str, Any]:
     }
 
 
+# A content's renderers, compiled from its templates: header, body, and the email's own HTML (None without one).
+Renderers = tuple[Callable[..., str], Callable[..., str], Callable[..., str] | None]
+
+
+class ContentPlan(NamedTuple):
+    """What a (step, variant) sends, compiled once per chunk: the renderers of each distinct content among the
+    config's channels, and per channel (in the config's order) the index of its content's renderers."""
+
+    renderers: list[Renderers]
+    channel_content: list[int]
+
+
+def content_plan(context: RunContext, step: Step, variant_name: str) -> ContentPlan:
+    """Each channel's content for a step's variant, its templates compiled once (channels sharing a content, as
+    they do without content of their own, share its renderers and so one rendering per customer)."""
+    variant = next(variant for variant in step.variants if variant.name == variant_name)
+    contents: list[Content] = []
+    channel_content = []
+    for channel in context.config.channels:
+        content = variant.content(channel)
+        if content not in contents:
+            contents.append(content)
+        channel_content.append(contents.index(content))
+    renderers = [
+        (
+            formatter(content.header),
+            formatter(content.body),
+            formatter(content.html, escape=True) if content.html else None,
+        )
+        for content in contents
+    ]
+    return ContentPlan(renderers, channel_content)
+
+
 def plan_chunk(context: RunContext, members: Sequence[dict[str, Any]]) -> tuple[list[PlannedLog], ChunkTally]:
     """The log rows for a chunk: what would be sent, skipped (and why) or held out. Writes nothing.
 
-    Each text is the template rendered as autoengagement.templating.render does, each reason the one of
-    consent.skip_reason (or "no pass" for the wallet), with the templates and the consent fields looked up once per
-    chunk rather than per row (tens of thousands of rows a second)."""
+    Each member gets the content of their step (`member["step"]`, from the audience) and, when the step has several,
+    of their variant (journeys.variant_for), rendered with their attributes as autoengagement.templating.render does;
+    each reason is the one of consent.skip_reason (or "no pass" for the wallet). The templates are compiled once per
+    chunk and (step, variant), the consent fields looked up once per chunk, rather than per row (tens of thousands
+    of rows a second)."""
     config = context.config
     tally = ChunkTally(audience=len(members))
     rows: list[PlannedLog] = []
     append = rows.append
     ids = iter(make_ids(IdKind.NOTIFICATION, len(members) * len(config.channels)))
     pending, skipped, holdout = Status.PENDING.value, Status.SKIPPED.value, Status.HOLDOUT.value
-    header_format = formatter(context.template["header"])
-    body_format = formatter(context.template["body"])
-    business_name, now = context.business.name, context.now
-    # Per channel: (wallet?, opt-out field, address field), the fields consent.skip_reason reads.
+    business_name, now, journey = context.business.name, context.now, context.journey
+    # Per channel: (channel, wallet?, opt-out field, address field), the fields consent.skip_reason reads.
     channels = [
         (channel, channel == Channel.WALLET, consent.OPT_OUT_FIELDS.get(channel), consent.ADDRESS_FIELDS.get(channel))
         for channel in config.channels
     ]
-    holdout_percent = config.holdout_percent
+    plans: dict[tuple[int, str], ContentPlan] = {}
+    steps: dict[int, int] = {}
+    config_id, holdout_percent = config.config_id, config.holdout_percent
     for member in members:
-        pk = member["pk"]
+        pk, step_number = member["pk"], member["step"]
+        steps[step_number] = steps.get(step_number, 0) + 1
         if holdout_percent > 0 and in_holdout(
-            config_id=config.config_id,
+            config_id=config_id,
             customer_id=member["customer_id"],
             spell_start=member["quiet_since"],
             holdout_percent=holdout_percent,
         ):
             tally.holdout += 1
-            rows.extend(PlannedLog(next(ids), pk, channel, holdout, "", "", "") for channel in config.channels)
+            rows.extend(
+                PlannedLog(next(ids), pk, channel, holdout, "", "", "", step_number, "", "")
+                for channel in config.channels
+            )
             continue
+        step = journey[step_number - 1]
+        variant = (
+            variant_for(step, config_id=config_id, customer_id=member["customer_id"], spell_start=member["quiet_since"])
+            if len(step.variants) > 1
+            else step.variants[0]
+        ).name
+        plan = plans.get((step_number, variant))
+        if plan is None:
+            plan = plans[step_number, variant] = content_plan(context, step, variant)
         days_inactive = (now - member["quiet_since"]).days
         values = {
             "first_name": member["first_name"] or FIRST_NAME_FALLBACK,
             "business_name": business_name,
             "days_inactive": days_inactive if days_inactive > 0 else 0,
         }
-        header, body = header_format(**values), body_format(**values)
-        for channel, wallet, opt_out, address in channels:
+        attributes = member["attributes"]
+        rendered = [
+            (
+                header(attributes, **values),
+                body(attributes, **values),
+                html(attributes, **values) if html is not None else "",
+            )
+            for header, body, html in plan.renderers
+        ]
+        for (channel, wallet, opt_out, address), content in zip(channels, plan.channel_content, strict=True):
             if wallet:
                 reason = None if member["has_wallet_pass"] else consent.NO_PASS
             elif opt_out is None:
@@ -204,11 +274,13 @@ def plan_chunk(context: RunContext, members: Sequence[dict[str, Any]]) -> tuple[
                 reason = consent.NO_ADDRESS
             else:
                 reason = None
+            header, body, html = rendered[content]
             if reason:
                 tally.skip(reason)
-                append(PlannedLog(next(ids), pk, channel, skipped, header, body, reason))
+                append(PlannedLog(next(ids), pk, channel, skipped, header, body, reason, step_number, variant, html))
             else:
-                append(PlannedLog(next(ids), pk, channel, pending, header, body, ""))
+                append(PlannedLog(next(ids), pk, channel, pending, header, body, "", step_number, variant, html))
+    tally.steps = {str(number): count for number, count in sorted(steps.items())}
     return rows, tally
 
 
@@ -224,6 +296,7 @@ class Outgoing(NamedTuple):
     header: str
     body: str
     customer_id: str
+    html: str = ""
 
 
 def deliver_chunk(
@@ -291,6 +364,7 @@ def _outgoing(pk: int, row: PlannedLog, member: dict[str, Any]) -> Outgoing:
         header=row.header,
         body=row.body,
         customer_id=member["customer_id"],
+        html=row.html,
     )
 
 
@@ -409,6 +483,7 @@ def _messages(context: RunContext, items: Sequence[Outgoing]) -> list[Message]:
             recipient=item.recipient,
             header=item.header,
             body=item.body,
+            html=item.html,
             customer_id=item.customer_id,
             business_id=business_id,
             business_name=business_name,

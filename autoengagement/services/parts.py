@@ -149,7 +149,9 @@ def run_part(
         tally.add(retry_due_rows(context, backends, chunk_size=chunk_size, customers=customers))
         renew_part(part, tally)
         after_chunk()
-    audience = iter_audience_chunks(config=context.config, now=context.now, chunk_size=chunk_size, customers=customers)
+    audience = iter_audience_chunks(
+        config=context.config, now=context.now, run_date=context.run_date, chunk_size=chunk_size, customers=customers
+    )
     for members in audience:
         tally.add(deliver_chunk(context, members, backends))
         renew_part(part, tally)

@@ -14,8 +14,9 @@ from typing import Any
 from django.db.models import Count, Exists, OuterRef, Q
 
 from autoengagement import journeys
+from autoengagement.journeys import variant_for
 from autoengagement.models import AutoEngagementConfig
-from autoengagement.services.audience import audience_queryset, quiet_since_expression
+from autoengagement.services.audience import audience_queryset, config_journey, quiet_since_expression
 from autoengagement.services.delivery import FIRST_NAME_FALLBACK
 from autoengagement.services.scheduling import local_today
 from autoengagement.templating import render
@@ -41,6 +42,8 @@ class Preview:
     sample: dict[str, str] | None
     warnings: list[Warning] = field(default_factory=list)
     local_date: str = ""
+    # The audience by the step due to each customer (the step's number, as text), every step of the journey listed.
+    steps: dict[str, int] = field(default_factory=dict)
 
 
 def _reachable_condition(channel: str) -> Q:
@@ -171,14 +174,23 @@ def attribute_warnings(*, config: AutoEngagementConfig) -> list[Warning]:
 
 
 def config_preview(*, config: AutoEngagementConfig, now: dt.datetime) -> Preview:
-    """A few aggregate queries, whatever the number of customers; writes and sends nothing."""
+    """A few aggregate queries, whatever the number of customers; writes and sends nothing.
+
+    The sample is the first customer's message on the config's first channel: their step, their variant, their
+    attributes. With steps, the warnings cover every step's and variant's content on each channel, for that
+    customer."""
+    journey = config_journey(config)
     audience = audience_queryset(config=config, now=now).annotate(
         has_wallet_pass=Exists(WalletPass.objects.filter(customer_id=OuterRef("pk")))
     )
+    per_step = {f"step_{step.number}": Count("pk", filter=Q(step=step.number)) for step in journey}
     counts = audience.aggregate(
         total=Count("pk"),
         **{channel: Count("pk", filter=_reachable_condition(channel)) for channel in config.channels},
+        **(per_step if config.steps else {}),
     )
+    total = counts.pop("total")
+    steps = {str(step.number): counts.pop(f"step_{step.number}", total) for step in journey}
     left_out = 0
     if config.max_inactivity_days is not None:
         left_out = (
@@ -187,22 +199,31 @@ def config_preview(*, config: AutoEngagementConfig, now: dt.datetime) -> Preview
             .filter(quiet_since__lt=now - dt.timedelta(days=config.max_inactivity_days))
             .count()
         )
-    template = config.get_message_template()
-    sample_row = audience.order_by("pk").values("customer_id", "first_name", "quiet_since").first()
+    sample_row = (
+        audience.order_by("pk").values("customer_id", "first_name", "quiet_since", "attributes", "step").first()
+    )
     if sample_row is None:
         sample_row = {
             "customer_id": "",
             "first_name": "",
-            "quiet_since": now - dt.timedelta(days=config.inactivity_days),
+            "quiet_since": now - dt.timedelta(days=journey[0].after_days),
+            "attributes": {},
+            "step": 1,
         }
     values = {
         "first_name": sample_row["first_name"] or FIRST_NAME_FALLBACK,
         "business_name": config.business.name,
         "days_inactive": max((now - sample_row["quiet_since"]).days, 0),
     }
-    header, body = render(template["header"], values), render(template["body"], values)
+    attributes = sample_row["attributes"]
+    step = journey[sample_row["step"] - 1]
+    variant = variant_for(
+        step, config_id=config.config_id, customer_id=sample_row["customer_id"], spell_start=sample_row["quiet_since"]
+    )
+    content = variant.content(config.channels[0])
+    header, body = render(content.header, values, attributes), render(content.body, values, attributes)
     return Preview(
-        audience=counts.pop("total"),
+        audience=total,
         reachable=counts,
         left_out_by_max_inactivity_days=left_out,
         sample={"customer_id": sample_row["customer_id"], "header": header, "body": body},
@@ -213,4 +234,5 @@ def config_preview(*, config: AutoEngagementConfig, now: dt.datetime) -> Preview
         )
         + attribute_warnings(config=config),
         local_date=local_today(timezone_name=config.timezone, now=now).isoformat(),
+        steps=steps,
     )

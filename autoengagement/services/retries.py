@@ -44,6 +44,7 @@ RETRY_FIELDS = (
     "attempts",
     "header",
     "body",
+    "html",
     "created_at",
     "customer_id",
     "customer__customer_id",
@@ -166,6 +167,7 @@ def _split(rows: list[dict[str, Any]]) -> tuple[list[Outgoing], list[tuple[int, 
                 header=row["header"],
                 body=row["body"],
                 customer_id=row["customer__customer_id"],
+                html=row["html"],
             )
         )
     return outgoing, skipped

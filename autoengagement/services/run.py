@@ -431,7 +431,10 @@ def _run_audience(
 ) -> None:
     """A whole business on this worker, chunk by chunk, renewing the lease after each."""
     config, day = context.config, (context.config.business_id, context.run_date)
-    for members in iter_audience_chunks(config=config, now=context.now, chunk_size=settings.AUTO_ENGAGEMENT_CHUNK_SIZE):
+    chunks = iter_audience_chunks(
+        config=config, now=context.now, run_date=context.run_date, chunk_size=settings.AUTO_ENGAGEMENT_CHUNK_SIZE
+    )
+    for members in chunks:
         try:
             outcome.add(deliver_chunk(context, members, backends))
         finally:
@@ -568,7 +571,10 @@ def preview_config_run(*, config: AutoEngagementConfig, now: dt.datetime, local_
         local_date=local_date.isoformat(),
     )
     context = _context(config, now, local_date)
-    for members in iter_audience_chunks(config=config, now=now, chunk_size=settings.AUTO_ENGAGEMENT_CHUNK_SIZE):
+    chunks = iter_audience_chunks(
+        config=config, now=now, run_date=local_date, chunk_size=settings.AUTO_ENGAGEMENT_CHUNK_SIZE
+    )
+    for members in chunks:
         rows, tally = plan_chunk(context, members)
         tally.notified = len({row.customer_id for row in rows if row.status == NotificationLog.Status.PENDING})
         tally.sent = sum(row.status == NotificationLog.Status.PENDING for row in rows)

@@ -24,7 +24,10 @@ class Message:
 
     recipient: the email address, E.164 phone number or push token; for the wallet channel, the customer's
     public customer_id (the wallet backend finds the customer's passes itself).
+    header, body: the email's subject and text, the push title and body, the pass's header and text; an SMS is
+    the header and body on separate lines (the body alone when the header is empty).
     extra: channel-specific context; the run always sets "run_date" (the business's local date, ISO format).
+    html: an email's own HTML part, rendered (empty: the backend's built-in layout of header and body).
     """
 
     log_id: int
@@ -35,6 +38,7 @@ class Message:
     business_id: str = ""
     business_name: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    html: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Email through Django's email framework (EMAIL_CHANNEL=django): any SMTP server, configured by EMAIL_URL.
 
-Each message is multipart (text and HTML, user text escaped in the HTML), comes from "<business name>
-<DEFAULT_FROM_EMAIL>" and carries one-click unsubscribe headers (RFC 2369 List-Unsubscribe, RFC 8058
-List-Unsubscribe-Post) pointing at our signed unsubscribe endpoint under PUBLIC_BASE_URL. One connection is
-opened in open() and reused for every batch until close().
+Each message is multipart (text and HTML), comes from "<business name> <DEFAULT_FROM_EMAIL>" and carries one-click
+unsubscribe headers (RFC 2369 List-Unsubscribe, RFC 8058 List-Unsubscribe-Post) pointing at our signed unsubscribe
+endpoint under PUBLIC_BASE_URL. The HTML part is the message's own (a journey step's `email.html`, rendered with the
+customer's values escaped) when it has one, else the built-in layout of header and body (user text escaped); either
+way it ends with the unsubscribe footer. One connection is opened in open() and reused for every batch until
+close().
 
 SMTP answers are classified per message (RFC 5321 section 4.2.1): a 5xx refusal (unknown mailbox, rejected content)
 is permanent, a 4xx one (greylisting, mailbox full, server busy) is retryable. Over SMTP the transaction is driven
@@ -90,6 +92,22 @@ def sender_address(*, business_name: str) -> str:
         return address
     quoted = name.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{quoted}" <{address}>'
+
+
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+def html_part(message: Message, context: dict[str, str]) -> str:
+    """The built-in layout, or the message's own HTML with the unsubscribe footer added before its last </body>
+    (at the end when it has none)."""
+    if not message.html:
+        return render_to_string("notifications/email/reengagement.html", context)
+    footer = render_to_string("notifications/email/footer.html", context)
+    ends = list(_BODY_END.finditer(message.html))
+    if not ends:
+        return f"{message.html}\n{footer}"
+    at = ends[-1].start()
+    return f"{message.html[:at]}{footer}{message.html[at:]}"
 
 
 class DjangoEmailBackend(ChannelBackend):
@@ -184,7 +202,7 @@ class DjangoEmailBackend(ChannelBackend):
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             },
         )
-        email.attach_alternative(render_to_string("notifications/email/reengagement.html", context), "text/html")
+        email.attach_alternative(html_part(message, context), "text/html")
         return email
 
     def _send_one(self, message: Message) -> Result:

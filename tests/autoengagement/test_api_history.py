@@ -21,6 +21,8 @@ ITEM_KEYS = {
     "created_at",
     "sent_at",
     "delivered_at",
+    "step",
+    "variant",
 }
 
 
@@ -53,6 +55,8 @@ def test_history_items_have_the_contract_fields(api, config):
         body="Come back",
         error="mailbox full",
         sent_at=None,
+        step=2,
+        variant="B",
     )
     response = api.get(URL)
     assert response.status_code == 200
@@ -73,6 +77,8 @@ def test_history_items_have_the_contract_fields(api, config):
                 "created_at": "2026-03-01T09:00:00Z",
                 "sent_at": None,
                 "delivered_at": None,
+                "step": 2,
+                "variant": "B",
             }
         ],
     }

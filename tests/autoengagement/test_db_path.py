@@ -219,7 +219,9 @@ def test_planned_rows_render_and_skip_as_the_one_rule_does():
             if channel == "wallet" and not member.wallet_passes.exists():
                 reason = consent.NO_PASS
             header, body = render(template["header"], values), render(template["body"], values)
-            expected.append((member.pk, channel, "skipped" if reason else "pending", header, body, reason or ""))
+            status = "skipped" if reason else "pending"
+            # A config without steps: step 1, no variant, no HTML of its own.
+            expected.append((member.pk, channel, status, header, body, reason or "", 1, "", ""))
     assert [row[1:] for row in rows] == expected
 
 

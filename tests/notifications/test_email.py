@@ -4,6 +4,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.template.loader import render_to_string
 
 from notifications.backends import get_backend
 from notifications.backends.base import Message
@@ -76,6 +77,33 @@ def test_a_multipart_message_with_unsubscribe_headers_arrives(smtp):
     ).group(1)
     assert link in text
     assert f'href="{link}"' in html
+
+
+@pytest.mark.parametrize(
+    ("own", "expected"),
+    [
+        # The footer goes before the last </body>, whatever its case and spacing.
+        ("<html><body><p>Hi <b>Ann</b></p></BODY ></html>", "<html><body><p>Hi <b>Ann</b></p>{footer}</BODY ></html>"),
+        # A fragment without </body> gets the footer at its end.
+        ("<p>Hi <b>Ann</b></p>", "<p>Hi <b>Ann</b></p>\n{footer}"),
+    ],
+)
+def test_a_messages_own_html_is_the_html_part_with_the_unsubscribe_footer(smtp, own, expected):
+    with DjangoEmailBackend() as backend:
+        [result] = backend.send_batch([email(html=own)])
+    assert result.status == "sent"
+    message = smtp.inbox.received[0].message
+    html = message.get_body(("html",)).get_content().replace("\r\n", "\n")
+    link = re.fullmatch(r"<([^>]+)>", message["List-Unsubscribe"].strip()).group(1)
+    footer = render_to_string(
+        "notifications/email/footer.html", {"business_name": "Demo Coffee", "unsubscribe_url": link}
+    )
+    assert "You receive this email as a customer of Demo Coffee." in footer and f'href="{link}"' in footer
+    assert html.rstrip("\n") == expected.format(footer=footer).rstrip("\n")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # The text part is still the layout of header and body.
+    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert "Come back for <b>10%</b> off\nthis week." in text and link in text
 
 
 def test_business_names_with_quotes_commas_and_accents_survive(smtp):

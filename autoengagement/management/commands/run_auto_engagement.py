@@ -44,11 +44,18 @@ def format_outcome(outcome: BusinessOutcome, dry_run: bool) -> str:
         line += f" retryable={outcome.retryable} unknown={outcome.unknown}"
     if outcome.skip_reasons:
         line += " (" + ", ".join(f"{reason}: {count}" for reason, count in sorted(outcome.skip_reasons.items())) + ")"
+    if outcome.steps and set(outcome.steps) != {"1"}:
+        # A journey's customers per step (a config without steps sends step 1 only: nothing to say).
+        line += " steps: " + ", ".join(f"{step}={count}" for step, count in sorted(outcome.steps.items(), key=_step))
     if outcome.error:
         line += f"  [{outcome.error}]"
     for warning in outcome.warnings:
         line += f"\n  warning: {warning}"
     return line
+
+
+def _step(item: tuple[str, int]) -> int:
+    return int(item[0])
 
 
 def format_text(summary: RunSummary) -> str:

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.utils import timezone
 
+from autoengagement.journeys import MAX_STEPS
 from autoengagement.services.run import run_due_configs
 from devtools.benchmark import (
     bench_business_ids,
@@ -48,6 +49,15 @@ class Command(BaseCommand):
         parser.add_argument("--customers", type=int, default=2000, help="Customers per business.")
         parser.add_argument("--inactive-share", type=float, default=0.5)
         parser.add_argument("--channels", default="wallet", help="Comma-separated, e.g. wallet,email.")
+        parser.add_argument(
+            "--steps",
+            type=int,
+            default=0,
+            help=f"Give the configs a journey of this many steps (1-{MAX_STEPS}; 0: none, the seed's one message).",
+        )
+        parser.add_argument(
+            "--variants", type=int, default=0, help="Variants per journey step (2-4; 0: none). Needs --steps."
+        )
         parser.add_argument("--keep", action="store_true", help="Keep the synthetic data afterwards.")
         parser.add_argument(
             "--workers",
@@ -96,6 +106,12 @@ class Command(BaseCommand):
             raise usage_error("--inactive-share must be between 0 and 1")
         if not 1 <= options["workers"] <= 32:
             raise usage_error("--workers must be between 1 and 32")
+        if not 0 <= options["steps"] <= MAX_STEPS:
+            raise usage_error(f"--steps must be between 0 and {MAX_STEPS}")
+        if options["variants"] and (not options["steps"] or not 2 <= options["variants"] <= 4):
+            raise usage_error("--variants must be between 2 and 4, with --steps")
+        if options["steps"] and options["node_loop"]:
+            raise usage_error("--node-loop ports the original loop, which knows no journeys: drop --steps")
 
         tag = uuid.uuid4().hex[:8]
         built = time.perf_counter()
@@ -106,6 +122,8 @@ class Command(BaseCommand):
             inactive_share=options["inactive_share"],
             channels=channels,
             now=timezone.now(),
+            steps=options["steps"],
+            variants=options["variants"],
         )
         build_seconds = time.perf_counter() - built
         try:
@@ -122,13 +140,17 @@ class Command(BaseCommand):
         figures.update(
             database=connection.vendor,
             channels=channels,
+            steps=options["steps"],
+            variants=options["variants"],
             customers=options["businesses"] * options["customers"],
             build_seconds=round(build_seconds, 1),
         )
         self.stdout.write(
             f"database={figures['database']} workers={figures['workers']} businesses={figures['businesses']} "
             f"customers={figures['customers']} "
-            f"channels={','.join(channels)} notifications={figures['notifications']} seconds={figures['seconds']} "
+            f"channels={','.join(channels)} steps={options['steps']} variants={options['variants']} "
+            f"notifications={figures['notifications']} seconds={figures['seconds']} "
+            f"us_per_notification={figures['us_per_notification']} "
             f"notifications_per_second={figures['notifications_per_second']} sql_queries={figures['sql_queries']} "
             f"cpu_seconds={figures['cpu_seconds']} peak_rss_mb={figures['peak_rss_mb']} "
             f"send_window={figures['send_window']}"
@@ -186,7 +208,8 @@ def _run_workers(
 ) -> dict[str, object]:
     """Time the run in fresh production processes (DEBUG off: Django would otherwise keep every statement),
     from the first worker's start to the last one's end."""
-    env = {**os.environ, "DEBUG": "false", "SECRET_KEY": settings.SECRET_KEY}
+    # DEBUG off leaves the devtools app (this command) out unless DEVTOOLS says otherwise.
+    env = {**os.environ, "DEBUG": "false", "DEVTOOLS": "true", "SECRET_KEY": settings.SECRET_KEY}
     processes = [
         subprocess.Popen(
             [sys.executable, "manage.py", "bench_auto_engagement", "--measure-run", tag, "--worker", str(worker),
@@ -212,6 +235,11 @@ def _run_workers(
         "customers_notified": sum(r["customers_notified"] for r in reports),
         "seconds": round(seconds, 2),
         "notifications_per_second": round(notifications / seconds) if seconds else None,
+        # Per log row: the run's wall-clock time, and its CPU time (the workers' own, the database's not counted).
+        "us_per_notification": round(seconds / notifications * 1e6, 1) if notifications else None,
+        "cpu_us_per_notification": round(sum(r["cpu_seconds"] for r in reports) / notifications * 1e6, 1)
+        if notifications
+        else None,
         "sql_queries": sum(r["sql_queries"] for r in reports),
         "cpu_seconds": round(sum(r["cpu_seconds"] for r in reports), 2),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in reports),
