@@ -3,10 +3,14 @@ whose variants are Newcombe's worked examples, the order of steps and variants, 
 credits kept exact in the summary per variant, and the queries."""
 
 import datetime as dt
+import io
+import json
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
 
 from autoengagement.models import AutoEngagementConfig, ResultsDay
 from autoengagement.services import results
@@ -28,6 +32,7 @@ from wallet.services import record_visits
 pytestmark = pytest.mark.django_db
 
 URL = "/api/auto-engagement/stats"
+WINDOW_ARGS = ("--date-from", "2026-03-02", "--date-to", "2026-03-04")
 S = NotificationLog.Status
 
 
@@ -278,3 +283,33 @@ def test_the_best_variant_is_marked_only_when_its_interval_against_the_first_exc
     assert best_variant(StepResult(1, [_variant("a", 0.8), _variant("b", 0.6, worse), _variant("c", 0.7)])) is None
     assert best_variant(StepResult(1, [first, _variant("b", 0.9, better), _variant("c", 0.9, better)])) is None  # tie
     assert best_variant(StepResult(1, [_variant("a", 0.8)])) is None  # nothing to compare
+
+
+def test_the_command_prints_each_step_and_variant(journey):
+    out = io.StringIO()
+    call_command("engagement_stats", "--business", journey.business_id, *WINDOW_ARGS, stdout=out)
+    assert out.getvalue().splitlines()[1:] == [
+        "step 1:",
+        "  short: 70 reached, 56 came back (80.0%); vs holdout +20.0 points, 95% CI +5.2 to +33.4; first variant "
+        "[best]",
+        "  long: 80 reached, 48 came back (60.0%); vs holdout +0.0 points, 95% CI -14.9 to +14.9; vs short -20.0 "
+        "points, 95% CI -33.4 to -5.2",
+        "step 2:",
+        "  control: 10 reached, 3 came back (30.0%); vs holdout -30.0 points, 95% CI -51.7 to +2.2; first variant",
+        "  offer: 10 reached, 9 came back (90.0%); vs holdout +30.0 points, 95% CI -2.0 to +43.7; vs control +60.0 "
+        "points, 95% CI +17.1 to +80.9 [best]",
+    ]
+    out = io.StringIO()
+    call_command("engagement_stats", "--business", journey.business_id, *WINDOW_ARGS, "--format", "json", stdout=out)
+    assert json.loads(out.getvalue())["steps"] == EXPECTED_STEPS
+
+
+def test_the_schema_documents_steps_as_optional():
+    schema = APIClient().get("/api/schema/", {"format": "json"}).json()
+    components = schema["components"]["schemas"]
+    stats = components["Stats"]
+    assert "steps" in stats["properties"] and "steps" not in stats["required"]
+    assert set(components["StepResult"]["properties"]) == {"step", "variants"}
+    variant = components["VariantResult"]
+    assert set(variant["properties"]) == {"name", "reached", "reactivated", "rate", "uplift", "vs_first"}
+    assert variant["properties"]["vs_first"].get("nullable") or "oneOf" in variant["properties"]["vs_first"]
