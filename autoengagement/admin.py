@@ -182,8 +182,52 @@ class AutoEngagementConfigAdmin(admin.ModelAdmin):
             ],
             "daily_chart": mark_safe(charts.daily_chart_svg(result.daily)),  # built from numbers and escaped text
             "uplift_chart": mark_safe(charts.uplift_chart_svg(result.uplift)),
+            "step_tables": _step_tables(result.steps or []),
         }
         return TemplateResponse(request, "admin/autoengagement/autoengagementconfig/results.html", context)
+
+
+def _step_tables(steps: list[stats.StepResult]) -> list[dict]:
+    """Per step, its variants as table rows: counts, rate, and both differences in percentage points with their
+    intervals; the best variant marked (stats.best_variant)."""
+    tables = []
+    for step in steps:
+        best = stats.best_variant(step)
+        first = step.variants[0].name if step.variants else ""
+        tables.append(
+            {
+                "step": step.step,
+                "first": _variant_label(first),
+                "best": None if best is None else _variant_label(best),
+                "rows": [
+                    {
+                        "name": _variant_label(variant.name),
+                        "reached": variant.reached,
+                        "reactivated": variant.reactivated,
+                        "rate": "n/a" if variant.rate is None else f"{variant.rate * 100:.1f}%",
+                        "uplift": _points(variant.uplift),
+                        "vs_first": "first variant" if index == 0 else _points(variant.vs_first),
+                        "best": variant.name == best,
+                    }
+                    for index, variant in enumerate(step.variants)
+                ],
+            }
+        )
+    return tables
+
+
+def _variant_label(name: str) -> str:
+    return name or "(no variant)"
+
+
+def _points(difference: stats.Uplift | None) -> str:
+    """A difference of rates in percentage points with its 95% interval, e.g. "+20.0 pts (95% CI +5.2 to +33.4)"."""
+    if difference is None:
+        return "n/a"
+    return (
+        f"{difference.estimate * 100:+.1f} pts (95% CI {difference.ci95_low * 100:+.1f} to "
+        f"{difference.ci95_high * 100:+.1f})"
+    )
 
 
 class ResultsOutcomeInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -194,7 +238,7 @@ class ResultsOutcomeInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 class ResultsCohortInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = ResultsCohort
-    fields = ("measure", "previous_date", "customers")
+    fields = ("measure", "step", "variant", "previous_date", "customers")
     extra = 0
 
 

@@ -465,6 +465,25 @@ class DailyPointSerializer(serializers.Serializer):
     reactivated = serializers.IntegerField(help_text="Customers reached that day who came back since.")
 
 
+class VariantResultSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text='The variant\'s name; "" for a step without variants.')
+    reached = serializers.IntegerField(help_text="Distinct customers this step's variant reached (a channel sent).")
+    reactivated = serializers.IntegerField(help_text="Those of them whose re-engagement by it was credited a visit.")
+    rate = serializers.FloatField(allow_null=True, help_text="Fraction 0..1; null while nobody was reached.")
+    uplift = UpliftSerializer(
+        allow_null=True, help_text="This variant's rate minus the holdout group's; null while either is empty."
+    )
+    vs_first = UpliftSerializer(
+        allow_null=True,
+        help_text="This variant's rate minus its step's first variant's; null for the first, or while either is empty.",
+    )
+
+
+class StepResultSerializer(serializers.Serializer):
+    step = serializers.IntegerField(help_text="The journey step, 1-based.")
+    variants = VariantResultSerializer(many=True, help_text="In the config's order, else by name.")
+
+
 class StatsSerializer(serializers.Serializer):
     date_from = serializers.DateField()
     date_to = serializers.DateField()
@@ -485,6 +504,18 @@ class StatsSerializer(serializers.Serializer):
         help_text="Newcombe hybrid score 95% interval for the difference; null while either group is empty.",
     )
     daily = DailyPointSerializer(many=True)
+    steps = StepResultSerializer(
+        many=True,
+        required=False,
+        help_text="Per journey step and variant. Present only when the config has steps, or a customer of the window "
+        "was reached by a step after the first or a named variant (every business: when any config has steps).",
+    )
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if data.get("steps") is None:
+            data.pop("steps", None)  # the seed's shape when there are no journeys
+        return data
 
 
 class StatsViewSet(BusinessSessionRequired, viewsets.ViewSet):
@@ -495,7 +526,8 @@ class StatsViewSet(BusinessSessionRequired, viewsets.ViewSet):
             "Re-engagements made between date_from and date_to (inclusive local dates in the business's time "
             "zone; default the last 30 days; at most 366 days): rows per channel and status, reached and holdout "
             "customers, how many of each came back within attribution_days, the two rates, the uplift with its "
-            "95% interval, and a daily series."
+            "95% interval, and a daily series; with journeys, the same per step and variant (`steps`), each variant "
+            "compared with the holdout group and with its step's first variant."
         ),
         parameters=[StatsQuerySerializer],
         responses={200: StatsSerializer, **error_responses(400, 401, 403)},

@@ -306,31 +306,53 @@ class CohortMeasure(models.TextChoices):
     HOLDOUT_BACK = "holdout_back", "Held out and came back"
 
 
+# ResultsCohort.step of the cohorts that count a whole group (every step): the day's reached / held-out customers.
+EVERY_STEP = 0
+# The measures a (step, variant) cohort counts: the customers that step's variant reached, and those who came back.
+VARIANT_MEASURES = (CohortMeasure.REACHED, CohortMeasure.REACHED_BACK)
+
+
 class ResultsCohort(models.Model):
     """Distinct customers of a results day in one measure, by the date of their previous day in that measure.
 
     A window counts a customer once, on the first of its days they appear on: those whose previous date is
     before the window (or who have none). Summing these rows over any range of days is therefore exact, though
-    distinct counts do not add up day by day."""
+    distinct counts do not add up day by day.
+
+    `step` 0 counts the whole group (the top-level stats); step k with its `variant` counts the customers reached by
+    that step's variant (a `sent` row of it), and those of them whose re-engagement was credited, each by their
+    previous day in the same step, variant and measure (docs/results.md, "Results per step and variant")."""
 
     day = models.ForeignKey(ResultsDay, on_delete=models.CASCADE, related_name="cohorts")
     measure = models.CharField(max_length=12, choices=CohortMeasure.choices)
     previous_date = models.DateField(null=True, blank=True, help_text="The customer's previous day in this measure.")
     customers = models.PositiveIntegerField()
+    step = models.PositiveSmallIntegerField(
+        default=EVERY_STEP, db_default=EVERY_STEP, help_text="0: every step (the group); k: journey step k."
+    )
+    variant = models.CharField(max_length=40, blank=True, default="", db_default="")
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["day", "measure", "previous_date"],
+                fields=["day", "measure", "step", "variant", "previous_date"],
                 condition=Q(previous_date__isnull=False),
                 name="results_cohort_unique",
             ),
             models.UniqueConstraint(
-                fields=["day", "measure"], condition=Q(previous_date__isnull=True), name="results_cohort_first_unique"
+                fields=["day", "measure", "step", "variant"],
+                condition=Q(previous_date__isnull=True),
+                name="results_cohort_first_unique",
             ),
             models.CheckConstraint(condition=Q(measure__in=CohortMeasure.values), name="results_cohort_measure_valid"),
             models.CheckConstraint(condition=Q(customers__gte=1), name="results_cohort_customers_positive"),
+            models.CheckConstraint(
+                condition=Q(step=EVERY_STEP, variant="")
+                | Q(step__gte=1, step__lte=5, measure__in=[measure.value for measure in VARIANT_MEASURES]),
+                name="results_cohort_step_valid",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.measure} after {self.previous_date or 'none'}: {self.customers}"
+        of = f" step {self.step} {self.variant or '(no variant)'}" if self.step else ""
+        return f"{self.measure}{of} after {self.previous_date or 'none'}: {self.customers}"

@@ -586,22 +586,22 @@ def time_count_credits(*, business: Business, since: dt.date, sizes: Sequence[in
     for `size` re-engagements of the days from `since` not credited yet, as the credit's transaction calls it), in
     a transaction rolled back each time; keyed by batch size."""
     needed = max(sizes) * repeats
-    statuses: dict[results.Reengagement, set[str]] = {}
+    credited: dict[results.Reengagement, set[results.CreditedRow]] = {}
     rows = (
         NotificationLog.objects.filter(business=business, type=AUTO, run_date__gte=since, reactivated_at__isnull=True)
         .order_by("run_date", "customer_id")
-        .values_list("customer_id", "run_date", "status")
+        .values_list("customer_id", "run_date", "status", "step", "variant")
     )
-    for customer_id, run_date, status in rows[: needed * len(STATS_CHANNELS) * 2].iterator():
+    for customer_id, run_date, status, step, variant in rows[: needed * len(STATS_CHANNELS) * 2].iterator():
         key = results.Reengagement(business.pk, run_date, customer_id)
-        if key in statuses or len(statuses) < needed:
-            statuses.setdefault(key, set()).add(status)
-    keys = list(statuses)
+        if key in credited or len(credited) < needed:
+            credited.setdefault(key, set()).add(results.CreditedRow(status, step, variant))
+    keys = list(credited)
     figures: dict[str, float] = {}
     for size in sizes:
         timings = []
         for repeat in range(repeats):
-            batch = {key: statuses[key] for key in keys[repeat * size : (repeat + 1) * size]}
+            batch = {key: credited[key] for key in keys[repeat * size : (repeat + 1) * size]}
             with transaction.atomic():
                 started = time.perf_counter()
                 results.count_credits(batch)

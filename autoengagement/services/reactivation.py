@@ -40,6 +40,8 @@ class Candidate(NamedTuple):
     business_pk: int
     run_date: dt.date
     status: str
+    step: int
+    variant: str
 
 
 def attribute_visits(*, visits: Sequence[Visit]) -> int:
@@ -57,10 +59,11 @@ def attribute_visits(*, visits: Sequence[Visit]) -> int:
     for candidate in _candidates(visits):
         by_customer[candidate.customer_pk].append(candidate)
     credited = [(row, visit.occurred_at) for visit in visits for row in _credit(visit, by_customer)]
-    statuses: dict[results.Reengagement, set[str]] = defaultdict(set)
+    rows: dict[results.Reengagement, set[results.CreditedRow]] = defaultdict(set)
     for row, _ in credited:
-        statuses[results.Reengagement(row.business_pk, row.run_date, row.customer_pk)].add(row.status)
-    results.count_credits(statuses)
+        key = results.Reengagement(row.business_pk, row.run_date, row.customer_pk)
+        rows[key].add(results.CreditedRow(row.status, row.step, row.variant))
+    results.count_credits(rows)
     bulk_update_rows(NotificationLog, ["reactivated_at"], [(row.pk, at) for row, at in credited])
     if credited:
         logger.info("visits credited to re-engagements", extra={"visits": len(visits), "rows": len(credited)})
@@ -79,7 +82,16 @@ def _candidates(visits: Sequence[Visit]) -> list[Candidate]:
         created_at__gte=earliest,
         created_at__lte=latest,
     ).values_list(
-        "pk", "customer_id", "config_id", "created_at", "config__attribution_days", "business_id", "run_date", "status"
+        "pk",
+        "customer_id",
+        "config_id",
+        "created_at",
+        "config__attribution_days",
+        "business_id",
+        "run_date",
+        "status",
+        "step",
+        "variant",
     )
     return [Candidate(*row) for row in rows]
 

@@ -34,7 +34,14 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
-from autoengagement.models import AutoEngagementConfig, CohortMeasure, ResultsCohort, ResultsDay, ResultsOutcome
+from autoengagement.models import (
+    EVERY_STEP,
+    AutoEngagementConfig,
+    CohortMeasure,
+    ResultsCohort,
+    ResultsDay,
+    ResultsOutcome,
+)
 from engagement_site.db import bulk_update_rows
 from notifications.channels import Channel
 from notifications.models import IN_FLIGHT_STATUSES, LogRetention, NotificationLog
@@ -99,6 +106,8 @@ class CohortCount:
     measure: str
     previous_date: dt.date | None
     customers: int
+    step: int = EVERY_STEP  # or a journey step, with its variant: the customers that step's variant reached
+    variant: str = ""
 
 
 def spans_of(days: Iterable[DayKey]) -> list[DaySpan]:
@@ -161,8 +170,9 @@ def _as_date(value: dt.date | str | None) -> dt.date | None:
 
 def cohorts_from_log(spans: Sequence[DaySpan]) -> list[CohortCount]:
     """Each day's reached and held-out customers, and those of them credited with a visit, counted by the date of
-    their previous day in the same measure (one query; the previous days are looked up per customer and day
-    through the log's customer index)."""
+    their previous day in the same measure; and per journey step and variant, the customers it reached (a `sent` row
+    of that step and variant) and those of them credited, by their previous day in the same step, variant and
+    measure. One query; the previous days are looked up per customer and day through the log's customer index."""
     if not spans:
         return []
     table = connection.ops.quote_name(NotificationLog._meta.db_table)
@@ -177,6 +187,7 @@ def cohorts_from_log(spans: Sequence[DaySpan]) -> list[CohortCount]:
         )
         span_params += [span.business_id, adapt_date(span.first), adapt_date(span.last)]
         span_params += [adapt_datetime(start), adapt_datetime(end)]
+    in_spans = " OR ".join(span_conditions)
     # By customer alone (a customer has one business), with the type tested in the aggregate's FILTER rather than the
     # WHERE: no condition then names a column of the business-led history index, so the unique index that leads with
     # the customer is the only one that can serve the probe, whatever the planner's statistics say. (With the type in
@@ -186,32 +197,53 @@ def cohorts_from_log(spans: Sequence[DaySpan]) -> list[CohortCount]:
         f"SELECT MAX(e.run_date) FILTER (WHERE e.type = %s) FROM {table} e WHERE e.customer_id = l.customer_id "
         "AND e.status = l.status AND e.run_date < l.run_date"
     )
+    earlier_of_variant = f"{earlier} AND e.step = l.step AND e.variant = l.variant"
+    credited = "MAX(CASE WHEN l.reactivated_at IS NULL THEN 0 ELSE 1 END)"
+    # Two parts in one statement: per customer and day (the groups, step 0), then per customer, day, step and
+    # variant (the sent rows only). A customer reached by two variants on one day (two configs that day) counts once
+    # in the group and once in each variant.
     sql = f"""
-        SELECT business_id, run_date, status, previous, credited, previous_credited, COUNT(*)
+        SELECT business_id, run_date, status, {EVERY_STEP}, '', previous, credited, previous_credited, COUNT(*)
         FROM (
             SELECT l.business_id AS business_id, l.run_date AS run_date, l.status AS status,
-                MAX(CASE WHEN l.reactivated_at IS NULL THEN 0 ELSE 1 END) AS credited,
+                {credited} AS credited,
                 ({earlier}) AS previous,
-                CASE WHEN MAX(CASE WHEN l.reactivated_at IS NULL THEN 0 ELSE 1 END) = 1
-                    THEN ({earlier} AND e.reactivated_at IS NOT NULL) END AS previous_credited
+                CASE WHEN {credited} = 1 THEN ({earlier} AND e.reactivated_at IS NOT NULL) END AS previous_credited
             FROM {table} l
-            WHERE l.type = %s AND l.status IN (%s, %s) AND ({" OR ".join(span_conditions)})
+            WHERE l.type = %s AND l.status IN (%s, %s) AND ({in_spans})
             GROUP BY l.business_id, l.customer_id, l.run_date, l.status
         ) per_customer
         GROUP BY business_id, run_date, status, previous, credited, previous_credited
+        UNION ALL
+        SELECT business_id, run_date, status, step, variant, previous, credited, previous_credited, COUNT(*)
+        FROM (
+            SELECT l.business_id AS business_id, l.run_date AS run_date, l.status AS status, l.step AS step,
+                l.variant AS variant,
+                {credited} AS credited,
+                ({earlier_of_variant}) AS previous,
+                CASE WHEN {credited} = 1 THEN ({earlier_of_variant} AND e.reactivated_at IS NOT NULL) END
+                    AS previous_credited
+            FROM {table} l
+            WHERE l.type = %s AND l.status = %s AND ({in_spans})
+            GROUP BY l.business_id, l.customer_id, l.run_date, l.status, l.step, l.variant
+        ) per_variant
+        GROUP BY business_id, run_date, status, step, variant, previous, credited, previous_credited
     """
-    params = [AUTO, AUTO, AUTO, Status.SENT, Status.HOLDOUT, *span_params]
+    params = [AUTO, AUTO, AUTO, Status.SENT, Status.HOLDOUT, *span_params, AUTO, AUTO, AUTO, Status.SENT, *span_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         fetched = cursor.fetchall()
-    counts: dict[tuple[int, dt.date, str, dt.date | None], int] = defaultdict(int)
-    for business_id, run_date, status, previous, credited, previous_credited, customers in fetched:
+    counts: dict[tuple[int, dt.date, str, dt.date | None, int, str], int] = defaultdict(int)
+    for business_id, run_date, status, step, variant, previous, credited, previous_credited, customers in fetched:
         day = _as_date(run_date)
         everyone, came_back = _GROUPS[status]
-        counts[business_id, day, everyone, _as_date(previous)] += customers
+        counts[business_id, day, everyone, _as_date(previous), step, variant] += customers
         if credited:
-            counts[business_id, day, came_back, _as_date(previous_credited)] += customers
-    return [CohortCount(*key, customers) for key, customers in counts.items()]
+            counts[business_id, day, came_back, _as_date(previous_credited), step, variant] += customers
+    return [
+        CohortCount(business_id, day, measure, previous, customers, step, variant)
+        for (business_id, day, measure, previous, step, variant), customers in counts.items()
+    ]
 
 
 def summaries_final_before(pruned_before: dt.datetime) -> dt.date:
@@ -277,62 +309,85 @@ def mark_stale_from(*, business_id: int, run_date: dt.date) -> None:
     ResultsDay.objects.filter(pk__in=list(later)).update(stale=True)
 
 
+class CreditedRow(NamedTuple):
+    """What the summary needs of a log row about to be credited with a visit."""
+
+    status: str
+    step: int = 1
+    variant: str = ""
+
+
 @transaction.atomic
-def count_credits(credits: Mapping[Reengagement, Collection[str]]) -> None:
-    """Add re-engagements about to be credited with a visit to their days' "came back" cohorts; `credits` maps
-    each to the statuses of its rows. Call it in the transaction that credits them, before their UPDATE.
+def count_credits(credits: Mapping[Reengagement, Collection[CreditedRow]]) -> None:
+    """Add re-engagements about to be credited with a visit to their days' "came back" cohorts (the group's, and
+    each step and variant's whose `sent` row is credited); `credits` maps each to its rows. Call it in the
+    transaction that credits them, before their UPDATE.
 
     A re-engagement with a row still pending belongs to a run in flight, whose day is stale anyway; a day that is
     stale or has no summary is left to its refresh, which will read the credit from the log."""
     in_flight = {
-        (r.business_id, r.run_date) for r, statuses in credits.items() if set(IN_FLIGHT_STATUSES) & set(statuses)
+        (r.business_id, r.run_date)
+        for r, rows in credits.items()
+        if any(row.status in IN_FLIGHT_STATUSES for row in rows)
     }
-    groups = {
-        reengagement: Status.SENT if Status.SENT in statuses else Status.HOLDOUT
-        for reengagement, statuses in credits.items()
-        if not set(IN_FLIGHT_STATUSES) & set(statuses) and (Status.SENT in statuses or Status.HOLDOUT in statuses)
-    }
-    increments, recount = _cohort_increments(groups)
+    groups: dict[Reengagement, str] = {}
+    variants: dict[Reengagement, set[tuple[int, str]]] = {}
+    for reengagement, rows in credits.items():
+        statuses = {row.status for row in rows}
+        if statuses & set(IN_FLIGHT_STATUSES):
+            continue
+        if Status.SENT in statuses or Status.HOLDOUT in statuses:
+            groups[reengagement] = Status.SENT if Status.SENT in statuses else Status.HOLDOUT
+        variants[reengagement] = {(row.step, row.variant) for row in rows if row.status == Status.SENT}
+    increments, recount = _cohort_increments(groups, variants)
     # Every day this batch touches is locked first, in one ordered statement, so two batches never deadlock.
-    touched = {key for key, _, _ in increments} | recount | in_flight
+    touched = {increment[0] for increment in increments} | recount | in_flight
     locked = lock_days(touched)
     mark_stale(recount | in_flight)
     fresh = {key: day.pk for key, day in locked.items() if not (day.stale or key in recount or key in in_flight)}
     _add_to_cohorts(increments, fresh)
 
 
-CohortIncrements = dict[tuple[DayKey, str, dt.date | None], int]
+# (day, measure, step, variant, previous day) -> customers the cohort gains
+CohortIncrements = dict[tuple[DayKey, str, int, str, dt.date | None], int]
 
 
-def _cohort_increments(groups: Mapping[Reengagement, str]) -> tuple[CohortIncrements, set[DayKey]]:
-    """The customers each (day, measure, previous day) cohort gains from these credits, and the later days whose
-    cohorts the credits would change (their previous day moves): those are recounted instead."""
-    # Each customer's credited days so far, per group (the batch's rows are not credited yet).
-    credited_days: dict[tuple[int, int, str], set[dt.date]] = defaultdict(set)
+def _cohort_increments(
+    groups: Mapping[Reengagement, str], variants: Mapping[Reengagement, Collection[tuple[int, str]]]
+) -> tuple[CohortIncrements, set[DayKey]]:
+    """The customers each (day, measure, step, variant, previous day) cohort gains from these credits, and the later
+    days whose cohorts the credits would change (their previous day moves): those are recounted instead."""
+    # Each customer's credited days so far, per group and per step and variant of the sent rows (the batch's rows are
+    # not credited yet).
+    credited_days: dict[tuple[int, int, str, int, str], set[dt.date]] = defaultdict(set)
     earlier = (
         NotificationLog.objects.filter(
-            customer_id__in={r.customer_id for r in groups},
+            customer_id__in={r.customer_id for r in (*groups, *variants)},
             type=AUTO,
             status__in=list(_GROUPS),
             reactivated_at__isnull=False,
         )
         .order_by()
-        .values_list("business_id", "customer_id", "status", "run_date")
+        .values_list("business_id", "customer_id", "status", "run_date", "step", "variant")
         .distinct()
     )
-    for business_id, customer_id, status, run_date in earlier:
-        credited_days[business_id, customer_id, status].add(run_date)
+    for business_id, customer_id, status, run_date, step, variant in earlier:
+        credited_days[business_id, customer_id, status, EVERY_STEP, ""].add(run_date)
+        if status == Status.SENT:
+            credited_days[business_id, customer_id, status, step, variant].add(run_date)
     increments: CohortIncrements = defaultdict(int)
     recount: set[DayKey] = set()
-    for reengagement, status in sorted(groups.items(), key=lambda item: item[0].run_date):
-        days = credited_days[reengagement.business_id, reengagement.customer_id, status]
+    cohorts = [(r, status, EVERY_STEP, "") for r, status in groups.items()]
+    cohorts += [(r, Status.SENT, step, variant) for r, keys in variants.items() for step, variant in sorted(keys)]
+    for reengagement, status, step, variant in sorted(cohorts, key=lambda cohort: cohort[0].run_date):
+        days = credited_days[reengagement.business_id, reengagement.customer_id, status, step, variant]
         if reengagement.run_date in days:
             continue  # the customer already counts on that day (another config's re-engagement)
         # A later credited day (only rows written out of order make one) would get a new previous day: recount it.
         recount.update((reengagement.business_id, day) for day in days if day > reengagement.run_date)
         previous = max((day for day in days if day < reengagement.run_date), default=None)
         key = (reengagement.business_id, reengagement.run_date)
-        increments[key, _GROUPS[status][1], previous] += 1
+        increments[key, _GROUPS[status][1], step, variant, previous] += 1
         days.add(reengagement.run_date)
     return increments, recount
 
@@ -340,19 +395,28 @@ def _cohort_increments(groups: Mapping[Reengagement, str]) -> tuple[CohortIncrem
 def _add_to_cohorts(increments: CohortIncrements, fresh: Mapping[DayKey, int]) -> None:
     """Grow the cohorts of the fresh (summarised, locked) days, creating those not there yet."""
     cohorts = {
-        (row.day_id, row.measure, row.previous_date): row
+        (row.day_id, row.measure, row.step, row.variant, row.previous_date): row
         for row in ResultsCohort.objects.filter(
             day_id__in=fresh.values(), measure__in=[measure for _, measure in _GROUPS.values()]
         )
     }
     grown: list[tuple[int, int]] = []
     new: list[ResultsCohort] = []
-    for (key, measure, previous), customers in increments.items():
+    for (key, measure, step, variant, previous), customers in increments.items():
         if key not in fresh:
             continue
-        existing = cohorts.get((fresh[key], measure, previous))
+        existing = cohorts.get((fresh[key], measure, step, variant, previous))
         if existing is None:
-            new.append(ResultsCohort(day_id=fresh[key], measure=measure, previous_date=previous, customers=customers))
+            new.append(
+                ResultsCohort(
+                    day_id=fresh[key],
+                    measure=measure,
+                    previous_date=previous,
+                    customers=customers,
+                    step=step,
+                    variant=variant,
+                )
+            )
         else:
             grown.append((existing.pk, existing.customers + customers))
     bulk_update_rows(ResultsCohort, ["customers"], grown)
@@ -448,7 +512,12 @@ def _refresh_batch(business_id: int, dates: Sequence[dt.date]) -> int:
     )
     ResultsCohort.objects.bulk_create(
         ResultsCohort(
-            day_id=day_pks[row.run_date], measure=row.measure, previous_date=row.previous_date, customers=row.customers
+            day_id=day_pks[row.run_date],
+            measure=row.measure,
+            previous_date=row.previous_date,
+            customers=row.customers,
+            step=row.step,
+            variant=row.variant,
         )
         for row in cohorts
     )

@@ -78,6 +78,93 @@ def build_dataset(business) -> None:
     save_logs(rows)
 
 
+DAY_3 = DAY_1 + dt.timedelta(days=2)  # 09:00 in Paris on 2026-03-04, the window's last day
+
+# A two-step journey whose first step's variants are listed against their names' order ("short" before "long").
+JOURNEY_STEPS = [
+    {
+        "after_days": 7,
+        "message": {"header": "We miss you", "body": "Come back soon."},
+        "variants": [
+            {"name": "short", "weight": 50},
+            {"name": "long", "weight": 50, "message": {"header": "We miss you", "body": "It has been a while..."}},
+        ],
+    },
+    {
+        "after_days": 14,
+        "message": {"header": "Still there?", "body": "We kept your table."},
+        "variants": [
+            {"name": "control", "weight": 50},
+            {"name": "offer", "weight": 50, "message": {"header": "A coffee on us", "body": "Show this pass."}},
+        ],
+    },
+]
+
+
+def build_journey_dataset(business, *, credited: bool = True) -> dict[str, list[Customer]]:
+    """Newcombe's worked examples as a journey's variants (wallet only; Paris; window 2 to 4 March).
+
+    Step 1 on 2 March: "short" reached 70, of whom 56 came back; "long" reached 80, 48 came back. Holdout 80 on
+    2 March (step 1, no variant), 48 came back. Step 2 on 4 March, to 20 of step 1's customers who had not come
+    back: "control" 10, 3 came back; "offer" 10, 9 came back (credited to their step 2 row: the latest
+    re-engagement). So short - holdout is Newcombe's example (a), 56/70 - 48/80; long - short its mirror; offer -
+    control example (b), 9/10 - 3/10. Plus a step 2 "offer" row failed (reaches nobody) and one skipped on 4 March,
+    and a step 2 "offer" row sent and credited on 5 March (outside the window).
+
+    Without `credited`, no row has reactivated_at: the visits are for the caller to record. Returns the customers
+    by group.
+    """
+    config = AutoEngagementConfigFactory(
+        business=business,
+        channels=["wallet"],
+        holdout_percent=20,
+        steps=JOURNEY_STEPS,
+        inactivity_days=7,
+        max_reminders=2,
+        message_template=dict(JOURNEY_STEPS[0]["message"]),
+    )
+    groups = {
+        "short": customers_of(business, 70),
+        "long": customers_of(business, 80),
+        "holdout": customers_of(business, 80),
+    }
+    # Step 2 goes to the first 10 of each variant's customers who did not come back.
+    groups["control"] = groups["short"][56:66]
+    groups["offer"] = groups["long"][48:58]
+    groups["extra"] = customers_of(business, 3)
+    back_after_step_1 = DAY_1 + dt.timedelta(days=1)
+    back_after_step_2 = DAY_3 + dt.timedelta(days=1)
+
+    def row(customer, status, at, step, variant, back=None, **fields):
+        return stats_row(
+            config,
+            customer,
+            "wallet",
+            status,
+            at,
+            step=step,
+            variant=variant,
+            reactivated_at=back if credited else None,
+            **fields,
+        )
+
+    rows = []
+    for name, came_back in (("short", 56), ("long", 48)):
+        for index, customer in enumerate(groups[name]):
+            rows.append(row(customer, S.SENT, DAY_1, 1, name, back_after_step_1 if index < came_back else None))
+    for index, customer in enumerate(groups["holdout"]):
+        rows.append(row(customer, S.HOLDOUT, DAY_1, 1, "", back_after_step_1 if index < 48 else None))
+    for name, came_back in (("control", 3), ("offer", 9)):
+        for index, customer in enumerate(groups[name]):
+            rows.append(row(customer, S.SENT, DAY_3, 2, name, back_after_step_2 if index < came_back else None))
+    failed, skipped, later = groups["extra"]
+    rows.append(row(failed, S.FAILED, DAY_3, 2, "offer", error="boom"))
+    rows.append(row(skipped, S.SKIPPED, DAY_3, 2, "offer", error="no pass"))
+    rows.append(row(later, S.SENT, DAY_3 + dt.timedelta(days=1), 2, "offer", DAY_3 + dt.timedelta(days=2)))
+    save_logs(rows)
+    return groups
+
+
 # 3/11 10:00 in Kiritimati, 3/10 09:00 in Pago Pago: the moment a config moved west runs a day "earlier".
 MOVED_WEST_AT = dt.datetime(2026, 3, 10, 20, 0, tzinfo=dt.UTC)
 

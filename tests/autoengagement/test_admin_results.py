@@ -1,6 +1,7 @@
 """The admin results pages through Django's test client: links, numbers, charts, permissions, bad dates."""
 
 import datetime as dt
+import re
 
 import pytest
 from django.contrib.auth.models import User
@@ -8,7 +9,7 @@ from django.urls import reverse
 
 from autoengagement.charts import daily_chart_svg, uplift_chart_svg
 from autoengagement.stats import DailyPoint, Uplift
-from tests.autoengagement.datasets import WINDOW, build_dataset
+from tests.autoengagement.datasets import WINDOW, build_dataset, build_journey_dataset
 from tests.factories import AutoEngagementConfigFactory, BusinessFactory
 
 pytestmark = pytest.mark.django_db
@@ -117,3 +118,35 @@ def test_staff_set_holdout_percent_and_attribution_days_in_admin_within_their_ra
     assert response.status_code == 302, response.context["adminform"].form.errors
     config.refresh_from_db()
     assert (config.holdout_percent, config.attribution_days) == (25, 30)
+
+
+def test_the_results_page_has_a_table_per_step_of_its_variants_with_the_best_marked(admin_client):
+    business = BusinessFactory(timezone="Europe/Paris")
+    build_journey_dataset(business)
+    url = reverse("admin:autoengagement_autoengagementconfig_results", args=[business.auto_engagement_config.pk])
+    html = admin_client.get(url, WINDOW).content.decode()
+    step_1 = html.split('<table id="step-1-variants"')[1].split("</table>")[0]
+    step_2 = html.split('<table id="step-2-variants"')[1].split("</table>")[0]
+    assert "<th>vs short</th>" in step_1 and "<th>vs control</th>" in step_2
+    assert _cells(step_1) == [
+        ["short best", "70", "56", "80.0%", "+20.0 pts (95% CI +5.2 to +33.4)", "first variant"],
+        ["long", "80", "48", "60.0%", "+0.0 pts (95% CI -14.9 to +14.9)", "-20.0 pts (95% CI -33.4 to -5.2)"],
+    ]
+    assert _cells(step_2) == [
+        ["control", "10", "3", "30.0%", "-30.0 pts (95% CI -51.7 to +2.2)", "first variant"],
+        ["offer best", "10", "9", "90.0%", "+30.0 pts (95% CI -2.0 to +43.7)", "+60.0 pts (95% CI +17.1 to +80.9)"],
+    ]
+    assert step_1.count('class="best-variant"') == step_2.count('class="best-variant"') == 1
+    assert "Step 1: best short" in html and "Step 2: best offer" in html
+
+
+def test_no_step_table_without_journeys(admin_client, config):
+    url = reverse("admin:autoengagement_autoengagementconfig_results", args=[config.pk])
+    html = admin_client.get(url, WINDOW).content.decode()
+    assert "step-variants" not in html.split('id="content-main"')[1]
+
+
+def _cells(table: str) -> list[list[str]]:
+    """The body rows' cells as text (tags dropped, whitespace collapsed)."""
+    rows = table.split("<tbody>")[1].split("<tr")[1:]
+    return [[" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in row.split("<td>")[1:]] for row in rows]

@@ -121,7 +121,7 @@ def test_two_visit_batches_locking_the_same_days_never_deadlock(monkeypatch):
     results.mark_stale([(business.pk, earlier), (business.pk, today)])
     results.refresh_days(business_id=business.pk, run_dates=[earlier])  # earlier fresh; today stays stale
     c = [CustomerFactory(business=business).pk for _ in range(4)]
-    R = results.Reengagement
+    R, Row = results.Reengagement, results.CreditedRow
     original = results.mark_stale
     first_marked, errors = threading.Event(), []
 
@@ -145,12 +145,12 @@ def test_two_visit_batches_locking_the_same_days_never_deadlock(monkeypatch):
     t1 = threading.Thread(
         name="t1",
         target=batch,
-        args=({R(business.pk, today, c[0]): {S.PENDING}, R(business.pk, earlier, c[1]): {S.SENT}},),
+        args=({R(business.pk, today, c[0]): {Row(S.PENDING)}, R(business.pk, earlier, c[1]): {Row(S.SENT)}},),
     )
     t2 = threading.Thread(
         name="t2",
         target=batch,
-        args=({R(business.pk, earlier, c[2]): {S.SENT}, R(business.pk, today, c[3]): {S.SENT}},),
+        args=({R(business.pk, earlier, c[2]): {Row(S.SENT)}, R(business.pk, today, c[3]): {Row(S.SENT)}},),
     )
     t1.start()
     assert first_marked.wait(5)

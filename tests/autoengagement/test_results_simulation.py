@@ -2,6 +2,7 @@
 with the reference count of the raw log after every day, as they are, with every day stale, and fully rebuilt."""
 
 import datetime as dt
+import hashlib
 import random
 
 import pytest
@@ -29,6 +30,29 @@ CRASH = {"armed": False}
 HOOK = {"fn": None}
 
 
+# The (step, variant) a re-engagement comes from, drawn by a hash of its customer and day (so the same whatever
+# order rows come in); one row in twenty draws its own, as if two configs had reached the customer that day.
+JOURNEY_KEYS = [(1, ""), (1, "A"), (1, "B"), (2, ""), (2, "C"), (3, "")]
+
+
+def _journey_key(*parts) -> tuple[int, str]:
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return JOURNEY_KEYS[digest[0] % len(JOURNEY_KEYS)]
+
+
+def _assign_steps(log_ids) -> None:
+    """Give the rows about to be sent a journey step and variant, as a run of a journey would (the run path writes
+    step 1 with no variant until it follows journeys: this stands in for it). Their day is stale while the run is
+    in flight, so its refresh reads them as written."""
+    rows = NotificationLog.objects.filter(pk__in=log_ids).values_list("pk", "customer_id", "run_date")
+    changes = []
+    for pk, customer_id, run_date in rows:
+        mixed = hashlib.sha256(f"mixed:{pk}".encode()).digest()[0] < 13
+        step, variant = _journey_key(pk) if mixed else _journey_key(customer_id, run_date)
+        changes.append(NotificationLog(pk=pk, step=step, variant=variant))
+    NotificationLog.objects.bulk_update(changes, ["step", "variant"])
+
+
 class CrashableBackend(ChannelBackend):
     def __init__(self, channel: str = "") -> None:
         self.channel = channel
@@ -37,6 +61,7 @@ class CrashableBackend(ChannelBackend):
         if CRASH["armed"]:
             CRASH["armed"] = False
             raise Crash()
+        _assign_steps([m.log_id for m in messages])
         out = []
         for m in messages:
             r = random.random()

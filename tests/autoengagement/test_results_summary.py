@@ -41,9 +41,13 @@ FIRST_DAY = dt.date(2026, 2, 20)
 DAYS = 40
 
 
+# The (step, variant) a random re-engagement comes from.
+JOURNEY_KEYS = [(1, ""), (1, "A"), (1, "B"), (2, ""), (3, "x")]
+
+
 def _random_logs(business, rng: random.Random, *, customers: int = 40, credited: bool = True) -> list[Customer]:
     """Re-engagements on random days: customers reached or held out several times, some credited (unless not
-    `credited`), some not."""
+    `credited`), some not; by random journey steps and variants."""
     config = AutoEngagementConfig.objects.filter(business=business).first() or AutoEngagementConfigFactory(
         business=business, channels=["wallet", "email"], holdout_percent=30
     )
@@ -58,7 +62,10 @@ def _random_logs(business, rng: random.Random, *, customers: int = 40, credited:
                 continue
             held = rng.random() < 0.3
             back = created_at + dt.timedelta(days=rng.uniform(0.1, 10)) if credited and rng.random() < 0.4 else None
+            step, variant = (1, "") if held else rng.choice(JOURNEY_KEYS)
             for channel in ("wallet", "email"):
+                if rng.random() < 0.05:  # a re-engagement whose channels came from two variants (two configs that day)
+                    step, variant = rng.choice(JOURNEY_KEYS)
                 status = S.HOLDOUT if held else rng.choice([S.SENT, S.SENT, S.FAILED, S.SKIPPED])
                 delivered = created_at + dt.timedelta(minutes=2) if status == S.SENT and rng.random() < 0.5 else None
                 rows.append(
@@ -72,6 +79,8 @@ def _random_logs(business, rng: random.Random, *, customers: int = 40, credited:
                         created_at=created_at,
                         delivered_at=delivered if channel == "wallet" else None,
                         reactivated_at=back if status in (S.SENT, S.HOLDOUT) else None,
+                        step=step,
+                        variant=variant,
                     )
                 )
     save_logs(rows)

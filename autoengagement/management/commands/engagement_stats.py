@@ -4,7 +4,7 @@ from dataclasses import asdict
 from django.core.management.base import BaseCommand
 
 from autoengagement.api import StatsQuerySerializer, StatsSerializer
-from autoengagement.stats import engagement_stats
+from autoengagement.stats import StepResult, Uplift, best_variant, engagement_stats
 from engagement_site.commands import usage_error
 from wallet.models import Business
 
@@ -12,7 +12,8 @@ from wallet.models import Business
 class Command(BaseCommand):
     help = (
         "Print the results JSON of GET /api/auto-engagement/stats for one business (or, without --business, all "
-        "businesses with days in UTC): a one-line summary, or with --format json the API's JSON."
+        "businesses with days in UTC): a one-line summary (then, with journeys, a block per step with a line per "
+        "variant), or with --format json the API's JSON."
     )
 
     def add_arguments(self, parser):
@@ -52,6 +53,39 @@ class Command(BaseCommand):
             u = result.uplift
             summary += f"{u.estimate * 100:+.1f} points, 95% CI {u.ci95_low * 100:+.1f} to {u.ci95_high * 100:+.1f}"
         self.stdout.write(summary)
+        for step in result.steps or []:
+            self.stdout.write(_step_text(step))
+
+
+def _step_text(step: StepResult) -> str:
+    """A step's variants, one line each: counts and rate, the difference from the holdout group and from the
+    step's first variant, the best one marked (autoengagement.stats.best_variant)."""
+    best = best_variant(step)
+    first = _label(step.variants[0].name) if step.variants else ""
+    lines = [f"step {step.step}:"]
+    for index, variant in enumerate(step.variants):
+        line = (
+            f"  {_label(variant.name)}: {variant.reached} reached, {variant.reactivated} came back "
+            f"({_percent(variant.rate)}); vs holdout {_points(variant.uplift)}; "
+        )
+        line += "first variant" if index == 0 else f"vs {first} {_points(variant.vs_first)}"
+        if variant.name == best:
+            line += " [best]"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _label(name: str) -> str:
+    return name or "(no variant)"
+
+
+def _points(difference: Uplift | None) -> str:
+    if difference is None:
+        return "n/a"
+    return (
+        f"{difference.estimate * 100:+.1f} points, 95% CI {difference.ci95_low * 100:+.1f} to "
+        f"{difference.ci95_high * 100:+.1f}"
+    )
 
 
 def _percent(rate: float | None) -> str:
