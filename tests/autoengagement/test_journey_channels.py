@@ -154,5 +154,5 @@ def test_an_sms_of_a_steps_own_text_is_sized_and_cut_as_that_text(live_channels,
     assert cut.startswith("Header\nxxx") and cut.endswith("...") and len(cut) <= 160
     preview = config_preview(config=config, now=NOW)
     assert [warning["message"] for warning in preview.warnings] == [
-        "Step 2: Header and body need 2 SMS segments; one segment holds 160 GSM-7 characters."
+        "step 2: Header and body need 2 SMS segments; one segment holds 160 GSM-7 characters."
     ]
