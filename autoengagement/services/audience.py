@@ -3,6 +3,7 @@ with the journey step due to them (docs/journeys.md)."""
 
 import datetime as dt
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,13 +20,15 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    TextField,
     Value,
 )
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Cast, Coalesce
 
 from autoengagement.journeys import Step, journey_of
 from autoengagement.models import AutoEngagementConfig
 from autoengagement.services.scheduling import local_today
+from autoengagement.templating import uses_attributes
 from notifications.models import NotificationLog
 from wallet.models import Customer, WalletPass
 
@@ -39,7 +42,7 @@ CANDIDATE_FIELDS = (
     "email_opt_out",
     "sms_opt_out",
     "push_opt_out",
-    "attributes",
+    "attributes",  # read (as JSON text) only when a template of the config uses an attribute
     "quiet_since",
 )
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -57,6 +60,17 @@ def config_journey(config: AutoEngagementConfig, *, template: dict[str, str] | N
         steps=config.steps,
         message_template=template or config.get_message_template(),
         inactivity_days=config.inactivity_days,
+    )
+
+
+def journey_uses_attributes(journey: tuple[Step, ...]) -> bool:
+    """Whether any template of the journey (any step, variant and channel) uses a customer attribute."""
+    return any(
+        uses_attributes(text)
+        for step in journey
+        for variant in step.variants
+        for content in variant.contents.values()
+        for text in (content.header, content.body, content.html)
     )
 
 
@@ -134,20 +148,25 @@ def iter_audience_chunks(
     picks its join from table statistics that lag behind a run adding thousands of log rows a second, and a
     wrong guess there turns every chunk into a scan of the whole business.
     """
-    candidates = inactive_customers(config=config, now=now).order_by("pk")
+    fields = [name for name in CANDIDATE_FIELDS if name not in ("attributes", "quiet_since")]
+    reads: dict[str, Any] = {}
+    with_attributes = journey_uses_attributes(config_journey(config))
+    if with_attributes:
+        # Read as JSON text and decoded for the audience only (Django's JSON converter would run on every row of
+        # every candidate); not read at all when no template uses them.
+        reads["attributes_json"] = Cast("attributes", TextField())
     epoch_read = connection.vendor == "postgresql"
     if epoch_read:
         # Django's timestamptz loader for psycopg parses each value in Python (about a fifth of the run's Python
         # time): the spell's start is read as integer microseconds since the epoch instead, the same instant.
-        candidates = candidates.annotate(
-            quiet_since_us=Func(
-                quiet_since_expression(),
-                template="(EXTRACT(EPOCH FROM %(expressions)s) * 1000000)::bigint",
-                output_field=BigIntegerField(),
-            )
-        ).values(*(name for name in CANDIDATE_FIELDS if name != "quiet_since"), "quiet_since_us")
+        reads["quiet_since_us"] = Func(
+            quiet_since_expression(),
+            template="(EXTRACT(EPOCH FROM %(expressions)s) * 1000000)::bigint",
+            output_field=BigIntegerField(),
+        )
     else:
-        candidates = candidates.values(*CANDIDATE_FIELDS)
+        fields.append("quiet_since")
+    candidates = inactive_customers(config=config, now=now).order_by("pk").annotate(**reads).values(*fields, *reads)
     run_date = run_date or local_today(timezone_name=config.timezone, now=now)
     last_pk = 0
     if customers is not None:
@@ -163,6 +182,8 @@ def iter_audience_chunks(
                 member["quiet_since"] = EPOCH + dt.timedelta(microseconds=member.pop("quiet_since_us"))
         last_pk = chunk[-1]["pk"]
         members = _not_reminded(config=config, now=now, run_date=run_date, candidates=chunk)
+        for member in members:
+            member["attributes"] = json.loads(member.pop("attributes_json")) if with_attributes else None
         _mark_wallet_passes(config=config, members=members)
         if members:
             yield members

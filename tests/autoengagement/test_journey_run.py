@@ -322,6 +322,27 @@ def test_the_chunked_audience_and_the_queryset_give_each_customer_the_same_step(
 
 
 @pytest.mark.django_db
+def test_attributes_are_read_with_the_audience_when_a_template_uses_them():
+    """Decoded exactly as stored (numbers, unicode, nested values) on both databases, and not read at all when no
+    template of the config uses one."""
+    attributes = {"tier": "gold ✨", "points": 12.5, "visits": 3, "tags": ["a", "b"], "empty": ""}
+    with_steps = journey_config(channels=["email"])  # step 3 uses {attributes.tier|friend}
+    quiet_since(with_steps, START - 20 * DAY, attributes=attributes)
+    [[member]] = iter_audience_chunks(config=with_steps, now=START, chunk_size=10)
+    assert member["attributes"] == attributes and member["step"] == 1
+    plain = AutoEngagementConfigFactory(channels=["email"], inactivity_days=7)
+    quiet_since(plain, START - 20 * DAY, attributes=attributes)
+    [[member]] = iter_audience_chunks(config=plain, now=START, chunk_size=10)
+    assert member["attributes"] is None
+    plain.message_template = {"header": "Hi {attributes.tier|there}", "body": "b"}
+    plain.save(update_fields=["message_template"])
+    [[member]] = iter_audience_chunks(config=plain, now=START, chunk_size=10)
+    assert member["attributes"] == attributes
+    run(now=START)
+    assert NotificationLog.objects.get(customer__business=plain.business).header == "Hi gold ✨"
+
+
+@pytest.mark.django_db
 def test_dry_run_and_preview_report_the_customers_of_each_step():
     config = journey_config(channels=["email"])
     fresh = quiet_since(config, START - 20 * DAY)

@@ -1,4 +1,4 @@
-from autoengagement.templating import render, template_errors
+from autoengagement.templating import render, template_errors, uses_attributes
 
 VALUES = {"first_name": "Ana", "business_name": "Café {x}", "days_inactive": 12}
 
@@ -56,3 +56,14 @@ def test_html_rendering_escapes_every_customer_value_but_not_the_template():
         "<p>Hi <b>&lt;script&gt;alert(1)&lt;/script&gt;</b>, a &quot;quote&quot; &amp; &lt;tag&gt;</p>"
     )
     assert render(text, {"first_name": "Ana"}, {}, escape=True) == "<p>Hi <b>Ana</b>, &lt;i&gt;none&lt;/i&gt;</p>"
+
+
+def test_uses_attributes_finds_attribute_placeholders_only():
+    assert uses_attributes("Hi {attributes.tier}") and uses_attributes("{attributes.points|0} points")
+    assert not uses_attributes("Hi {first_name}, {days_inactive} days at {business_name}")
+    assert not uses_attributes("{attributes} {attribute.tier} attributes.tier")  # not attribute placeholders
+
+
+def test_html_rendering_escapes_only_what_the_template_shows():
+    """Values the template does not use are never looked at: a missing one is no error, an unused one no cost."""
+    assert render("<b>{first_name}</b>", {"first_name": "A&B"}, escape=True) == "<b>A&amp;B</b>"
