@@ -34,8 +34,11 @@ def local_send_instant(*, run_time: str, zone: ZoneInfo, local_date: dt.date) ->
     """
     hours, minutes = (int(part) for part in run_time.split(":"))
     wall = dt.datetime.combine(local_date, dt.time(hours, minutes))
-    first = wall.replace(tzinfo=zone, fold=0).astimezone(dt.UTC)
-    if _wall_clock(first, zone) == wall:
+    # Equivalent mutants, not tested (pragma): combine() already gives fold=0, so leaving it out changes nothing; and
+    # the check below is a shortcut, since outside a gap the search returns `first` too (fold=1 reads the same
+    # instant, or a later one in a repeated hour), so reading the wall clock in another zone there changes nothing.
+    first = wall.replace(tzinfo=zone, fold=0).astimezone(dt.UTC)  # pragma: no mutate
+    if _wall_clock(first, zone) == wall:  # pragma: no mutate
         return first
     # In a gap, fold=1 reads the time with the offset after the jump (an instant before the transition) and fold=0
     # with the offset before it (an instant after). The transition lies between: find it to the second.
@@ -43,7 +46,10 @@ def local_send_instant(*, run_time: str, zone: ZoneInfo, local_date: dt.date) ->
     high = int(first.timestamp())
     while high - low > 1:
         middle = (low + high) // 2
-        if _wall_clock(dt.datetime.fromtimestamp(middle, dt.UTC), zone) >= wall:
+        # Equivalent mutants, not tested (pragma): an instant read without a zone is the machine's local time, which
+        # _wall_clock converts back to the same instant; and the wall clock at the transition is the gap's end, never
+        # a time in the gap, so > finds the same second as >=.
+        if _wall_clock(dt.datetime.fromtimestamp(middle, dt.UTC), zone) >= wall:  # pragma: no mutate
             high = middle
         else:
             low = middle

@@ -3,7 +3,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from autoengagement.services.scheduling import Due, local_send_instant, schedule_for
+from autoengagement.services.scheduling import Due, local_send_instant, local_today, schedule_for
+from tests.autoengagement.machine_zone import machine_zone
 
 UTC = dt.UTC
 LATENESS = dt.timedelta(minutes=180)
@@ -108,3 +109,55 @@ def test_lord_howes_repeated_half_hour_means_its_first_occurrence():
     zone = ZoneInfo("Australia/Lord_Howe")
     first = dt.datetime(2026, 4, 4, 14, 45, tzinfo=UTC)
     assert local_send_instant(run_time="01:45", zone=zone, local_date=dt.date(2026, 4, 5)) == first
+
+
+@pytest.mark.parametrize(
+    ("zone", "local_date", "gap_minutes", "transition"),
+    [
+        ("America/New_York", dt.date(2026, 3, 8), 60, dt.datetime(2026, 3, 8, 7, 0, tzinfo=UTC)),
+        ("Europe/Paris", dt.date(2026, 3, 29), 60, dt.datetime(2026, 3, 29, 1, 0, tzinfo=UTC)),
+        ("Australia/Lord_Howe", dt.date(2026, 10, 4), 30, dt.datetime(2026, 10, 3, 15, 30, tzinfo=UTC)),
+    ],
+)
+def test_every_minute_of_a_gap_runs_at_the_transition_to_the_microsecond(zone, local_date, gap_minutes, transition):
+    """Each of these gaps starts at 02:00; the search for the transition ends on it exactly from any minute in it."""
+    for minute in range(gap_minutes):
+        send_at = local_send_instant(run_time=f"02:{minute:02d}", zone=ZoneInfo(zone), local_date=local_date)
+        assert send_at == transition, f"02:{minute:02d}"
+        assert send_at.microsecond == 0
+
+
+def test_send_instants_are_utc_whatever_the_zone_of_the_machine():
+    with machine_zone("Asia/Kathmandu"):
+        plain = local_send_instant(run_time="09:00", zone=ZoneInfo("America/New_York"), local_date=dt.date(2026, 6, 1))
+        in_gap = local_send_instant(run_time="02:30", zone=ZoneInfo("America/New_York"), local_date=dt.date(2026, 3, 8))
+        due = state("09:00", "Asia/Tokyo", dt.datetime(2026, 6, 1, 0, 0, tzinfo=UTC))
+    assert plain.isoformat() == "2026-06-01T13:00:00+00:00"
+    assert in_gap.isoformat() == "2026-03-08T07:00:00+00:00"
+    assert (due.state, due.local_date, due.send_at.isoformat()) == (
+        Due.DUE,
+        dt.date(2026, 6, 1),
+        "2026-06-01T00:00:00+00:00",
+    )
+
+
+def test_a_last_run_date_after_local_today_is_flagged_and_never_silences_the_day():
+    now = dt.datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+    skewed = state("09:00", "UTC", now, last=dt.date(2026, 6, 2))
+    assert (skewed.state, skewed.clock_skew) == (Due.DUE, True)
+    ran_today = state("09:00", "UTC", now, last=dt.date(2026, 6, 1))
+    assert (ran_today.state, ran_today.clock_skew) == (Due.ALREADY_RAN, False)
+    assert state("09:00", "UTC", now, last=dt.date(2026, 5, 31)).clock_skew is False
+    assert state("09:00", "UTC", now).clock_skew is False
+    # Local today, not UTC's: in Kiritimati it is already 2 June, so a last run on 2 June is no skew there.
+    kiritimati = state(
+        "09:00", "Pacific/Kiritimati", dt.datetime(2026, 6, 1, 20, 0, tzinfo=UTC), last=dt.date(2026, 6, 2)
+    )
+    assert (kiritimati.state, kiritimati.clock_skew) == (Due.ALREADY_RAN, False)
+
+
+def test_local_today_is_the_date_in_the_businesss_zone():
+    """Zones either side of UTC: whatever the machine's zone, it cannot agree with both."""
+    now = dt.datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+    assert local_today(timezone_name="Pacific/Kiritimati", now=now - dt.timedelta(hours=12)) == dt.date(2026, 6, 1)
+    assert local_today(timezone_name="Etc/GMT+12", now=now) == dt.date(2026, 5, 31)
