@@ -89,7 +89,7 @@ def test_on_postgresql_the_candidates_spell_starts_come_as_integer_microseconds_
         never.pk: never.created_at,
     }
     # The same fields on either database: the microseconds are turned back into the instant, under its name.
-    assert all(set(row) == {*CANDIDATE_FIELDS, "has_wallet_pass"} for row in members)
+    assert all(set(row) == {*CANDIDATE_FIELDS, "has_wallet_pass", "step"} for row in members)
     candidate_reads = [rows_read(sql, params) for sql, params in executed if 'FROM "wallet_customer"' in sql]
     assert candidate_reads
     if on_postgres:
