@@ -245,16 +245,41 @@ def count_queries() -> Iterator[list[int]]:
 STATS_CHANNELS = ("wallet", "email")
 
 
-def build_stats_dataset(*, tag: str, rows: int, customers: int, days: int, now: dt.datetime) -> Business:
+def stats_journey(steps: int, variants: int) -> list[dict] | None:
+    """A config's `steps` with `steps` steps of `variants` variants each (1: no variants); None for 0 steps."""
+    if steps == 0:
+        return None
+    journey = []
+    for number in range(1, steps + 1):
+        step: dict = {"after_days": 7 * number, "message": {"header": "We miss you", "body": "Come back this week."}}
+        if variants > 1:
+            weights = [100 // variants] * variants
+            weights[0] += 100 - sum(weights)
+            step["variants"] = [{"name": f"v{index + 1}", "weight": weight} for index, weight in enumerate(weights)]
+        journey.append(step)
+    return journey
+
+
+def build_stats_dataset(
+    *, tag: str, rows: int, customers: int, days: int, now: dt.datetime, steps: int = 0, variants: int = 1
+) -> Business:
     """One business with `rows` re-engagement log rows (two channels per re-engagement) spread evenly over the
     `days` days before `now`: the worst case for one business's stats (every row is its own).
 
     A fifth of the re-engagements are holdout; of the rest the wallet row is sent 85%, failed 5%, skipped 10%
     (60% of the sent ones delivered) and the email row sent 75%, failed 5%, skipped 20%; 30% of the reached and
-    10% of the held-out customers came back (reactivated_at on both rows)."""
+    10% of the held-out customers came back (reactivated_at on both rows).
+
+    With `steps` (1..5), the config is a journey of that many steps of `variants` variants each (1: none): a
+    customer's successive re-engagements go through its steps in turn, each drawing one of its step's variants
+    (held-out rows are step 1 with no variant). Without, every row is step 1 with no variant, as the seed's."""
     rng = random.Random(tag)
     business = Business.objects.create(name="Bench stats", email=bench_email(tag, 0), password="!", timezone="UTC")
-    config = AutoEngagementConfig.objects.create(business=business, channels=list(STATS_CHANNELS), holdout_percent=20)
+    journey = stats_journey(steps, variants)
+    config = AutoEngagementConfig.objects.create(
+        business=business, channels=list(STATS_CHANNELS), holdout_percent=20, steps=journey
+    )
+    names = [variant["name"] for variant in journey[0].get("variants", ())] if journey else []
     customer_pks: list[int] = []
     for start in range(0, customers, BATCH):
         size = min(BATCH, customers - start)
@@ -282,6 +307,8 @@ def build_stats_dataset(*, tag: str, rows: int, customers: int, days: int, now: 
         "sent_at",
         "delivered_at",
         "reactivated_at",
+        "step",
+        "variant",
     )
     batch: list[tuple] = []
     ids = iter(())
@@ -292,6 +319,10 @@ def build_stats_dataset(*, tag: str, rows: int, customers: int, days: int, now: 
         customer_pk = customer_pks[event % len(customer_pks)]
         held = rng.random() < 0.2
         back = created_at + dt.timedelta(days=rng.uniform(0.5, 13)) if rng.random() < (0.1 if held else 0.3) else None
+        step, variant = 1, ""
+        if journey and not held:
+            step = 1 + (event // len(customer_pks)) % len(journey)
+            variant = rng.choice(names) if names else ""
         for channel in STATS_CHANNELS:
             if held:
                 status = "holdout"
@@ -321,6 +352,8 @@ def build_stats_dataset(*, tag: str, rows: int, customers: int, days: int, now: 
                     created_at if sent else None,
                     delivered,
                     back,
+                    step,
+                    variant,
                 )
             )
         if len(batch) >= 20 * BATCH:
@@ -345,7 +378,7 @@ def stats_dataset_business(*, tag: str) -> Business | None:
 # distinct customers per group, credited ones), so they can be answered from the index alone.
 PLAIN_INDEX = "bench_notification_results_idx"
 PLAIN_INDEX_KEY = ("business_id", "type", "run_date")
-PLAIN_INDEX_INCLUDE = ("channel", "status", "customer_id", "delivered_at", "reactivated_at")
+PLAIN_INDEX_INCLUDE = ("channel", "status", "customer_id", "delivered_at", "reactivated_at", "step", "variant")
 
 Status = NotificationLog.Status
 AUTO = NotificationLog.Type.AUTO_REENGAGEMENT
@@ -374,9 +407,10 @@ def _plain_condition(
 def plain_stats_queries(
     *, business_id: int | None, date_from: dt.date, date_to: dt.date, created_at_bounds: bool = False
 ) -> dict[str, tuple[str, list[object]]]:
-    """The three statements of the stats answered from the log alone, by name: rows per day, channel and status
+    """The four statements of the stats answered from the log alone, by name: rows per day, channel and status
     (with wallet deliveries); the window's distinct reached / held-out customers and those of them credited with a
-    visit; the daily reached customers credited with a visit."""
+    visit; the daily reached customers credited with a visit; per step and variant, the distinct customers it
+    reached and those of them credited."""
     table = connection.ops.quote_name(NotificationLog._meta.db_table)
     where, params = _plain_condition(business_id, date_from, date_to, created_at_bounds=created_at_bounds)
     sent, holdout = Status.SENT.value, Status.HOLDOUT.value
@@ -399,6 +433,12 @@ def plain_stats_queries(
             "AND reactivated_at IS NOT NULL GROUP BY run_date",
             [*params, sent],
         ),
+        "variants": (
+            "SELECT step, variant, COUNT(DISTINCT customer_id), "
+            "COUNT(DISTINCT customer_id) FILTER (WHERE reactivated_at IS NOT NULL) "
+            f"FROM {table} WHERE {where} AND status = %s GROUP BY step, variant",
+            [*params, sent],
+        ),
     }
 
 
@@ -411,8 +451,8 @@ def plain_engagement_stats(
     created_at_bounds: bool = False,
 ) -> stats.EngagementStats:
     """`autoengagement.stats.engagement_stats` without the summary: the same answer, counted from the log in the
-    three statements of `plain_stats_queries` (every day as if stale, with the distinct counts done by the database
-    rather than through the summary's cohorts)."""
+    four statements of `plain_stats_queries` (every day as if stale, with the distinct counts done by the database
+    rather than through the summary's cohorts), plus the config's journey (the statement the stats read it in)."""
     zone_name = stats._zone_name(business)
     today = (now or timezone.now()).astimezone(zoneinfo.ZoneInfo(zone_name)).date()
     date_from, date_to = stats.resolve_window(date_from=date_from, date_to=date_to, today=today)
@@ -447,14 +487,11 @@ def plain_engagement_stats(
         point = daily.get(results._as_date(run_date))
         if point is not None:
             point.reactivated += customers
-    uplift = None
-    if reached and holdout:
-        exact = stats.newcombe_interval(
-            successes_1=reached_back, trials_1=reached, successes_2=holdout_back, trials_2=holdout
-        )
-        uplift = stats.Uplift(
-            *(round(value, stats.DECIMALS) for value in (exact.estimate, exact.ci95_low, exact.ci95_high))
-        )
+    variants = {(step, variant): [customers, back] for step, variant, customers, back in fetched["variants"]}
+    window = stats._SummaryWindow.of(business, date_from, date_to)
+    steps = None
+    if window.has_journeys(variants):
+        steps = stats._steps(variants, window.journey, holdout=(holdout_back, holdout))
     return stats.EngagementStats(
         date_from=date_from,
         date_to=date_to,
@@ -468,8 +505,9 @@ def plain_engagement_stats(
             "reached": stats._rate(reached_back, reached),
             "holdout": stats._rate(holdout_back, holdout),
         },
-        uplift=uplift,
+        uplift=stats._difference(reached_back, reached, holdout_back, holdout),
         daily=list(daily.values()),
+        steps=steps,
     )
 
 

@@ -21,6 +21,8 @@ pruned (`LogRetention`), days it can no longer recount are final: their summary 
 Distinct customers do not add up day by day: a customer reached on two days of a window is one customer. Each
 day's cohorts therefore keep their customers by the date of their previous day in the same measure, and a window
 counts only those whose previous day falls before it (or who have none): each customer once, on their first day.
+The same cohorts per journey step and variant (step > 0: the customers a step's variant reached, and those of them
+credited) keep their customers by their previous day in the same step, variant and measure.
 """
 
 import datetime as dt

@@ -40,9 +40,25 @@ def test_bench_stats_reports_latency_and_queries_and_cleans_up():
 
 
 def test_bench_stats_rejects_bad_usage():
-    with pytest.raises(CommandError) as excinfo:
-        call_command("bench_stats", "--days", "400", stdout=io.StringIO())
-    assert excinfo.value.returncode == 2
+    for args in (("--days", "400"), ("--steps", "6"), ("--steps", "2", "--variants", "5")):
+        with pytest.raises(CommandError) as excinfo:
+            call_command("bench_stats", *args, stdout=io.StringIO())
+        assert excinfo.value.returncode == 2
+
+
+def test_bench_stats_builds_a_journey_and_reads_its_steps_in_the_same_queries():
+    out = io.StringIO()
+    args = ("--rows", "400", "--customers", "50", "--days", "40", "--requests", "1")
+    call_command("bench_stats", *args, "--steps", "3", "--variants", "4", stdout=out)
+    figures = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert figures["journey"] == "3x4" and figures["cohort_rows"] > 0
+    assert figures["whole_range"]["rows_in_window"] == 400
+    assert figures["last_30_days_from_log"]["sql_queries"] == figures["last_30_days"]["sql_queries"] + 2
+    out = io.StringIO()
+    call_command("bench_stats", *args, stdout=out)
+    seed = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert seed["journey"] == "none"
+    assert seed["last_30_days"]["sql_queries"] == figures["last_30_days"]["sql_queries"]  # journeys add no query
 
 
 def test_bench_stats_plain_compares_the_log_alone_with_the_summary_and_cleans_up():
@@ -50,13 +66,14 @@ def test_bench_stats_plain_compares_the_log_alone_with_the_summary_and_cleans_up
     call_command(
         "bench_stats",
         *("--rows", "400", "--customers", "50", "--days", "40", "--requests", "2"),
-        *("--plain", "--write-rows", "30"),
+        *("--plain", "--write-rows", "30", "--steps", "2", "--variants", "2"),
         stdout=out,
     )
     lines = out.getvalue().strip().splitlines()
     figures = json.loads(lines[-1])
     plain = figures["plain"]
-    assert plain["matches_summary"] is True  # the log alone gives the summary's answer, byte for byte
+    assert figures["journey"] == "2x2"
+    assert plain["matches_summary"] is True  # the log alone gives the summary's answer, byte for byte, steps included
     for window in ("last_30_days", "whole_range"):
         summary = figures[window]
         for measured in (
@@ -66,7 +83,8 @@ def test_bench_stats_plain_compares_the_log_alone_with_the_summary_and_cleans_up
             plain["with_index"]["log_index_only"][window],
         ):
             assert measured["rows_in_window"] == summary["rows_in_window"]
-            assert measured["sql_queries"] == summary["sql_queries"]  # three statements either way
+            # The summary's three statements against the log's four aggregates and the journey's statement.
+            assert measured["sql_queries"] == summary["sql_queries"] + 2
             assert measured["median_ms"] > 0
     for label in ("without_index", "with_index"):
         from_log = plain[label]["from_log_path"]["last_30_days"]

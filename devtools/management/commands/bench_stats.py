@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from autoengagement import stats
-from autoengagement.models import AutoEngagementConfig, ResultsDay
+from autoengagement.models import AutoEngagementConfig, ResultsCohort, ResultsDay
 from autoengagement.services import results
 from devtools import benchmark
 from devtools.benchmark import build_stats_dataset, count_queries, delete_dataset
@@ -51,6 +51,14 @@ class Command(BaseCommand):
         parser.add_argument("--customers", type=int, default=100_000)
         parser.add_argument("--days", type=int, default=365, help="Days the rows spread over (at most 366).")
         parser.add_argument("--requests", type=int, default=15, help="Requests per window; the median is kept.")
+        parser.add_argument(
+            "--steps",
+            type=int,
+            default=0,
+            help="Make the config a journey of this many steps (1..5), each re-engagement one of them (0: none, "
+            "every row step 1 with no variant, as the seed's).",
+        )
+        parser.add_argument("--variants", type=int, default=1, help="With --steps: variants per step (1..4; 1: none).")
         parser.add_argument("--keep", action="store_true", help="Keep the synthetic data afterwards.")
         parser.add_argument(
             "--reuse",
@@ -76,6 +84,8 @@ class Command(BaseCommand):
             raise usage_error("--rows must be at least 2, --customers, --requests and --write-rows at least 1")
         if not 1 <= options["days"] <= 366:
             raise usage_error("--days must be between 1 and 366")
+        if not 0 <= options["steps"] <= 5 or not 1 <= options["variants"] <= 4:
+            raise usage_error("--steps must be between 0 and 5, --variants between 1 and 4")
         tag = options["reuse"] or uuid.uuid4().hex[:8]
         now = timezone.now()
         started = time.perf_counter()
@@ -87,7 +97,13 @@ class Command(BaseCommand):
                     raise usage_error(f"no data kept under the tag {tag}")
             else:
                 business = build_stats_dataset(
-                    tag=tag, rows=options["rows"], customers=options["customers"], days=options["days"], now=now
+                    tag=tag,
+                    rows=options["rows"],
+                    customers=options["customers"],
+                    days=options["days"],
+                    now=now,
+                    steps=options["steps"],
+                    variants=options["variants"],
                 )
             build_seconds = time.perf_counter() - started
             started = time.perf_counter()
@@ -116,6 +132,8 @@ class Command(BaseCommand):
                 "summary_seconds": round(summary_seconds, 1),
                 "summarised_days": summarised_days,
                 "summary_ms_per_day": round(summary_seconds * 1000 / max(summarised_days, 1), 1),
+                "journey": _journey_shape(business),
+                "cohort_rows": ResultsCohort.objects.filter(day__business=business).count(),
                 "requests": options["requests"],
             }
             bodies = {}
@@ -226,7 +244,8 @@ class Command(BaseCommand):
         return figures
 
     def _report(self, figures, windows, plans) -> None:
-        prefix = f"database={figures['database']} rows={figures['rows']}"
+        prefix = f"database={figures['database']} rows={figures['rows']} journey={figures['journey']}"
+        self.stdout.write(f"{prefix} summary_seconds={figures['summary_seconds']} cohort_rows={figures['cohort_rows']}")
         for name in windows:
             self._line(f"{prefix} window={name}", figures[name])
         plain = figures.get("plain")
@@ -291,3 +310,11 @@ class Command(BaseCommand):
             "max_ms": round(max(timings), 1),
             "sql_queries": queries[0],
         }
+
+
+def _journey_shape(business: Business) -> str:
+    """The dataset's journey as steps x variants per step ("none" for a config without steps)."""
+    steps = AutoEngagementConfig.objects.filter(business=business).values_list("steps", flat=True).first()
+    if not steps:
+        return "none"
+    return f"{len(steps)}x{max(len(step.get('variants') or ()) for step in steps) or 1}"
