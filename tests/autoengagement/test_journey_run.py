@@ -6,9 +6,6 @@ without steps writing exactly the rows they always did."""
 import datetime as dt
 import io
 import json
-import os
-import subprocess
-import sys
 from collections import Counter, defaultdict
 
 import pytest
@@ -25,7 +22,7 @@ from tests.autoengagement.runs import run
 from tests.backends import OutageBackend
 from tests.factories import AutoEngagementConfigFactory, BusinessFactory, CustomerFactory, WalletPassFactory, log_row
 from tests.faults.standins import Fault, TwilioStandIn
-from tests.processes import PROJECT, database_url
+from tests.processes import run_command_workers, twilio_environment
 from wallet.services import record_visits
 
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)  # a Monday; runs at 09:00 UTC, the configs' send time
@@ -383,40 +380,16 @@ def test_the_text_output_names_the_steps_of_a_journey_only():
 # Several real processes at once (PostgreSQL).
 
 
-def start_worker(standin: TwilioStandIn, *, now: dt.datetime) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "DEBUG": "true",
-        "LOG_LEVEL": "WARNING",
-        "AUTO_ENGAGEMENT_PART_SIZE": "60",
-        "AUTO_ENGAGEMENT_CHUNK_SIZE": "25",
-        "SMS_CHANNEL": "twilio",
-        "TWILIO_API_BASE": standin.base_url,
-        "TWILIO_ACCOUNT_SID": standin.account_sid,
-        "TWILIO_AUTH_TOKEN": standin.auth_token,
-        "TWILIO_FROM_NUMBER": standin.from_number,
-        "TWILIO_RATE_LIMIT": "0",
-        "CHANNEL_HTTP_TIMEOUT": "10",
-    }
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "run_auto_engagement", "--now", now.isoformat(), "--format", "json"],
-        cwd=PROJECT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def run_workers(standin: TwilioStandIn, count: int, *, now: dt.datetime) -> list[dict]:
-    processes = [start_worker(standin, now=now) for _ in range(count)]
-    outputs = []
-    for process in processes:
-        stdout, stderr = process.communicate(timeout=180)
-        assert process.returncode == 0, stderr
-        outputs.append(json.loads(stdout.strip().splitlines()[-1]))
-    return outputs
+    return run_command_workers(
+        count,
+        now=now,
+        environment={
+            **twilio_environment(standin),
+            "AUTO_ENGAGEMENT_PART_SIZE": "60",
+            "AUTO_ENGAGEMENT_CHUNK_SIZE": "25",
+        },
+    )
 
 
 SMS_JOURNEY = [

@@ -2,10 +2,6 @@
 every eligible customer attempted exactly once, holdout and results as one worker would have them."""
 
 import datetime as dt
-import json
-import os
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
@@ -20,7 +16,7 @@ from notifications.models import NotificationLog
 from tests.autoengagement.runs import NOW
 from tests.factories import AutoEngagementConfigFactory, CustomerFactory
 from tests.faults.standins import Fault, TwilioStandIn
-from tests.processes import PROJECT, database_url
+from tests.processes import run_command_workers, twilio_environment
 
 INACTIVE, ACTIVE, PART_SIZE = 1000, 200, 100
 
@@ -58,39 +54,10 @@ def results_rows() -> list[tuple]:
     return [outcomes, [row[2:] for row in cohorts]]
 
 
-def start_worker(standin: TwilioStandIn, *, part_size: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "DEBUG": "true",
-        "LOG_LEVEL": "WARNING",
-        "AUTO_ENGAGEMENT_PART_SIZE": str(part_size),
-        "SMS_CHANNEL": "twilio",
-        "TWILIO_API_BASE": standin.base_url,
-        "TWILIO_ACCOUNT_SID": standin.account_sid,
-        "TWILIO_AUTH_TOKEN": standin.auth_token,
-        "TWILIO_FROM_NUMBER": standin.from_number,
-        "TWILIO_RATE_LIMIT": "0",
-        "CHANNEL_HTTP_TIMEOUT": "10",
-    }
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "run_auto_engagement", "--now", NOW.isoformat(), "--format", "json"],
-        cwd=PROJECT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def run_workers(standin: TwilioStandIn, count: int, *, part_size: int) -> list[dict]:
-    processes = [start_worker(standin, part_size=part_size) for _ in range(count)]
-    outputs = []
-    for process in processes:
-        stdout, stderr = process.communicate(timeout=180)
-        assert process.returncode == 0, stderr
-        outputs.append(json.loads(stdout.strip().splitlines()[-1]))
-    return outputs
+    return run_command_workers(
+        count, now=NOW, environment={**twilio_environment(standin), "AUTO_ENGAGEMENT_PART_SIZE": str(part_size)}
+    )
 
 
 @pytest.mark.postgres
