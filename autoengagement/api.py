@@ -350,6 +350,13 @@ class PreviewSerializer(serializers.Serializer):
     sample = PreviewSampleSerializer()
     warnings = PreviewWarningSerializer(many=True)
     local_date = serializers.DateField(help_text="Today in the config's time zone.")
+    steps = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text=(
+            "The audience by the step a run would send each customer now, keyed by the step's number (\"1\", "
+            "\"2\", ...), every step of the journey listed; a config without steps has one step, \"1\"."
+        ),
+    )
 
 
 class PreviewViewSet(BusinessSessionRequired, viewsets.ViewSet):

@@ -103,3 +103,22 @@ def test_preview_warnings_of_a_config_without_steps_name_no_step(api, business):
             "message": "The body has 95 characters; a lock screen shows about 90, the rest is cut off.",
         }
     ]
+
+
+def test_preview_gives_the_audience_by_step(api, business):
+    steps = [
+        {"after_days": 7, "message": {"header": "Hi", "body": "Come back"}},
+        {"after_days": 30, "message": {"header": "Hi", "body": "20% off"}},
+    ]
+    config = AutoEngagementConfigFactory(
+        business=business, steps=steps, inactivity_days=7, max_reminders=2, channels=["wallet"]
+    )
+    now = timezone.now()
+    for days in (10, 12, 40):
+        CustomerFactory(
+            business=business, last_activity_at=now - dt.timedelta(days=days), created_at=now - dt.timedelta(days=90)
+        )
+    assert api.post(URL).json()["steps"] == {"1": 3, "2": 0}
+    config.steps, config.max_reminders = None, 1
+    config.save()
+    assert api.post(URL).json()["steps"] == {"1": 3}
