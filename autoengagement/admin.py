@@ -14,6 +14,7 @@ from autoengagement.api import StatsQuerySerializer
 from autoengagement.content_preview import journey_preview
 from autoengagement.models import AutoEngagementConfig, ResultsCohort, ResultsDay, ResultsOutcome, RunPart
 from autoengagement.services import results
+from autoengagement.services.config import config_upsert
 from autoengagement.services.preview import config_preview
 from autoengagement.services.run import request_runs
 from engagement_site.admin_mixins import ReadOnlyAdminMixin
@@ -94,11 +95,28 @@ class AutoEngagementConfigAdmin(admin.ModelAdmin):
         ),
     )
 
+    def get_readonly_fields(self, request, obj=None):
+        # A config belongs to its business for good (one per business; config_upsert finds it by its business).
+        return (*self.readonly_fields, "business") if obj is not None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        """Saved through the service the API uses, so the admin applies the same rules (the journey's mirrored
+        fields, a new config's time zone) and logs the save the same way."""
+        saved, _ = config_upsert(business=obj.business, data=form.config_data())
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        # The saved config's (the form's object may hold the rejected values of this request).
-        saved = obj and AutoEngagementConfig.objects.select_related("business").filter(pk=obj.pk).first()
-        if saved is not None:
-            context["journey_preview"] = journey_preview(config=saved)
+        form = context["adminform"].form
+        if form.previewed:  # the values typed, checked and not saved ("Preview changes")
+            preview = journey_preview(config=form.instance)
+            context.update(journey_preview=preview, preview_config=form.instance, preview_unsaved=True)
+            messages.info(request, "This is a preview of your changes below; nothing has been saved yet.")
+        elif obj is not None:
+            # The saved config's (the form's object may hold the rejected values of this request).
+            saved = AutoEngagementConfig.objects.select_related("business").filter(pk=obj.pk).first()
+            if saved is not None:
+                context.update(journey_preview=journey_preview(config=saved), preview_config=saved)
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     @admin.action(description="Preview audience (sends nothing)")

@@ -32,6 +32,9 @@ MULTILINE_KEYS = {"body", "text", "html"}
 PLACEHOLDER_HELP = f"Placeholders: {ALLOWED}."
 JOURNEY_ERROR = "The journey has errors: see the Journey section."
 
+# The change form's "Preview changes" button: the form is checked and the preview shows its values; nothing is saved.
+PREVIEW_BUTTON = "_preview"
+
 _LOCATION = re.compile(r"^step (\d+)(?:, variant (\d+))?(?:, ([a-z]+))?: (.*)$", re.DOTALL)
 _KEY = re.compile(r"^'([a-z]+)'")
 
@@ -367,6 +370,10 @@ class ConfigAdminForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.initial_steps = self.instance.steps
+        self.previewed = False
+        if self.instance._state.adding and "timezone" in self.fields:
+            self.fields["timezone"].required = False
+            self.fields["timezone"].help_text = "Leave blank for the business's time zone."
         self.journey = StepFormSetFactory(
             data=self.data if self.is_bound else None, prefix="steps", initial=steps_initial(self.instance.steps)
         )
@@ -388,8 +395,27 @@ class ConfigAdminForm(forms.ModelForm):
             changed.append("steps")
         return changed
 
+    def is_valid(self) -> bool:
+        """False, with no error, when the form is valid but was sent by "Preview changes": the admin then shows the
+        page again with the values typed (and `previewed` set, for the preview) instead of saving."""
+        valid = super().is_valid()
+        self.previewed = valid and PREVIEW_BUTTON in self.data
+        return valid and not self.previewed
+
+    def config_data(self) -> dict[str, Any]:
+        """The config's fields as services.config.config_upsert takes them: the journey's mirrored fields are left
+        to the service when the form has steps (it writes them from the journey)."""
+        steps = self.instance.steps
+        editable = [name for name in self.Meta.fields if name != "business" and name in self.fields]
+        data = {name: self.cleaned_data[name] for name in editable}
+        if steps:
+            data = {name: value for name, value in data.items() if name not in journeys.mirrored_fields(steps)}
+        return {**data, "steps": steps}
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        if self.instance._state.adding and not cleaned.get("timezone") and cleaned.get("business"):
+            cleaned["timezone"] = cleaned["business"].timezone  # as config_upsert gives a new config
         if not self.journey.is_valid():
             raise ValidationError(JOURNEY_ERROR)
         steps = self.journey.as_json()

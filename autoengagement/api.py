@@ -353,8 +353,8 @@ class PreviewSerializer(serializers.Serializer):
     steps = serializers.DictField(
         child=serializers.IntegerField(),
         help_text=(
-            "The audience by the step a run would send each customer now, keyed by the step's number (\"1\", "
-            "\"2\", ...), every step of the journey listed; a config without steps has one step, \"1\"."
+            'The audience by the step a run would send each customer now, keyed by the step\'s number ("1", '
+            '"2", ...), every step of the journey listed; a config without steps has one step, "1".'
         ),
     )
 

@@ -389,3 +389,75 @@ def test_a_journey_error_naming_no_form_is_kept_for_the_config_form():
     assert unplaced == ["Must have 1 to 5 steps (it has 6).", "step 4: after_days is wrong."]
     route_steps_errors(formset, ["step 1, sms: must be an object with 'text'."])
     assert formset.forms[0].non_field_errors() == ["sms: must be an object with 'text'."]
+
+
+def test_preview_changes_shows_the_typed_journey_and_saves_nothing(admin_client):
+    config = AutoEngagementConfigFactory(channels=["wallet", "email"])
+    data = with_journey(page_data(admin_client, config), THREE_STEPS)
+    data["_preview"] = ["Preview changes"]
+
+    response = admin_client.post(change_url(config), data)
+
+    assert response.status_code == 200
+    config.refresh_from_db()
+    assert config.steps is None and config.max_reminders == 1
+    preview = response.context["journey_preview"]
+    assert [(step.number, [variant.name for variant in step.variants]) for step in preview.steps] == [
+        (1, ["plain", "offer"]),
+        (2, [""]),
+        (3, [""]),
+    ]
+    wallet = {channel.channel: channel for channel in preview.steps[0].variants[1].channels}["wallet"]
+    assert wallet.header == "20% off, Ana"
+    page = response.content.decode()
+    assert "Your changes, not saved yet" in page and "nothing has been saved yet" in page
+    # The form keeps what was typed, so Save then saves it.
+    data = with_journey(data, THREE_STEPS)
+    del data["_preview"]
+    assert admin_client.post(change_url(config), data).status_code == 302
+    config.refresh_from_db()
+    assert config.steps == THREE_STEPS
+
+
+def test_preview_changes_of_an_invalid_form_shows_its_errors_and_no_preview_of_them(admin_client):
+    config = AutoEngagementConfigFactory(channels=["wallet"])
+    bad = [{**THREE_STEPS[2], "after_days": 400}]
+    data = {**with_journey(page_data(admin_client, config), bad), "_preview": ["Preview changes"]}
+
+    response = admin_client.post(change_url(config), data)
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors
+    assert not response.context.get("preview_unsaved")
+    # The preview shown is the saved config's: its one message.
+    assert [step.number for step in response.context["journey_preview"].steps] == [1]
+
+
+def test_the_admin_saves_through_the_service_the_api_uses(admin_client, caplog):
+    """config_upsert logs every save; a new config left without a time zone takes its business's, as by the API."""
+    business = BusinessFactory(timezone="Europe/Paris")
+    add_url = reverse("admin:autoengagement_autoengagementconfig_add")
+    parser = _PageForm()
+    parser.feed(admin_client.get(add_url).content.decode())
+    data = {**parser.data, "business": [str(business.pk)], "timezone": [""]}
+
+    with caplog.at_level("INFO", logger="autoengagement.services.config"):
+        response = admin_client.post(add_url, data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    config = AutoEngagementConfig.objects.get(business=business)
+    assert config.timezone == "Europe/Paris"
+    [record] = [record for record in caplog.records if record.getMessage() == "config saved"]
+    assert (record.business_id, record.config_created) == (business.business_id, True)
+
+
+def test_a_configs_business_cannot_be_changed(admin_client):
+    config = AutoEngagementConfigFactory()
+    other = BusinessFactory()
+    data = {**page_data(admin_client, config), "business": [str(other.pk)]}
+
+    assert admin_client.post(change_url(config), data).status_code == 302
+
+    config.refresh_from_db()
+    assert config.business != other
+    assert not AutoEngagementConfig.objects.filter(business=other).exists()
