@@ -2,7 +2,6 @@
 with the reference count of the raw log after every day, as they are, with every day stale, and fully rebuilt."""
 
 import datetime as dt
-import hashlib
 import random
 
 import pytest
@@ -30,27 +29,22 @@ CRASH = {"armed": False}
 HOOK = {"fn": None}
 
 
-# The (step, variant) a re-engagement comes from, drawn by a hash of its customer and day (so the same whatever
-# order rows come in); one row in twenty draws its own, as if two configs had reached the customer that day.
-JOURNEY_KEYS = [(1, ""), (1, "A"), (1, "B"), (2, ""), (2, "C"), (3, "")]
+def _step(after_days, *variants):
+    step = {"after_days": after_days, "message": {"header": f"Day {after_days}", "body": "Come back, {first_name}"}}
+    if variants:
+        step["variants"] = [
+            {"name": name, "weight": weight, "message": {"header": f"{name} {after_days}", "body": "Hi"}}
+            for name, weight in variants
+        ]
+    return step
 
 
-def _journey_key(*parts) -> tuple[int, str]:
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return JOURNEY_KEYS[digest[0] % len(JOURNEY_KEYS)]
-
-
-def _assign_steps(log_ids) -> None:
-    """Give the rows about to be sent a journey step and variant, as a run of a journey would (the run path writes
-    step 1 with no variant until it follows journeys: this stands in for it). Their day is stale while the run is
-    in flight, so its refresh reads them as written."""
-    rows = NotificationLog.objects.filter(pk__in=log_ids).values_list("pk", "customer_id", "run_date")
-    changes = []
-    for pk, customer_id, run_date in rows:
-        mixed = hashlib.sha256(f"mixed:{pk}".encode()).digest()[0] < 13
-        step, variant = _journey_key(pk) if mixed else _journey_key(customer_id, run_date)
-        changes.append(NotificationLog(pk=pk, step=step, variant=variant))
-    NotificationLog.objects.bulk_update(changes, ["step", "variant"])
+# The journeys the configs follow: the run itself gives each row its step and variant.
+JOURNEYS = [
+    None,
+    [_step(2, ("A", 50), ("B", 50)), _step(4)],
+    [_step(2), _step(3, ("C", 30), ("D", 30), ("E", 40)), _step(5)],
+]
 
 
 class CrashableBackend(ChannelBackend):
@@ -61,7 +55,6 @@ class CrashableBackend(ChannelBackend):
         if CRASH["armed"]:
             CRASH["armed"] = False
             raise Crash()
-        _assign_steps([m.log_id for m in messages])
         out = []
         for m in messages:
             r = random.random()
@@ -84,14 +77,18 @@ START = dt.datetime(2026, 3, 1, 0, 0, tzinfo=dt.UTC)
 SIMULATED_DAYS = 20
 
 
-def _new_config(rng, business):
+def _new_config(rng, business, steps):
+    if steps:
+        seed_fields = {"inactivity_days": steps[0]["after_days"], "max_reminders": len(steps)}
+    else:
+        seed_fields = {"inactivity_days": rng.choice([2, 3, 4]), "max_reminders": rng.choice([1, 2, 3])}
     return AutoEngagementConfigFactory(
         business=business,
+        steps=steps,
+        **seed_fields,
         channels=rng.choice([["wallet", "email", "sms"], ["wallet", "sms"], ["email", "wallet"]]),
         holdout_percent=rng.choice([0, 20, 40]),
         attribution_days=rng.choice([2, 5, 10]),
-        inactivity_days=rng.choice([2, 3, 4]),
-        max_reminders=rng.choice([1, 2, 3]),
         run_time=f"{rng.randrange(24):02d}:{rng.choice(['00', '30'])}",
         timezone=rng.choice(ZONES),
     )
@@ -148,7 +145,7 @@ def test_simulated_days_match_the_reference(settings, seed):
     settings.AUTO_ENGAGEMENT_CHUNK_SIZE = 7
     businesses = [BusinessFactory(timezone=rng.choice(ZONES)) for _ in range(3)]
     customers: dict[int, list[int]] = {}
-    for business in businesses:
+    for business, steps in zip(businesses, JOURNEYS, strict=True):
         people = []
         for _ in range(30):
             quiet = rng.uniform(0, 20)
@@ -161,7 +158,7 @@ def test_simulated_days_match_the_reference(settings, seed):
                 WalletPassFactory(customer=c)
             people.append(c.pk)
         customers[business.pk] = people
-        _new_config(rng, business)
+        _new_config(rng, business, steps)
 
     def visits(business, now, *, backdate_days=3.0, chance=0.12):
         batch = []
@@ -222,7 +219,7 @@ def test_simulated_days_match_the_reference(settings, seed):
                 if rng.random() < 0.01:
                     business = rng.choice(businesses)
                     AutoEngagementConfig.objects.filter(business=business).delete()
-                    _new_config(rng, business)
+                    _new_config(rng, business, rng.choice(JOURNEYS))
             last_date = (START + dt.timedelta(days=day + 1)).date()
             if day % 5 == 4:  # every state is slow to check: every fifth day, the stats as they are every day
                 _check_all_states(businesses, first_date, last_date, rng, f"day {day}")
@@ -230,6 +227,8 @@ def test_simulated_days_match_the_reference(settings, seed):
                 _check(businesses, first_date, last_date, rng, f"day {day}")
         assert NotificationLog.objects.exclude(reactivated_at=None).exists()
         assert NotificationLog.objects.exclude(delivered_at=None).exists()
+        reactivated = NotificationLog.objects.exclude(reactivated_at=None).values_list("step", "variant").distinct()
+        assert {(1, ""), (1, "A"), (1, "B"), (2, "")} <= set(reactivated), set(reactivated)
     finally:
         HOOK["fn"] = None
         CRASH["armed"] = False
