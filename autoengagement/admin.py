@@ -17,7 +17,7 @@ from autoengagement.services import results
 from autoengagement.services.config import config_upsert
 from autoengagement.services.preview import config_preview
 from autoengagement.services.run import request_runs
-from engagement_site.admin_mixins import ReadOnlyAdminMixin
+from engagement_site.admin_mixins import ReadOnlyAdminMixin, compact_time, truncated
 
 STATUSES = ("sent", "failed", "unknown", "skipped", "holdout", "pending", "sending")
 
@@ -27,16 +27,15 @@ class AutoEngagementConfigAdmin(admin.ModelAdmin):
     form = ConfigAdminForm
     # The Journey and Preview sections follow Policy (admin_forms, content_preview).
     change_form_template = "admin/autoengagement/autoengagementconfig/change_form.html"
+    # Fits 1280 px: the schedule and the last run are one column each; the rest is on the change page.
     list_display = (
         "config_id",
-        "business",
+        truncated("business__name", chars=28, description="business"),
         "enabled",
-        "inactivity_days",
-        "channels",
-        "run_time",
-        "timezone",
-        "last_run_at",
-        "last_run_status",
+        "policy",
+        "channel_list",
+        "schedule",
+        "last_run",
         "total_customers_notified",
     )
     list_filter = ("enabled", "last_run_status")
@@ -94,6 +93,28 @@ class AutoEngagementConfigAdmin(admin.ModelAdmin):
             },
         ),
     )
+
+    @admin.display(description="policy")
+    def policy(self, obj: AutoEngagementConfig) -> str:
+        if obj.steps:
+            days = ", ".join(str(step["after_days"]) for step in obj.steps)
+            return f"{len(obj.steps)} steps: days {days}"
+        return f"after {obj.inactivity_days} days" + (f", {obj.max_reminders} times" if obj.max_reminders > 1 else "")
+
+    @admin.display(description="channels")
+    def channel_list(self, obj: AutoEngagementConfig) -> str:
+        return ", ".join(obj.channels)
+
+    @admin.display(description="sends at", ordering="run_time")
+    def schedule(self, obj: AutoEngagementConfig) -> str:
+        return f"{obj.run_time} {obj.timezone}"
+
+    @admin.display(description="last run", ordering="last_run_at")
+    def last_run(self, obj: AutoEngagementConfig) -> str:
+        if obj.last_run_at is None:
+            return "never"
+        when = timezone.localtime(obj.last_run_at).strftime("%Y-%m-%d %H:%M")
+        return f"{obj.last_run_status or '-'}, {when}"
 
     def get_readonly_fields(self, request, obj=None):
         # A config belongs to its business for good (one per business; config_upsert finds it by its business).
@@ -201,6 +222,7 @@ class AutoEngagementConfigAdmin(admin.ModelAdmin):
             "daily_chart": mark_safe(charts.daily_chart_svg(result.daily)),  # built from numbers and escaped text
             "uplift_chart": mark_safe(charts.uplift_chart_svg(result.uplift)),
             "step_tables": _step_tables(result.steps or []),
+            "uplift_points": _uplift_points(result.uplift),
         }
         return TemplateResponse(request, "admin/autoengagement/autoengagementconfig/results.html", context)
 
@@ -248,6 +270,17 @@ def _points(difference: stats.Uplift | None) -> str:
     )
 
 
+def _uplift_points(uplift: stats.Uplift | None) -> dict[str, str]:
+    """The summary card's uplift in percentage points, as the chart and the step tables give it."""
+    if uplift is None:
+        return {"estimate": "n/a"}
+    return {
+        "estimate": f"{uplift.estimate * 100:+.1f} pts",
+        "low": f"{uplift.ci95_low * 100:+.1f}",
+        "high": f"{uplift.ci95_high * 100:+.1f} pts",
+    }
+
+
 class ResultsOutcomeInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = ResultsOutcome
     fields = ("channel", "status", "rows", "delivered")
@@ -264,7 +297,7 @@ class ResultsCohortInline(ReadOnlyAdminMixin, admin.TabularInline):
 class ResultsDayAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The stats summary, one row per business and run date: written by the run and refreshed from the log."""
 
-    list_display = ("business", "run_date", "stale", "refreshed_at")
+    list_display = (truncated("business__name", chars=40, description="business"), "run_date", "stale", "refreshed_at")
     list_filter = ("stale", "run_date")
     search_fields = ("business__business_id", "business__name")
     list_select_related = ("business",)
@@ -282,7 +315,11 @@ class ResultsDayAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class RunPartAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The parts of big businesses' current days (services.parts): who works on each, and when it was done."""
 
-    list_display = ("config", "run_date", "number", "first_customer", "last_customer", "owner", "done_at")
+    list_display = ("config", "run_date", "number", "customers", truncated("owner", chars=20), compact_time("done_at"))
     list_filter = ("run_date",)
     search_fields = ("config__config_id", "config__business__business_id")
     list_select_related = ("config",)
+
+    @admin.display(description="customers (primary keys)", ordering="first_customer")
+    def customers(self, part: RunPart) -> str:
+        return f"{part.first_customer:,}-{part.last_customer:,}"

@@ -85,6 +85,23 @@ def daily_chart_svg(daily: Sequence[DailyPoint]) -> str:
     return "".join(parts)
 
 
+# Tick spacings of the uplift axis, in percentage points: round numbers only.
+UPLIFT_TICK_POINTS = (1, 2, 5, 10, 20, 25, 50)
+MAX_UPLIFT_TICKS = 5  # each side of zero
+
+
+def uplift_ticks(reach_points: float) -> tuple[int, int]:
+    """(spacing, count): the axis runs from -count*spacing to +count*spacing percentage points and covers
+    `reach_points` (at least 5), with at most MAX_UPLIFT_TICKS ticks each side at round values (1, 2, 5, 10, 20,
+    25, 50 points apart), so labels read -20, -10, 0, +10, +20, never -22 or +38."""
+    reach = min(max(reach_points, 5.0), 100.0)
+    for spacing in UPLIFT_TICK_POINTS:
+        count = math.ceil(reach / spacing - 1e-9)
+        if count <= MAX_UPLIFT_TICKS:
+            return spacing, count
+    return 50, 2
+
+
 def uplift_chart_svg(uplift: Uplift | None) -> str:
     """The uplift as a dot on a percentage-point axis with its 95% interval as a bar, and the zero line."""
     width, height, margin = WIDTH, 90, 40
@@ -95,8 +112,8 @@ def uplift_chart_svg(uplift: Uplift | None) -> str:
             f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" font-size="13" fill="#555">'
             "No uplift yet: it needs customers in both the reached and the holdout group.</text></svg>"
         )
-    reach = max(abs(uplift.ci95_low), abs(uplift.ci95_high), 0.05)
-    bound = min(1.0, math.ceil(reach * 10) / 10)
+    tick_points, ticks = uplift_ticks(max(abs(uplift.ci95_low), abs(uplift.ci95_high)) * 100)
+    bound = tick_points * ticks / 100
 
     def x(value: float) -> float:
         return margin + (value + bound) / (2 * bound) * (width - 2 * margin)
@@ -107,8 +124,8 @@ def uplift_chart_svg(uplift: Uplift | None) -> str:
         f'width="100%" style="max-width:{width}px" role="img" aria-label="Uplift with its 95% interval">',
         f'<line x1="{margin}" x2="{width - margin}" y1="{axis_y}" y2="{axis_y}" stroke="#999"/>',
     ]
-    for tick in range(-4, 5):
-        value = bound * tick / 4
+    for tick in range(-ticks, ticks + 1):
+        value = tick_points * tick / 100
         parts.append(
             f'<line x1="{x(value):.1f}" x2="{x(value):.1f}" y1="{axis_y - 4}" y2="{axis_y + 4}" stroke="#999"/>'
             f'<text x="{x(value):.1f}" y="{axis_y + 20}" font-size="11" text-anchor="middle" fill="#555">'

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from engagement_site.admin_mixins import ReadOnlyAdminMixin
+from engagement_site.admin_mixins import ReadOnlyAdminMixin, compact_time, truncated
 from notifications.consent import PROVIDER_REVOKED
 from notifications.models import LogRetention, NotificationLog
 
@@ -37,17 +37,15 @@ class RetryFilter(admin.SimpleListFilter):
 
 @admin.register(NotificationLog)
 class NotificationLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    # Fits 1280 px: the business, the content, the run date and the other timestamps are on the change page.
     list_display = (
         "notification_id",
-        "business",
-        "customer",
+        truncated("customer__customer_id", chars=26, description="customer"),
         "channel",
         "status",
-        "short_error",
-        "run_date",
-        "created_at",
-        "sent_at",
-        "delivered_at",
+        "journey_step",
+        truncated("error", chars=36, description="error / reason"),
+        compact_time("created_at", description="created"),
     )
     list_filter = ("status", "channel", ConsentAnswerFilter, RetryFilter, "type", "run_date")
     search_fields = (
@@ -61,9 +59,9 @@ class NotificationLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
 
-    @admin.display(description="error / reason", ordering="error")
-    def short_error(self, log: NotificationLog) -> str:
-        return log.error if len(log.error) <= 80 else log.error[:79] + "…"
+    @admin.display(description="step", ordering="step")
+    def journey_step(self, log: NotificationLog) -> str:
+        return f"{log.step} {log.variant}".strip()
 
 
 @admin.register(LogRetention)

@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from engagement_site.admin_mixins import ReadOnlyAdminMixin
+from engagement_site.admin_mixins import ReadOnlyAdminMixin, compact_time, truncate_text, truncated
 from wallet.models import AppleDeviceRegistration, Business, BusinessSession, Customer, GoogleWalletMessage, WalletPass
 
 
@@ -29,14 +29,26 @@ class BusinessAdminForm(forms.ModelForm):
 @admin.register(Business)
 class BusinessAdmin(admin.ModelAdmin):
     form = BusinessAdminForm
-    list_display = ("business_id", "name", "email", "timezone", "created_at")
+    list_display = (
+        "business_id",
+        truncated("name", chars=40),
+        truncated("email", chars=36),
+        "timezone",
+        "created_at",
+    )
     search_fields = ("business_id", "name", "email")
     readonly_fields = ("business_id", "created_at")
 
 
 @admin.register(BusinessSession)
 class BusinessSessionAdmin(admin.ModelAdmin):
-    list_display = ("id", "business", "created_at", "expires_at", "revoked")
+    list_display = (
+        "id",
+        truncated("business__name", chars=40, description="business"),
+        "created_at",
+        "expires_at",
+        "revoked",
+    )
     list_filter = ("revoked",)
     search_fields = ("business__business_id", "business__name")
     list_select_related = ("business",)
@@ -56,17 +68,14 @@ class WalletPassInline(admin.TabularInline):
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
+    # Fits 1280 px: long names and addresses are cut (whole in the tooltip); the business and the opt-outs (also
+    # filters) are on the change page.
     list_display = (
         "customer_id",
-        "business",
-        "first_name",
-        "last_name",
-        "email",
+        "full_name",
+        truncated("email", chars=30),
         "phone",
-        "last_activity_at",
-        "email_opt_out",
-        "sms_opt_out",
-        "push_opt_out",
+        compact_time("last_activity_at", description="last activity"),
     )
     list_filter = ("email_opt_out", "sms_opt_out", "push_opt_out")
     search_fields = ("customer_id", "first_name", "last_name", "email", "phone", "business__business_id")
@@ -76,10 +85,19 @@ class CustomerAdmin(admin.ModelAdmin):
     inlines = (WalletPassInline,)
     show_full_result_count = False
 
+    @admin.display(description="name", ordering="last_name")
+    def full_name(self, customer: Customer) -> str:
+        return truncate_text(f"{customer.first_name} {customer.last_name}".strip(), 24)
+
 
 @admin.register(WalletPass)
 class WalletPassAdmin(admin.ModelAdmin):
-    list_display = ("pass_id", "customer", "platform", "created_at", "updated_at")
+    list_display = (
+        "pass_id",
+        truncated("customer__customer_id", chars=26, description="customer"),
+        "platform",
+        "updated_at",
+    )
     list_filter = ("platform",)
     search_fields = ("pass_id", "customer__customer_id")
     list_select_related = ("customer",)

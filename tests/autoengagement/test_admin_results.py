@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from autoengagement.charts import daily_chart_svg, uplift_chart_svg
+from autoengagement.charts import daily_chart_svg, uplift_chart_svg, uplift_ticks
 from autoengagement.stats import DailyPoint, Uplift
 from tests.autoengagement.datasets import WINDOW, build_dataset, build_journey_dataset
 from tests.factories import AutoEngagementConfigFactory, BusinessFactory
@@ -36,8 +36,8 @@ def test_the_config_results_page_shows_the_api_numbers_and_draws_them(admin_clie
     html = response.content.decode()
     result = response.context["stats"]
     assert (result.reached, result.holdout, result.reactivated) == (70, 80, {"reached": 56, "holdout": 48})
-    assert '<div class="value" id="figure-uplift">0.2000</div>' in html
-    assert "95% CI 0.0524 to 0.3339" in html
+    assert '<div class="value" id="figure-uplift">+20.0 pts</div>' in html
+    assert "95% CI +5.2 to +33.4 pts" in html
     assert html.count('class="point point-sent"') == 3
     assert 'data-date="2026-03-02" data-value="70"' in html
     assert 'id="uplift-chart"' in html and 'class="interval"' in html
@@ -90,6 +90,20 @@ def test_charts_draw_one_point_per_day_and_series_and_say_when_there_is_no_uplif
     assert "No uplift yet" in uplift_chart_svg(None)
     assert 'class="estimate"' in uplift_chart_svg(Uplift(0.1, -0.05, 0.25))
     assert daily_chart_svg([]).count("<circle") == 0
+
+
+@pytest.mark.parametrize(
+    ("reach_points", "ticks"),
+    [(25.9, (10, 3)), (38.0, (10, 4)), (3.0, (1, 5)), (12.0, (5, 3)), (100.0, (20, 5)), (0.0, (1, 5)), (47.0, (10, 5))],
+)
+def test_the_uplift_axis_has_round_ticks_that_cover_the_interval(reach_points, ticks):
+    assert uplift_ticks(reach_points) == ticks
+
+
+def test_the_uplift_chart_labels_its_ticks_with_round_points():
+    svg = uplift_chart_svg(Uplift(0.0, -0.259, 0.117))
+    labels = re.findall(r">([+-]\d+) pts</text>", svg)
+    assert labels == ["-30", "-20", "-10", "+0", "+10", "+20", "+30"]
 
 
 def _change_form_data(admin_client, config) -> tuple[str, dict]:

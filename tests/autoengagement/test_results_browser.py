@@ -118,7 +118,7 @@ def test_the_config_results_page_draws_the_series_and_the_uplift(browser, live_s
     assert uplift.find_elements(By.CSS_SELECTOR, "rect.interval")
     assert uplift.find_elements(By.CSS_SELECTOR, "circle.estimate")
     # 14 of 21 reached came back vs 7 of 14 held out: +0.1667.
-    assert browser.find_element(By.ID, "figure-uplift").text == "0.1667"
+    assert browser.find_element(By.ID, "figure-uplift").text == "+16.7 pts"
     assert browser.find_element(By.ID, "figure-reached").text == "21"
 
 
