@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Development defaults; production sets DEBUG=false and a real SECRET_KEY in the environment.
 export DEBUG ?= true
 
-.PHONY: install demo test lint run serve clean mutation
+.PHONY: install demo test lint run serve clean mutation screenshots
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ test: install lint
 # killed shown with its diff. Long: a mutant is a test run. MODULES=autoengagement/services/run.py narrows it;
 # MUTATION_POSTGRES=postgres://... runs the survivors again on that database (its PostgreSQL-only paths). CI holds the
 # audience and scheduling modules at 95% killed or more (.ci/run).
+# The admin pages' screenshots in docs/screenshots/ (docs/admin.md), saved by the browser tests that check the pages
+# (tests/admin_pages): headless Chromium at 1280 px over a seeded business.
+screenshots: install
+	ADMIN_SCREENSHOTS_DIR=docs/screenshots $(VENV)/bin/pytest -q -p no:cacheprovider tests/admin_pages
+
 mutation: install
 	$(PY) scripts/mutation.py $(if $(MUTATION_POSTGRES),--postgres $(MUTATION_POSTGRES)) $(MODULES)
 

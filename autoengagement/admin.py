@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -144,20 +145,30 @@ class AutoEngagementConfigAdmin(admin.ModelAdmin):
     def preview_audience(self, request, queryset):
         now = timezone.now()
         for config in queryset.select_related("business"):
-            preview = config_preview(config=config, now=now)
-            reach = ", ".join(f"{channel}: {count}" for channel, count in preview.reachable.items())
-            text = f"{config.business.name}: {preview.audience} customer(s) would be reached now ({reach})."
-            if preview.sample:
-                text += f' Sample: "{preview.sample["header"]}" / "{preview.sample["body"]}".'
-            if preview.left_out_by_max_inactivity_days:
-                text += f" {preview.left_out_by_max_inactivity_days} left out as inactive for too long."
-            for warning in preview.warnings:
-                text += f" Warning ({warning['channel']}): {warning['message']}"
-            self.message_user(request, text, messages.INFO)
+            self._announce_preview(request, config, now)
+
+    def _announce_preview(self, request: HttpRequest, config: AutoEngagementConfig, now) -> None:
+        """The audience, reach and sample as an info message; each warning as a warning message of its own."""
+        preview = config_preview(config=config, now=now)
+        reach = ", ".join(f"{channel}: {count}" for channel, count in preview.reachable.items())
+        text = f"{config.business.name}: {preview.audience} customer(s) would be reached now ({reach})."
+        if config.steps:
+            text += " By step: " + ", ".join(f"{step}: {count}" for step, count in preview.steps.items()) + "."
+        if preview.sample:
+            text += f' Sample: "{preview.sample["header"]}" / "{preview.sample["body"]}".'
+        if preview.left_out_by_max_inactivity_days:
+            text += f" {preview.left_out_by_max_inactivity_days} left out as inactive for too long."
+        self.message_user(request, text, messages.INFO)
+        for warning in preview.warnings:
+            where = warning["channel"] or "all channels"
+            self.message_user(request, f"{config.business.name}, {where}: {warning['message']}", messages.WARNING)
 
     @admin.action(description="Run now (by the next run_auto_engagement invocation; never sends twice)")
     def run_now(self, request, queryset):
-        requested = request_runs(config_pks=queryset.values_list("pk", flat=True), now=timezone.now())
+        self._request_runs(request, queryset.values_list("pk", flat=True))
+
+    def _request_runs(self, request: HttpRequest, config_pks) -> None:
+        requested = request_runs(config_pks=config_pks, now=timezone.now())
         self.message_user(
             request,
             f"Run requested for {requested} business(es): the next run_auto_engagement invocation (every 15 minutes "
@@ -165,12 +176,40 @@ class AutoEngagementConfigAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
+    def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The change page's "Preview audience" button (POST): the action's messages, back on the page."""
+        config = self._config_for(request, object_id, self.has_view_permission)
+        self._announce_preview(request, config, timezone.now())
+        return redirect(reverse("admin:autoengagement_autoengagementconfig_change", args=[config.pk]))
+
+    def run_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The change page's "Run now" button (POST)."""
+        config = self._config_for(request, object_id, self.has_change_permission)
+        self._request_runs(request, [config.pk])
+        return redirect(reverse("admin:autoengagement_autoengagementconfig_change", args=[config.pk]))
+
+    def _config_for(self, request: HttpRequest, object_id: str, permission) -> AutoEngagementConfig:
+        if request.method != "POST":
+            raise PermissionDenied  # the buttons post (with the CSRF token); a link must not run anything
+        config = self.get_object(request, unquote(object_id))
+        if config is None:
+            raise Http404("No such auto-engagement config.")
+        if not permission(request, config):
+            raise PermissionDenied
+        return config
+
     # --- results pages: thin views over autoengagement.stats, charts drawn server-side (autoengagement.charts) ---
 
     def get_urls(self):
         info = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
             path("results/", self.admin_site.admin_view(self.all_results_view), name=f"{info}_results_all"),
+            path(
+                "<path:object_id>/preview-audience/",
+                self.admin_site.admin_view(self.preview_view),
+                name=f"{info}_preview_audience",
+            ),
+            path("<path:object_id>/run-now/", self.admin_site.admin_view(self.run_now_view), name=f"{info}_run_now"),
             path(
                 "<path:object_id>/results/",
                 self.admin_site.admin_view(self.results_view),

@@ -18,6 +18,7 @@ from django.utils.functional import cached_property
 from autoengagement import journeys
 from autoengagement.models import AutoEngagementConfig, default_channels, default_message_template
 from autoengagement.templating import ALLOWED, BODY_MAX_LENGTH, HEADER_MAX_LENGTH
+from engagement_site.admin_mixins import TimeZoneInput
 from notifications.channels import Channel
 
 # The content objects a step or variant may have, in the order the form shows them, with their labels.
@@ -362,6 +363,7 @@ class ConfigAdminForm(forms.ModelForm):
             "holdout_percent",
             "attribution_days",
         )
+        widgets = {"timezone": TimeZoneInput}
 
     class Media:
         css = {"all": ["autoengagement/journey.css"]}

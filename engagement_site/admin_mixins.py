@@ -1,13 +1,16 @@
 """What every app's admin shares: the site's titles, read-only admins, and list columns that fit 1280 px."""
 
+import zoneinfo
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 
 class ReadOnlyAdminMixin:
@@ -54,6 +57,23 @@ def compact_time(path: str, *, description: str = "") -> Callable[[Model], str]:
         return "-" if value is None else timezone.localtime(value).strftime("%Y-%m-%d %H:%M")
 
     return admin.display(description=description or path.replace("_", " "), ordering=path)(column)
+
+
+class TimeZoneInput(forms.TextInput):
+    """A time-zone box that suggests every IANA zone as staff type ("paris" offers Europe/Paris): a text input with
+    a <datalist>, so nothing is loaded from anywhere and any zone the validation accepts can be typed."""
+
+    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> str:
+        list_id = f"{(attrs or {}).get('id') or name}-zones"
+        attrs = {"class": "vTextField", **(attrs or {}), "list": list_id, "autocomplete": "off"}
+        options = format_html_join("", '<option value="{}">', ((zone,) for zone in _time_zones()))
+        datalist = format_html('<datalist id="{}">{}</datalist>', list_id, options)
+        return format_html("{}{}", super().render(name, value, attrs, renderer), datalist)
+
+
+@cache
+def _time_zones() -> list[str]:
+    return sorted(zone for zone in zoneinfo.available_timezones() if "/" in zone or zone == "UTC")
 
 
 admin.site.site_header = "Auto-engagement administration"

@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from engagement_site.admin_mixins import ReadOnlyAdminMixin, compact_time, truncate_text, truncated
+from engagement_site.admin_mixins import ReadOnlyAdminMixin, TimeZoneInput, compact_time, truncate_text, truncated
 from wallet.models import AppleDeviceRegistration, Business, BusinessSession, Customer, GoogleWalletMessage, WalletPass
 
 
@@ -13,6 +13,7 @@ class BusinessAdminForm(forms.ModelForm):
     class Meta:
         model = Business
         fields = ("name", "email", "timezone")
+        widgets = {"timezone": TimeZoneInput}
 
     def clean(self):
         cleaned = super().clean()

@@ -6,11 +6,11 @@ import datetime as dt
 from django.utils import timezone
 
 from autoengagement.models import AutoEngagementConfig, RunPart
+from autoengagement.services.config import config_upsert
 from autoengagement.services.run import run_due_configs
 from notifications.models import NotificationLog
 from tests.factories import (
     AppleDeviceRegistrationFactory,
-    AutoEngagementConfigFactory,
     BusinessFactory,
     BusinessSessionFactory,
     CustomerFactory,
@@ -49,14 +49,9 @@ def admin_dataset() -> AutoEngagementConfig:
         timezone="Europe/Paris",
     )
     BusinessSessionFactory(business=business)
-    config = AutoEngagementConfigFactory(
+    config, _ = config_upsert(
         business=business,
-        steps=JOURNEY,
-        inactivity_days=7,
-        max_reminders=3,
-        channels=["wallet", "email", "sms", "push"],
-        holdout_percent=20,
-        timezone="Europe/Paris",
+        data={"steps": JOURNEY, "channels": ["wallet", "email", "sms", "push"], "holdout_percent": 20},
     )
     for index in range(40):
         customer = CustomerFactory(
@@ -75,6 +70,10 @@ def admin_dataset() -> AutoEngagementConfig:
         if index % 2:
             AppleDeviceRegistrationFactory(wallet_pass=wallet_pass)
     run_due_configs(now=now, business_ids=[business.business_id])
+    for _ in range(6):  # quiet since the run: the preview has an audience
+        CustomerFactory(
+            business=business, last_activity_at=now - dt.timedelta(days=9), created_at=now - dt.timedelta(days=90)
+        )
     NotificationLog.objects.filter(business=business, channel="sms").update(status="failed", error=LONG_ERROR)
     RunPart.objects.create(
         config=config,

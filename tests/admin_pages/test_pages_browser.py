@@ -1,7 +1,13 @@
-"""Every admin page in headless Chromium at 1280 px: it loads, its main table fits, nothing it asks for fails."""
+"""Every admin page in headless Chromium at 1280 px: it loads, its main table fits, nothing it asks for fails; and
+the config page's widgets and buttons work.
+
+With ADMIN_SCREENSHOTS_DIR set, each page is also saved there as a PNG (`make screenshots` writes docs/screenshots/,
+which the docs show).
+"""
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -14,71 +20,145 @@ from tests.browser import needs_browser
 pytestmark = [pytest.mark.django_db(transaction=True), needs_browser]
 
 SCREENSHOTS = os.environ.get("ADMIN_SCREENSHOTS_DIR")
+# The pages docs/admin.md shows (one PNG each in docs/screenshots/).
+SCREENSHOT_PAGES = {
+    "index",
+    "autoengagement_autoengagementconfig_changelist",
+    "autoengagement_autoengagementconfig_change",
+    "config_preview_audience",
+    "config_results",
+    "notifications_notificationlog_changelist",
+    "notifications_notificationlog_change",
+    "wallet_customer_changelist",
+    "wallet_business_changelist",
+    "autoengagement_runpart_changelist",
+}
+WIDTH = 1280
+# The page's width and its main table's against the box that holds it (the list, the results tables).
+MEASURE = """
+const page = document.documentElement;
+const table = document.querySelector('#result_list, #content-main table');
+const box = table && table.parentElement;
+return {page: [page.scrollWidth, page.clientWidth], table: table && [table.scrollWidth, box.clientWidth]};
+"""
 
 
 def admin_pages(config) -> list[tuple[str, str]]:
-    """(name, path) of every registered model's list, change and add pages, and the results pages."""
+    """(name, path) of every registered model's list and first object's change page, the config's add page, and
+    the results pages: a model registered later is visited without being listed here."""
     pages = [("index", reverse("admin:index"))]
-    for model, model_admin in admin.site._registry.items():
-        opts = model._meta
-        name = f"{opts.app_label}_{opts.model_name}"
+    for model in admin.site._registry:
+        name = f"{model._meta.app_label}_{model._meta.model_name}"
         pages.append((f"{name}_changelist", reverse(f"admin:{name}_changelist")))
-        first = model_admin.get_queryset(None).order_by("pk").first() if False else model.objects.order_by("pk").first()
-        if first is not None:
+        if (first := model.objects.order_by("pk").first()) is not None:
             pages.append((f"{name}_change", reverse(f"admin:{name}_change", args=[first.pk])))
-    pages.append(("config_add", reverse("admin:autoengagement_autoengagementconfig_add")))
-    pages.append(("config_results", f"/admin/autoengagement/autoengagementconfig/{config.pk}/results/"))
-    pages.append(("all_results", "/admin/autoengagement/autoengagementconfig/results/"))
+    pages += [
+        ("autoengagement_autoengagementconfig_add", reverse("admin:autoengagement_autoengagementconfig_add")),
+        ("config_results", reverse("admin:autoengagement_autoengagementconfig_results", args=[config.pk])),
+        ("all_results", reverse("admin:autoengagement_autoengagementconfig_results_all")),
+    ]
     return pages
 
 
-def _failed_requests(driver) -> list[str]:
-    failed = []
+def _log_in(driver, live_server, admin_user) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.set_window_size(WIDTH, 1000)
+    driver.get(f"{live_server.url}/admin/login/")
+    driver.find_element(By.NAME, "username").send_keys(admin_user.username)
+    driver.find_element(By.NAME, "password").send_keys("password")
+    driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    WebDriverWait(driver, 20).until(lambda d: "/admin/login/" not in d.current_url)
+    driver.get_log("performance")
+    driver.get_log("browser")
+
+
+def _problems(driver) -> list[str]:
+    """Failed requests (Chrome's performance log) and console errors since the last call."""
+    problems = []
     for entry in driver.get_log("performance"):
         message = json.loads(entry["message"])["message"]
         if message["method"] == "Network.responseReceived" and message["params"]["response"]["status"] >= 400:
             response = message["params"]["response"]
-            failed.append(f"{response['status']} {response['url']}")
+            problems.append(f"{response['status']} {response['url']}")
         elif message["method"] == "Network.loadingFailed":
-            failed.append(f"failed: {message['params'].get('errorText')}")
-    return failed
+            problems.append(f"failed: {message['params'].get('errorText')}")
+    problems += [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    return problems
 
 
-MEASURE = """
-const page = document.documentElement;
-const table = document.querySelector('#result_list, .results-table, #content-main table');
-const box = table && table.parentElement;
-return {
-  page: [page.scrollWidth, page.clientWidth],
-  table: table ? [table.scrollWidth, box.clientWidth, table.id || table.className] : null,
-};
-"""
+def _save_screenshot(driver, name: str) -> None:
+    """The whole page, as tall as its content (the window grows for the shot, then returns to 1280 x 1000)."""
+    if SCREENSHOTS and name in SCREENSHOT_PAGES:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(WIDTH, min(max(height, 800), 2400))
+        driver.save_screenshot(str(Path(SCREENSHOTS) / f"{name}.png"))
+        driver.set_window_size(WIDTH, 1000)
 
 
 def test_every_admin_page_fits_1280_px_and_loads_everything(browser, live_server, admin_user):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
     config = admin_dataset()
-    browser.set_window_size(1280, 1000)
-    browser.get(f"{live_server.url}/admin/login/")
-    browser.find_element(By.NAME, "username").send_keys(admin_user.username)
-    browser.find_element(By.NAME, "password").send_keys("password")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    WebDriverWait(browser, 20).until(lambda d: "/admin/login/" not in d.current_url)
+    _log_in(browser, live_server, admin_user)
     problems = []
-    for name, path in admin_pages(config):
-        browser.get_log("performance")
+    pages = admin_pages(config)
+    for name, path in pages:
         browser.get(f"{live_server.url}{path}")
+        assert "Server Error" not in browser.title and "Page not found" not in browser.title, (name, browser.title)
         sizes = browser.execute_script(MEASURE)
-        print(name, sizes)
-        if failed := _failed_requests(browser):
-            problems.append(f"{name}: {failed}")
+        problems += [f"{name}: {problem}" for problem in _problems(browser)]
         if sizes["page"][0] > sizes["page"][1]:
             problems.append(f"{name}: the page is {sizes['page'][0]} px wide in {sizes['page'][1]}")
         if sizes["table"] and sizes["table"][0] > sizes["table"][1]:
             problems.append(f"{name}: its table is {sizes['table'][0]} px wide in {sizes['table'][1]}")
-        if SCREENSHOTS:
-            Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-            browser.save_screenshot(str(Path(SCREENSHOTS) / f"{name}.png"))
+        _save_screenshot(browser, name)
     assert not problems, "\n".join(problems)
+    assert len(pages) >= 20
+
+
+def test_the_config_page_has_its_widgets_and_its_buttons_work(browser, live_server, admin_user):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    config = admin_dataset()
+    _log_in(browser, live_server, admin_user)
+    change = reverse("admin:autoengagement_autoengagementconfig_change", args=[config.pk])
+    browser.get(f"{live_server.url}{change}")
+    form = browser.find_element(By.ID, "autoengagementconfig_form")
+    assert len(form.find_elements(By.CSS_SELECTOR, "input[type=checkbox][name=channels]")) == 4
+    zone = form.find_element(By.NAME, "timezone")
+    assert zone.get_attribute("list") == "id_timezone-zones"
+    assert browser.find_elements(By.CSS_SELECTOR, "#id_timezone-zones option[value='Asia/Kolkata']")
+    assert len(form.find_elements(By.CSS_SELECTOR, ".journey .journey-step")) == 3
+    assert browser.find_elements(By.CSS_SELECTOR, "#journey-preview iframe.preview-html")
+    assert not _problems(browser)
+
+    browser.find_element(By.XPATH, "//button[normalize-space()='Preview audience']").click()
+    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "ul.messagelist li.info"))
+    assert "would be reached now" in browser.find_element(By.CSS_SELECTOR, "ul.messagelist li.info").text
+    assert browser.find_elements(By.CSS_SELECTOR, "ul.messagelist li.warning")
+    _save_screenshot(browser, "config_preview_audience")
+
+    browser.find_element(By.XPATH, "//button[normalize-space()='Run now']").click()
+    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "ul.messagelist li.success"))
+    config.refresh_from_db()
+    assert config.run_requested_at is not None
+
+    step_header = browser.find_element(By.NAME, "steps-0-message_header")
+    step_header.clear()
+    step_header.send_keys("Typed, {first_name}")
+    browser.find_element(By.CSS_SELECTOR, "input[name=_preview]").click()
+    WebDriverWait(browser, 20).until(lambda d: "not saved yet" in d.find_element(By.ID, "journey-preview").text)
+    assert "Typed, Ana" in browser.find_element(By.ID, "journey-preview").text
+    config.refresh_from_db()
+    assert config.steps[0]["message"]["header"] == "We miss you, {first_name}"
+    assert not _problems(browser)
+
+
+def test_the_admin_docs_show_each_screenshot_the_tests_take():
+    """docs/admin.md shows exactly the pages `make screenshots` saves, and each PNG is in the repository."""
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    shown = set(re.findall(r"\(screenshots/([a-z_]+)\.png\)", (docs / "admin.md").read_text()))
+    assert shown == SCREENSHOT_PAGES
+    assert all((docs / "screenshots" / f"{name}.png").is_file() for name in shown)

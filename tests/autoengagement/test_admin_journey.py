@@ -461,3 +461,15 @@ def test_a_configs_business_cannot_be_changed(admin_client):
     config.refresh_from_db()
     assert config.business != other
     assert not AutoEngagementConfig.objects.filter(business=other).exists()
+
+
+def test_the_time_zone_box_suggests_every_zone(admin_client):
+    config = AutoEngagementConfigFactory(timezone="Europe/Paris")
+    page = admin_client.get(change_url(config)).content.decode()
+    box = page.split('name="timezone"')[1].split(">")[0]
+    assert 'list="id_timezone-zones"' in box and 'value="Europe/Paris"' in box
+    zones = page.split('<datalist id="id_timezone-zones">')[1].split("</datalist>")[0]
+    assert '<option value="Europe/Paris">' in zones and '<option value="Pacific/Chatham">' in zones
+    assert zones.count("<option") > 400
+    business_page = admin_client.get(reverse("admin:wallet_business_change", args=[config.business.pk]))
+    assert '<datalist id="id_timezone-zones">' in business_page.content.decode()

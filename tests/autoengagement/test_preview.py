@@ -94,6 +94,51 @@ def test_admin_preview_and_run_now_actions(admin_client):
     assert NotificationLog.objects.count() == 1
 
 
+def test_the_config_page_has_preview_audience_and_run_now_buttons(admin_client):
+    config = make_config(channels=["wallet"], message_template={"header": "Hi", "body": "x" * 120})
+    quiet(config, 30, first_name="Ana")
+    change = reverse("admin:autoengagement_autoengagementconfig_change", args=[config.pk])
+    preview = reverse("admin:autoengagement_autoengagementconfig_preview_audience", args=[config.pk])
+    run_now = reverse("admin:autoengagement_autoengagementconfig_run_now", args=[config.pk])
+    page = admin_client.get(change).content.decode()
+    assert f'action="{preview}"' in page and f'action="{run_now}"' in page
+
+    response = admin_client.post(preview, follow=True)
+
+    assert response.redirect_chain == [(change, 302)]
+    shown = [(message.level_tag, message.message) for message in response.context["messages"]]
+    assert shown[0][0] == "info" and "1 customer(s) would be reached now (wallet: 0)" in shown[0][1]
+    assert [level for level, _ in shown[1:]] == ["warning"]
+    assert "a lock screen shows about 90" in shown[1][1]
+    assert 'class="warning"' in response.content.decode()
+    assert not NotificationLog.objects.exists()
+
+    assert admin_client.get(run_now).status_code == 403  # a link runs nothing
+    config.refresh_from_db()
+    assert config.run_requested_at is None
+    assert admin_client.post(run_now).status_code == 302
+    config.refresh_from_db()
+    assert config.run_requested_at is not None
+
+
+def test_run_now_needs_the_change_permission(client):
+    from django.contrib.auth.models import Permission, User
+
+    config = make_config()
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_autoengagementconfig"))
+    client.force_login(viewer)
+    change = reverse("admin:autoengagement_autoengagementconfig_change", args=[config.pk])
+    run_now = reverse("admin:autoengagement_autoengagementconfig_run_now", args=[config.pk])
+
+    assert "Run now" not in client.get(change).content.decode()
+    assert client.post(run_now).status_code == 403
+    config.refresh_from_db()
+    assert config.run_requested_at is None
+    preview = reverse("admin:autoengagement_autoengagementconfig_preview_audience", args=[config.pk])
+    assert client.post(preview).status_code == 302
+
+
 # --- warnings per step, variant and channel (journeys), and attributes no customer has ---
 
 SHORT = {"header": "Hi", "body": "Come back"}
