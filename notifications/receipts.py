@@ -132,14 +132,10 @@ def anymail_receipt(event: Any) -> Receipt | None:
     recipient = str(getattr(event, "recipient", "") or "")
     if kind in ANYMAIL_DELIVERED:
         return Receipt(Channel.EMAIL, message_id, "delivered", recipient=recipient)
-    detail = " ".join(
-        str(part).strip()
-        for part in (getattr(event, "reject_reason", ""), getattr(event, "description", "") or "")
-        if part and str(part).strip()
-    )
-    if not detail:
-        detail = str(getattr(event, "mta_response", "") or "").strip()
-    text = f"{kind}: {detail}" if detail else kind
+    reason = str(getattr(event, "reject_reason", "") or "")
+    label = f"{kind} ({reason})" if reason and reason != kind else kind
+    detail = " ".join(str(getattr(event, "description", "") or getattr(event, "mta_response", "") or "").split())
+    text = f"{label}: {detail}" if detail else label
     if kind in ANYMAIL_HARD:
         return Receipt(
             Channel.EMAIL,

@@ -121,8 +121,8 @@ def provider_message_id(email: EmailMultiAlternatives) -> str:
     its tracking events carry it) or, over SMTP, our Message-ID header."""
     status = getattr(email, "anymail_status", None)
     message_id = getattr(status, "message_id", None)
-    if isinstance(message_id, str) and message_id:
-        return message_id[:255]
+    if isinstance(message_id, str | int) and str(message_id):  # a set when recipients got different ids
+        return str(message_id)[:255]
     return email.extra_headers["Message-ID"]
 
 
