@@ -507,9 +507,17 @@ class StatsSerializer(serializers.Serializer):
         help_text="Per channel, log rows per status.",
     )
     delivered = serializers.DictField(
-        child=serializers.IntegerField(), help_text="Wallet: rows whose pass the device fetched (delivered_at set)."
+        child=serializers.IntegerField(),
+        help_text=(
+            "Per channel, rows a delivery receipt marked delivered (delivered_at set): wallet, the device fetched the "
+            "pass (listed whenever the window has wallet rows); SMS and email, Twilio's and the email service's "
+            "receipts (listed once any was reported)."
+        ),
     )
-    reached = serializers.IntegerField(help_text="Distinct customers with at least one channel sent.")
+    reached = serializers.IntegerField(
+        help_text="Distinct customers with at least one channel sent and not reported undelivered by a receipt."
+    )
+    reached_definition = serializers.CharField(help_text="What `reached` counts, in words.")
     holdout = serializers.IntegerField(help_text="Distinct customers held out (sent nothing).")
     reactivated = GroupCountsSerializer(help_text="Customers of each group who came back within attribution_days.")
     reactivation_rate = GroupRatesSerializer()
