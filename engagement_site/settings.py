@@ -263,7 +263,7 @@ vars().update(_email_url)
 # ANYMAIL_* variable becomes the Django setting of that name, which anymail reads (ANYMAIL_POSTMARK_SERVER_TOKEN,
 # ANYMAIL_WEBHOOK_SECRET "user:password" for its tracking webhooks). With one, the tracking webhooks are served under
 # /anymail/ (engagement_site.urls) and their bounces and complaints reach the log (notifications.receipts).
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default=_email_url["EMAIL_BACKEND"])
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="") or _email_url["EMAIL_BACKEND"]
 EMAIL_THROUGH_ANYMAIL = EMAIL_BACKEND.startswith("anymail.")
 if EMAIL_THROUGH_ANYMAIL:
     INSTALLED_APPS.append("anymail")
