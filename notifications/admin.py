@@ -35,6 +35,23 @@ class RetryFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ReceiptFilter(admin.SimpleListFilter):
+    """What delivery receipts said: delivered, or undelivered (delivery_error set: a bounce, Twilio 30003...)."""
+
+    title = "receipt"
+    parameter_name = "receipt"
+
+    def lookups(self, request, model_admin):
+        return [("delivered", "Delivered"), ("undelivered", "Undelivered")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "delivered":
+            return queryset.filter(delivered_at__isnull=False)
+        if self.value() == "undelivered":
+            return queryset.exclude(delivery_error="")
+        return queryset
+
+
 @admin.register(NotificationLog)
 class NotificationLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
@@ -48,8 +65,9 @@ class NotificationLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
         "sent_at",
         "delivered_at",
+        "short_delivery_error",
     )
-    list_filter = ("status", "channel", ConsentAnswerFilter, RetryFilter, "type", "run_date")
+    list_filter = ("status", "channel", ConsentAnswerFilter, RetryFilter, ReceiptFilter, "type", "run_date")
     search_fields = (
         "notification_id",
         "customer__customer_id",
@@ -64,6 +82,10 @@ class NotificationLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="error / reason", ordering="error")
     def short_error(self, log: NotificationLog) -> str:
         return log.error if len(log.error) <= 80 else log.error[:79] + "…"
+
+    @admin.display(description="delivery error", ordering="delivery_error")
+    def short_delivery_error(self, log: NotificationLog) -> str:
+        return log.delivery_error if len(log.delivery_error) <= 60 else log.delivery_error[:59] + "…"
 
 
 @admin.register(LogRetention)

@@ -333,3 +333,14 @@ def test_no_status_callback_is_asked_for_without_a_public_base_url(settings, twi
     run("--business", config.business.business_id, now=NOW)
     [sent] = twilio.messages
     assert "StatusCallback" not in sent
+
+
+def test_staff_filter_the_log_by_what_receipts_said(admin_client, client, sms_row):
+    other = NotificationLogFactory(channel="sms", provider_message_id="SM" + "c" * 32)
+    post_callback(client, callback_form("undelivered", error_code="30003"), notification_id=sms_row.notification_id)
+    url = "/admin/notifications/notificationlog/"
+    undelivered = admin_client.get(url, {"receipt": "undelivered"}).content.decode()
+    assert sms_row.notification_id in undelivered and other.notification_id not in undelivered
+    assert "Twilio 30003: Unreachable destination handset" in undelivered
+    delivered = admin_client.get(url, {"receipt": "delivered"}).content.decode()
+    assert sms_row.notification_id not in delivered
