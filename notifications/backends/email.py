@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from email.utils import make_msgid, parseaddr
 from urllib.parse import urlsplit
 
-from anymail.exceptions import AnymailRecipientsRefused
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -267,7 +267,7 @@ class DjangoEmailBackend(ChannelBackend):
         if not isinstance(self.connection, SmtpEmailBackend) or smtp is None:
             try:
                 self.connection.send_messages([email])
-            except (OSError, smtplib.SMTPException) as exc:
+            except (OSError, smtplib.SMTPException, AnymailAPIError) as exc:
                 raise LostAfterData(type(exc).__name__) from exc
             return
         encoding = email.encoding or settings.DEFAULT_CHARSET

@@ -12,6 +12,7 @@ import sys
 import uuid
 
 import pytest
+from django.core.management.base import CommandError
 
 from notifications.models import NotificationLog
 from tests.autoengagement.runs import DAY, NOW, inactive, make_config, run
@@ -273,3 +274,14 @@ def test_without_an_esp_no_anymail_webhook_is_served():
     finished = _settings_read(EMAIL_URL="smtp://mail.example.com:25")
     assert finished.returncode != 0
     assert "NoReverseMatch" in finished.stderr or "not a registered namespace" in finished.stderr
+
+
+def test_an_esp_error_after_the_request_is_an_unknown_outcome(settings, postmark):
+    postmark.script = [Reply(500, {"ErrorCode": 0, "Message": "Internal server error"})]
+    config = make_config(channels=["email"])
+    customer = inactive(config, days=10, with_pass=False, email=ADDRESS)
+    with pytest.raises(CommandError):  # a channel with only unknown outcomes fails the business (not answering)
+        run("--business", config.business.business_id, now=NOW)
+    row = NotificationLog.objects.get(customer=customer)
+    assert row.status == "unknown"
+    assert len(postmark.requests) == 1  # never sent again
