@@ -320,10 +320,21 @@ def test_an_unreachable_number_stops_being_texted_until_it_changes(client, twili
     api = client_for(config.business)
     response = api.patch(f"/api/customers/{customer.customer_id}", {"phone": "+14155550111"}, format="json")
     assert response.status_code == 200
+    customer.refresh_from_db()
+    assert (customer.sms_undeliverable_phone, customer.sms_undeliverable_reason) == ("", "")
     run("--business", config.business.business_id, now=NOW + 14 * DAY)
     third = NotificationLog.objects.get(customer=customer, channel="sms", run_date=(NOW + 14 * DAY).date())
     assert third.status == "sent"
     assert [message["To"] for message in twilio.messages] == [PHONE, "+14155550111"]
+
+
+def test_a_patch_that_keeps_the_number_keeps_its_mark(client, sms_row):
+    post_callback(client, callback_form("undelivered", error_code="30005"), notification_id=sms_row.notification_id)
+    api = client_for(sms_row.business)
+    url = f"/api/customers/{sms_row.customer.customer_id}"
+    assert api.patch(url, {"first_name": "Ana", "phone": PHONE}, format="json").status_code == 200
+    customer = Customer.objects.get(pk=sms_row.customer_id)
+    assert (customer.sms_undeliverable_phone, customer.first_name) == (PHONE, "Ana")
 
 
 def test_no_status_callback_is_asked_for_without_a_public_base_url(settings, twilio):
