@@ -78,7 +78,8 @@ def record_receipt(*, receipt: Receipt) -> bool:
 
     Receipts arrive more than once and out of order, so each is applied as a merge that order cannot change:
     delivered sets delivered_at (once) and clears delivery_error; undelivered sets delivery_error unless a receipt
-    already said delivered (a positive report wins over a failure: the message did reach the phone or mailbox).
+    already said delivered (a positive report wins over a failure: the message did reach the phone or mailbox); of
+    two failures, the later one's reason is kept (either way the message did not arrive).
     Consent follows the receipt whether or not the row changed, but only while the customer still has the number or
     address the provider reported on (a changed phone is texted again)."""
     found = find_receipt_row(receipt)
@@ -112,7 +113,7 @@ def record_receipt(*, receipt: Receipt) -> bool:
     logger.info(
         "delivery receipt recorded",
         extra={
-            "business_id": row.business_id,
+            "business_pk": row.business_id,
             "channel": row.channel,
             "outcome": receipt.outcome,
             "delivered": row.delivered_at is not None,
