@@ -350,7 +350,9 @@ def test_staff_filter_the_log_by_what_receipts_said(admin_client, client, sms_ro
     other = NotificationLogFactory(channel="sms", provider_message_id="SM" + "c" * 32)
     post_callback(client, callback_form("undelivered", error_code="30003"), notification_id=sms_row.notification_id)
     url = "/admin/notifications/notificationlog/"
-    undelivered = admin_client.get(url, {"receipt": "undelivered"}).content.decode()
+    response = admin_client.get(url, {"receipt": "undelivered"})
+    assert response.status_code == 200, response
+    undelivered = response.content.decode()
     assert sms_row.notification_id in undelivered and other.notification_id not in undelivered
     assert "Twilio 30003: Unreachable destination handset" in undelivered
     delivered = admin_client.get(url, {"receipt": "delivered"}).content.decode()
