@@ -192,3 +192,22 @@ def test_a_receipt_marks_the_number_it_was_about(dataset):
     record_receipt(receipt=Receipt("sms", "SMa", "undelivered", consent="undeliverable", reason="Twilio 30003"))
     a = Customer.objects.get(pk=people["A"].pk)
     assert (a.sms_undeliverable_phone, a.sms_undeliverable_reason) == (people["A"].phone, "Twilio 30003")
+
+
+@pytest.mark.parametrize("later_days", [2, 30])
+def test_a_receipt_takes_a_fixed_number_of_queries(later_days, django_assert_num_queries):
+    """Whatever the business's history: the row, its day's lock, the reach check and marking the later days stale
+    are each one statement (or a fixed few)."""
+    business = BusinessFactory(timezone="UTC")
+    config = AutoEngagementConfigFactory(business=business, channels=["sms"])
+    customer = CustomerFactory(business=business)
+    rows = [log_row(config, customer, D1, channel="sms", provider_message_id="SM1")]
+    rows += [
+        log_row(config, CustomerFactory(business=business), D1 + dt.timedelta(days=n), channel="sms")
+        for n in range(1, later_days + 1)
+    ]
+    save_logs(rows)
+    results.refresh_stale_days()
+    with django_assert_num_queries(16):
+        assert record_receipt(receipt=sms("SM1", "undelivered", "30003"))
+    assert len(stale_days(business)) == later_days + 1
