@@ -408,7 +408,21 @@ class HistoryItemSerializer(serializers.Serializer):
     error = serializers.CharField(help_text="Why it failed or was skipped; empty otherwise.")
     created_at = serializers.DateTimeField()
     sent_at = serializers.DateTimeField(allow_null=True)
-    delivered_at = serializers.DateTimeField(allow_null=True, help_text="Wallet: the device fetched the pass.")
+    delivered_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text=(
+            "When a receipt said the message arrived: wallet, the device fetched the updated pass; SMS, Twilio's "
+            "`delivered` status; email, the email service's delivery event. Null until then, or when the channel "
+            "reports no deliveries."
+        ),
+    )
+    delivery_error = serializers.CharField(
+        help_text=(
+            'Why a receipt said the message did not arrive (its code and message, e.g. "Twilio 30003: Unreachable '
+            'destination handset", "bounced: ..."); empty otherwise. A customer whose every sent message has one '
+            "does not count as reached."
+        )
+    )
     step = serializers.IntegerField(help_text="The journey step (1-based) the message came from; 1 without steps.")
     variant = serializers.CharField(help_text="The step's variant the customer was assigned; empty without variants.")
 
@@ -500,9 +514,17 @@ class StatsSerializer(serializers.Serializer):
         help_text="Per channel, log rows per status.",
     )
     delivered = serializers.DictField(
-        child=serializers.IntegerField(), help_text="Wallet: rows whose pass the device fetched (delivered_at set)."
+        child=serializers.IntegerField(),
+        help_text=(
+            "Per channel, rows a delivery receipt marked delivered (delivered_at set): wallet, the device fetched the "
+            "pass (listed whenever the window has wallet rows); SMS and email, Twilio's and the email service's "
+            "receipts (listed once any was reported)."
+        ),
     )
-    reached = serializers.IntegerField(help_text="Distinct customers with at least one channel sent.")
+    reached = serializers.IntegerField(
+        help_text="Distinct customers with at least one channel sent and not reported undelivered by a receipt."
+    )
+    reached_definition = serializers.CharField(help_text="What `reached` counts, in words.")
     holdout = serializers.IntegerField(help_text="Distinct customers held out (sent nothing).")
     reactivated = GroupCountsSerializer(help_text="Customers of each group who came back within attribution_days.")
     reactivation_rate = GroupRatesSerializer()

@@ -5,7 +5,8 @@ Thin: each calls the service that owns the rule, in the sender's transaction whe
 from typing import Any
 
 from autoengagement.services.reactivation import attribute_visits
-from autoengagement.services.receipts import record_delivery
+from autoengagement.services.receipts import record_delivery, record_receipt
+from notifications.receipts import Receipt
 from wallet.models import Business, WalletPass
 from wallet.signals import Visit
 
@@ -18,3 +19,8 @@ def credit_recorded_visits(sender: type[Business], *, visits: list[Visit], **kwa
 def mark_fetched_pass_delivered(sender: type[WalletPass], *, wallet_pass: WalletPass, **kwargs: Any) -> None:
     """The device has the updated pass: its wallet message is delivered."""
     record_delivery(wallet_pass=wallet_pass)
+
+
+def record_reported_delivery(sender: type[Receipt], *, receipt: Receipt, **kwargs: Any) -> None:
+    """A provider reported on a message (Twilio StatusCallback, an email tracking event): record it."""
+    record_receipt(receipt=receipt)

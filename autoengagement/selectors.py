@@ -25,6 +25,7 @@ HISTORY_FIELDS = (
     "created_at",
     "sent_at",
     "delivered_at",
+    "delivery_error",
     "step",
     "variant",
 )

@@ -93,6 +93,14 @@ class StepResult:
     variants: list[VariantResult]
 
 
+# Said in every stats answer, so a reader of the numbers knows what "reached" means since receipts exist.
+REACHED_DEFINITION = (
+    "reached counts distinct customers with at least one message sent and not reported undelivered by a delivery "
+    "receipt (Twilio status callbacks, email bounces); a customer whose every sent message was reported "
+    "undelivered is not reached"
+)
+
+
 @dataclass
 class EngagementStats:
     date_from: dt.date
@@ -109,6 +117,7 @@ class EngagementStats:
     # Per journey step and variant; None (left out of the JSON) while there are no journeys to report: the config
     # has no steps and nobody in the window was reached by a step after the first or a named variant.
     steps: list[StepResult] | None = None
+    reached_definition: str = REACHED_DEFINITION
 
 
 def wilson_interval(*, successes: int, trials: int, z: float = Z_95) -> Interval:
@@ -184,7 +193,8 @@ def engagement_stats(
 
     A re-engagement's date is its run_date, the business's local date of the run (docs/results.md).
 
-    reached / holdout count distinct customers with a `sent` / `holdout` row in the window; reactivated counts
+    reached / holdout count distinct customers with a `sent` row no receipt reported undelivered / a `holdout` row
+    in the window; reactivated counts
     those whose re-engagement was credited with a visit. The daily series is by the local day of the
     re-engagement: rows sent and failed that day, and the reached customers of that day who came back since.
     `steps` gives the same per journey step and variant (see `_steps`), or None while there is none to report.
@@ -370,7 +380,8 @@ class _SummaryWindow:
 def _add_outcomes(
     window: _SummaryWindow, daily: dict[dt.date, DailyPoint]
 ) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
-    """Rows per day, channel and status: the per-channel outcomes, the wallet deliveries, the daily sent / failed."""
+    """Rows per day, channel and status: the per-channel outcomes, the deliveries receipts reported (wallet whenever
+    it has rows, other channels once any was reported), the daily sent / failed."""
     channels: dict[str, dict[str, int]] = {}
     delivered: dict[str, int] = {}
     outcomes = chain(
@@ -386,7 +397,7 @@ def _add_outcomes(
     for day, channel, status, count, delivered_count in outcomes:
         per_channel = channels.setdefault(channel, {})
         per_channel[status] = per_channel.get(status, 0) + count
-        if channel == Channel.WALLET:
+        if channel == Channel.WALLET or delivered_count:
             delivered[channel] = delivered.get(channel, 0) + delivered_count
         point = daily.get(day)
         if point is not None and status == Status.SENT:

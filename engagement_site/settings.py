@@ -1,5 +1,6 @@
 """Settings, all read from the environment (and `.env` when present); see `.env.example`."""
 
+import os
 from pathlib import Path
 
 import environ
@@ -255,7 +256,18 @@ WALLET_MAX_RETRIES = env.int("WALLET_MAX_RETRIES", default=3)
 WALLET_RETRY_BACKOFF = env.float("WALLET_RETRY_BACKOFF", default=0.5)
 
 # Email (EMAIL_CHANNEL=django): Django's email framework, configured from EMAIL_URL.
-vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+_email_url = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(_email_url)
+# An email service provider through django-anymail instead of SMTP (docs/channels.md, "Email through an ESP"):
+# EMAIL_BACKEND names its backend (e.g. anymail.backends.postmark.EmailBackend) and overrides EMAIL_URL's; every
+# ANYMAIL_* variable becomes the Django setting of that name, which anymail reads (ANYMAIL_POSTMARK_SERVER_TOKEN,
+# ANYMAIL_WEBHOOK_SECRET "user:password" for its tracking webhooks). With one, the tracking webhooks are served under
+# /anymail/ (engagement_site.urls) and their bounces and complaints reach the log (notifications.receipts).
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="") or _email_url["EMAIL_BACKEND"]
+EMAIL_THROUGH_ANYMAIL = EMAIL_BACKEND.startswith("anymail.")
+if EMAIL_THROUGH_ANYMAIL:
+    INSTALLED_APPS.append("anymail")
+    vars().update({name: env.str(name) for name in sorted(os.environ) if name.startswith("ANYMAIL_")})
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="noreply@localhost")
 EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
 # The public https base URL of this service; one-click unsubscribe links in emails point under it.

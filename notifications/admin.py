@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from engagement_site.admin_mixins import ReadOnlyAdminMixin, compact_time, truncated
+from engagement_site.admin_mixins import ReadOnlyAdminMixin, compact_time, truncate_text, truncated
 from notifications.consent import PROVIDER_REVOKED
 from notifications.models import LogRetention, NotificationLog
 
@@ -35,6 +35,23 @@ class RetryFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ReceiptFilter(admin.SimpleListFilter):
+    """What delivery receipts said: delivered, or undelivered (delivery_error set: a bounce, Twilio 30003...)."""
+
+    title = "receipt"
+    parameter_name = "receipt"
+
+    def lookups(self, request, model_admin):
+        return [("delivered", "Delivered"), ("undelivered", "Undelivered")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "delivered":
+            return queryset.filter(delivered_at__isnull=False)
+        if self.value() == "undelivered":
+            return queryset.exclude(delivery_error="")
+        return queryset
+
+
 @admin.register(NotificationLog)
 class NotificationLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # Fits 1280 px: the business, the content, the run date and the other timestamps are on the change page.
@@ -44,10 +61,10 @@ class NotificationLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "channel",
         "status",
         "journey_step",
-        truncated("error", chars=36, description="error / reason"),
+        "problem",
         compact_time("created_at", description="created"),
     )
-    list_filter = ("status", "channel", ConsentAnswerFilter, RetryFilter, "type", "run_date")
+    list_filter = ("status", "channel", ConsentAnswerFilter, RetryFilter, ReceiptFilter, "type", "run_date")
     search_fields = (
         "notification_id",
         "customer__customer_id",
@@ -62,6 +79,11 @@ class NotificationLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="step", ordering="step")
     def journey_step(self, log: NotificationLog) -> str:
         return f"{log.step} {log.variant}".strip()
+
+    @admin.display(description="error / reason / receipt", ordering="error")
+    def problem(self, log: NotificationLog) -> str:
+        """Why the row failed or was skipped, else what a delivery receipt reported (whole in the tooltip)."""
+        return truncate_text(log.error or log.delivery_error, 36)
 
 
 @admin.register(LogRetention)

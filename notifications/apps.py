@@ -7,6 +7,12 @@ class NotificationsConfig(AppConfig):
     name = "notifications"
 
     def ready(self) -> None:
-        from notifications.checks import channel_backends_check
+        from anymail.signals import tracking
+
+        from notifications import receivers
+        from notifications.checks import anymail_webhook_check, channel_backends_check
 
         checks.register(channel_backends_check)
+        checks.register(anymail_webhook_check)
+        # An ESP's bounces, complaints and deliveries, posted to anymail's tracking webhook (docs/channels.md).
+        tracking.connect(receivers.report_anymail_tracking, dispatch_uid="notifications.anymail_tracking")

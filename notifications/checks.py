@@ -6,6 +6,9 @@ notifications.E001  a channel setting names neither a known alias nor an importa
 notifications.E002  the chosen backend's required settings are missing or unusable.
 notifications.E003  with DEBUG off, a URL a live channel's protocol requires to be HTTPS is not (PUBLIC_BASE_URL for
                     email: RFC 8058 one-click unsubscribe; WALLET_WEB_SERVICE_URL for Apple Wallet: webServiceURL).
+notifications.E004  EMAIL_BACKEND is an anymail backend but its tracking webhooks have no ANYMAIL_WEBHOOK_SECRET: anyone
+                    could post bounces and complaints (which opt customers out). An error with DEBUG off, else a
+                    warning (notifications.W004).
 """
 
 from typing import Any
@@ -75,6 +78,24 @@ def channel_backends_check(app_configs: Any = None, **kwargs: Any) -> list[Check
                 )
             )
     return messages
+
+
+def anymail_webhook_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if not settings.EMAIL_BACKEND.startswith("anymail."):
+        return []
+    anymail = getattr(settings, "ANYMAIL", None) or {}
+    if anymail.get("WEBHOOK_SECRET") or getattr(settings, "ANYMAIL_WEBHOOK_SECRET", ""):
+        return []
+    level, code = (Warning, "notifications.W004") if settings.DEBUG else (Error, "notifications.E004")
+    return [
+        level(
+            f"EMAIL_BACKEND={settings.EMAIL_BACKEND} but ANYMAIL_WEBHOOK_SECRET is not set: the tracking webhooks "
+            "under /anymail/ accept unauthenticated bounces and complaints, which opt customers out.",
+            hint="Set ANYMAIL_WEBHOOK_SECRET to a random 'user:password' and put it in the ESP's webhook URL.",
+            obj="ANYMAIL_WEBHOOK_SECRET",
+            id=code,
+        )
+    ]
 
 
 def _https_errors(channel: str, setting: str, choice: str) -> list[CheckMessage]:

@@ -10,7 +10,8 @@ wallet backend's business, so consent never skips it.
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.db.models import Case, CharField, Q, QuerySet, Value, When
+from django.db.models import Case, CharField, F, Q, QuerySet, Value, When
+from django.db.models.functions import Concat
 
 from notifications.channels import Channel
 
@@ -22,6 +23,12 @@ NO_PASS = "no pass"
 # INVALID_ARGUMENT on the token, APNs 410): an answer about consent, not a fault; admin filters on it.
 PROVIDER_REVOKED = "consent revoked by the provider"
 
+# Starts the `error` of an SMS row skipped because a receipt said the customer's number cannot receive texts; the
+# receipt's code follows ("undeliverable number: Twilio 30003 Unreachable destination handset").
+UNDELIVERABLE = "undeliverable number"
+UNDELIVERABLE_PHONE_FIELD = "sms_undeliverable_phone"
+UNDELIVERABLE_REASON_FIELD = "sms_undeliverable_reason"
+
 ADDRESS_FIELDS = {Channel.EMAIL: "email", Channel.SMS: "phone", Channel.PUSH: "push_token"}
 OPT_OUT_FIELDS = {Channel.EMAIL: "email_opt_out", Channel.SMS: "sms_opt_out", Channel.PUSH: "push_opt_out"}
 
@@ -31,7 +38,14 @@ def consent_fields(*, channel: str) -> tuple[str, ...]:
     channel = Channel(channel)
     if channel not in ADDRESS_FIELDS:
         return ()
+    if channel == Channel.SMS:
+        return (ADDRESS_FIELDS[channel], OPT_OUT_FIELDS[channel], UNDELIVERABLE_PHONE_FIELD, UNDELIVERABLE_REASON_FIELD)
     return (ADDRESS_FIELDS[channel], OPT_OUT_FIELDS[channel])
+
+
+def undeliverable_reason(reason: str) -> str:
+    """The `error` of an SMS row skipped for an undeliverable number, from the receipt's reason on the customer."""
+    return f"{UNDELIVERABLE}: {reason}" if reason else UNDELIVERABLE
 
 
 def skip_reason(*, channel: str, customer: Any) -> str | None:
@@ -45,8 +59,11 @@ def skip_reason(*, channel: str, customer: Any) -> str | None:
 
     if field(OPT_OUT_FIELDS[channel]):
         return OPTED_OUT
-    if not field(ADDRESS_FIELDS[channel]):
+    address = field(ADDRESS_FIELDS[channel])
+    if not address:
         return NO_ADDRESS
+    if channel == Channel.SMS and field(UNDELIVERABLE_PHONE_FIELD) == address:
+        return undeliverable_reason(field(UNDELIVERABLE_REASON_FIELD))
     return None
 
 
@@ -58,12 +75,20 @@ def _no_address_q(channel: Channel) -> Q:
     return Q(**{ADDRESS_FIELDS[channel]: ""})
 
 
+def _undeliverable_q() -> Q:
+    # The phone is not empty wherever this is asked (no address is tested first), so equality alone decides.
+    return Q(**{UNDELIVERABLE_PHONE_FIELD: F(ADDRESS_FIELDS[Channel.SMS])})
+
+
 def sendable_q(*, channel: str) -> Q:
     """A filter on Customer matching exactly the customers `skip_reason` lets through on `channel`."""
     channel = Channel(channel)
     if channel not in ADDRESS_FIELDS:
         return Q()
-    return ~_opted_out_q(channel) & ~_no_address_q(channel)
+    sendable = ~_opted_out_q(channel) & ~_no_address_q(channel)
+    if channel == Channel.SMS:
+        sendable &= ~_undeliverable_q()
+    return sendable
 
 
 def skip_reason_expression(*, channel: str) -> Case | Value:
@@ -71,12 +96,14 @@ def skip_reason_expression(*, channel: str) -> Case | Value:
     channel = Channel(channel)
     if channel not in ADDRESS_FIELDS:
         return Value(None, output_field=CharField())
-    return Case(
-        When(_opted_out_q(channel), then=Value(OPTED_OUT)),
-        When(_no_address_q(channel), then=Value(NO_ADDRESS)),
-        default=Value(None),
-        output_field=CharField(),
-    )
+    whens = [When(_opted_out_q(channel), then=Value(OPTED_OUT)), When(_no_address_q(channel), then=Value(NO_ADDRESS))]
+    if channel == Channel.SMS:
+        reason = Concat(Value(f"{UNDELIVERABLE}: "), F(UNDELIVERABLE_REASON_FIELD), output_field=CharField())
+        whens += [
+            When(_undeliverable_q() & Q(**{UNDELIVERABLE_REASON_FIELD: ""}), then=Value(UNDELIVERABLE)),
+            When(_undeliverable_q(), then=reason),
+        ]
+    return Case(*whens, default=Value(None), output_field=CharField())
 
 
 def annotate_skip_reasons(queryset: QuerySet, *, channels: Iterable[str]) -> QuerySet:

@@ -56,7 +56,12 @@ class NotificationLog(models.Model):
     run_date = models.DateField(help_text="The business's local date of the run.")
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(
+        null=True, blank=True, help_text="A receipt says the message arrived (wallet: the device fetched the pass)."
+    )
+    # A receipt says the message did not arrive: the provider's code and message (Twilio "30003: Unreachable
+    # destination handset", an email bounce). Empty while nothing said so; cleared by a later delivered receipt.
+    delivery_error = models.TextField(blank=True, default="", db_default="")
     reactivated_at = models.DateTimeField(null=True, blank=True)
     # The journey step (1-based) and its variant (empty when the step has none) this row's message came from.
     step = models.PositiveSmallIntegerField(default=1, db_default=1)
@@ -91,6 +96,13 @@ class NotificationLog(models.Model):
             # Deleting a config sets its rows' config to NULL and checks the foreign key: without this index each
             # would scan the whole log (the unique constraint used to lead with config).
             models.Index(fields=["config"], name="notification_config_idx"),
+            # Email receipts find their row by the provider's message id. Partial: the run inserts rows without one,
+            # so only the outcome update (which already rewrites the row) adds an entry.
+            models.Index(
+                fields=["provider_message_id"],
+                name="notification_provider_id_idx",
+                condition=~Q(provider_message_id=""),
+            ),
         ]
 
     def __str__(self) -> str:

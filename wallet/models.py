@@ -62,6 +62,10 @@ class Customer(models.Model):
     email_opt_out = models.BooleanField(default=False)
     sms_opt_out = models.BooleanField(default=False)
     push_opt_out = models.BooleanField(default=False)
+    # A delivery receipt said this number cannot receive SMS (Twilio 30003 / 30005 / 30006): the SMS channel skips
+    # the customer while `phone` still equals it, so changing the number (any way) resumes texting.
+    sms_undeliverable_phone = models.CharField(max_length=20, blank=True, default="", db_default="")
+    sms_undeliverable_reason = models.CharField(max_length=200, blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now)
     last_activity_at = models.DateTimeField(null=True, blank=True)
     # What the loyalty platform knows of the customer (points, tier, an offer code...): names to strings or numbers,

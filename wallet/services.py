@@ -182,10 +182,16 @@ def customer_update(*, customer: Customer, data: Mapping[str, Any]) -> Customer:
     unknown = sorted(set(data) - CUSTOMER_EDITABLE_FIELDS)
     if unknown:
         raise ValidationError({field: ["This field cannot be changed."] for field in unknown})
+    update_fields = list(data)
+    if customer.sms_undeliverable_phone and data.get("phone", customer.phone) != customer.sms_undeliverable_phone:
+        # A delivery receipt said the old number cannot receive texts; the new one is not known to (and the old
+        # number is not kept). The SMS channel only skips while phone equals the mark, so this is tidiness.
+        customer.sms_undeliverable_phone = customer.sms_undeliverable_reason = ""
+        update_fields += ["sms_undeliverable_phone", "sms_undeliverable_reason"]
     for field, value in data.items():
         setattr(customer, field, value)
     _customer_validate(customer)
-    customer.save(update_fields=list(data))
+    customer.save(update_fields=update_fields)
     logger.info(
         "customer updated",
         extra={

@@ -42,6 +42,8 @@ CANDIDATE_FIELDS = (
     "email_opt_out",
     "sms_opt_out",
     "push_opt_out",
+    "sms_undeliverable_phone",
+    "sms_undeliverable_reason",
     "attributes",  # read (as JSON text) only when a template of the config uses an attribute
     "quiet_since",
 )

@@ -216,9 +216,15 @@ def plan_chunk(context: RunContext, members: Sequence[dict[str, Any]]) -> tuple[
     ids = iter(make_ids(IdKind.NOTIFICATION, len(members) * len(config.channels)))
     pending, skipped, holdout = Status.PENDING.value, Status.SKIPPED.value, Status.HOLDOUT.value
     business_name, now, journey = context.business.name, context.now, context.journey
-    # Per channel: (channel, wallet?, opt-out field, address field), the fields consent.skip_reason reads.
+    # Per channel: (channel, wallet?, opt-out field, address field, sms?), what consent.skip_reason reads.
     channels = [
-        (channel, channel == Channel.WALLET, consent.OPT_OUT_FIELDS.get(channel), consent.ADDRESS_FIELDS.get(channel))
+        (
+            channel,
+            channel == Channel.WALLET,
+            consent.OPT_OUT_FIELDS.get(channel),
+            consent.ADDRESS_FIELDS.get(channel),
+            channel == Channel.SMS,
+        )
         for channel in config.channels
     ]
     plans: dict[tuple[int, str], ContentPlan] = {}
@@ -263,7 +269,7 @@ def plan_chunk(context: RunContext, members: Sequence[dict[str, Any]]) -> tuple[
             )
             for header, body, html in plan.renderers
         ]
-        for (channel, wallet, opt_out, address), content in zip(channels, plan.channel_content, strict=True):
+        for (channel, wallet, opt_out, address, sms), content in zip(channels, plan.channel_content, strict=True):
             if wallet:
                 reason = None if member["has_wallet_pass"] else consent.NO_PASS
             elif opt_out is None:
@@ -272,6 +278,8 @@ def plan_chunk(context: RunContext, members: Sequence[dict[str, Any]]) -> tuple[
                 reason = consent.OPTED_OUT
             elif not member[address]:
                 reason = consent.NO_ADDRESS
+            elif sms and member["sms_undeliverable_phone"] == member[address]:
+                reason = consent.undeliverable_reason(member["sms_undeliverable_reason"])
             else:
                 reason = None
             header, body, html = rendered[content]
@@ -297,6 +305,7 @@ class Outgoing(NamedTuple):
     body: str
     customer_id: str
     html: str = ""
+    notification_id: str = ""
 
 
 def deliver_chunk(
@@ -365,6 +374,7 @@ def _outgoing(pk: int, row: PlannedLog, member: dict[str, Any]) -> Outgoing:
         body=row.body,
         customer_id=member["customer_id"],
         html=row.html,
+        notification_id=row.notification_id,
     )
 
 
@@ -484,6 +494,7 @@ def _messages(context: RunContext, items: Sequence[Outgoing]) -> list[Message]:
             header=item.header,
             body=item.body,
             html=item.html,
+            notification_id=item.notification_id,
             customer_id=item.customer_id,
             business_id=business_id,
             business_name=business_name,

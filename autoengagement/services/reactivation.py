@@ -42,6 +42,7 @@ class Candidate(NamedTuple):
     status: str
     step: int
     variant: str
+    delivery_error: str
 
 
 def attribute_visits(*, visits: Sequence[Visit]) -> int:
@@ -62,7 +63,7 @@ def attribute_visits(*, visits: Sequence[Visit]) -> int:
     rows: dict[results.Reengagement, set[results.CreditedRow]] = defaultdict(set)
     for row, _ in credited:
         key = results.Reengagement(row.business_pk, row.run_date, row.customer_pk)
-        rows[key].add(results.CreditedRow(row.status, row.step, row.variant))
+        rows[key].add(results.CreditedRow(row.status, row.step, row.variant, bool(row.delivery_error)))
     results.count_credits(rows)
     bulk_update_rows(NotificationLog, ["reactivated_at"], [(row.pk, at) for row, at in credited])
     if credited:
@@ -92,6 +93,7 @@ def _candidates(visits: Sequence[Visit]) -> list[Candidate]:
         "status",
         "step",
         "variant",
+        "delivery_error",
     )
     return [Candidate(*row) for row in rows]
 

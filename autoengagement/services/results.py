@@ -6,8 +6,12 @@ How each writer of re-engagement log rows keeps its day's summary exact:
   while its config is running, so the day stays stale, and is counted from the log, for as long as rows may be
   pending, a crash included (recovery marks it again);
 - a visit credited to a re-engagement adds that customer to the day's "came back" cohort (`count_credits`), and a
-  device fetching an updated pass adds a delivery to the day's wallet outcome (`count_delivery`), each in the
-  transaction of its change, holding the day's row lock;
+  delivery receipt (a device fetching an updated pass, a Twilio or email receipt) adds a delivery to the day's
+  outcome of its channel (`count_delivery`), each in the transaction of its change, holding the day's row lock;
+- a receipt that reports a sent row undelivered (or delivered after all) may change whether its customer counts as
+  reached: unless another of the customer's rows of that day, step and variant still reaches them
+  (`count_reach_change`), the day and the business's later days are marked stale in the receipt's transaction, and
+  counted from the log until refreshed;
 - rows written any other way (an import, a manual fix, a test) must mark their days stale (`mark_stale`), or be
   followed by `refresh_engagement_results --all`: a day with no summary row is a day with no rows.
 Lock order: a transaction that changes log rows and their days' summaries locks the days first (`lock_days`, in
@@ -23,6 +27,9 @@ day's cohorts therefore keep their customers by the date of their previous day i
 counts only those whose previous day falls before it (or who have none): each customer once, on their first day.
 The same cohorts per journey step and variant (step > 0: the customers a step's variant reached, and those of them
 credited) keep their customers by their previous day in the same step, variant and measure.
+
+Reached means a `sent` row that no delivery receipt reported undelivered (an empty `delivery_error`): a customer whose
+SMS bounced but whose email arrived is reached; one whose only message was reported undelivered is not.
 """
 
 import datetime as dt
@@ -171,7 +178,8 @@ def _as_date(value: dt.date | str | None) -> dt.date | None:
 
 
 def cohorts_from_log(spans: Sequence[DaySpan]) -> list[CohortCount]:
-    """Each day's reached and held-out customers, and those of them credited with a visit, counted by the date of
+    """Each day's reached and held-out customers (a `sent` row not reported undelivered: an empty delivery_error; a
+    `holdout` row), and those of them credited with a visit, counted by the date of
     their previous day in the same measure; and per journey step and variant, the customers it reached (a `sent` row
     of that step and variant) and those of them credited, by their previous day in the same step, variant and
     measure. One query; the previous days are looked up per customer and day through the log's customer index."""
@@ -197,7 +205,7 @@ def cohorts_from_log(spans: Sequence[DaySpan]) -> list[CohortCount]:
     # history index was scanned whole on `type` for every customer: 11 s for a day of 2,000 customers.)
     earlier = (
         f"SELECT MAX(e.run_date) FILTER (WHERE e.type = %s) FROM {table} e WHERE e.customer_id = l.customer_id "
-        "AND e.status = l.status AND e.run_date < l.run_date"
+        "AND e.status = l.status AND e.delivery_error = '' AND e.run_date < l.run_date"
     )
     earlier_of_variant = f"{earlier} AND e.step = l.step AND e.variant = l.variant"
     credited = "MAX(CASE WHEN l.reactivated_at IS NULL THEN 0 ELSE 1 END)"
@@ -212,7 +220,7 @@ def cohorts_from_log(spans: Sequence[DaySpan]) -> list[CohortCount]:
                 ({earlier}) AS previous,
                 CASE WHEN {credited} = 1 THEN ({earlier} AND e.reactivated_at IS NOT NULL) END AS previous_credited
             FROM {table} l
-            WHERE l.type = %s AND l.status IN (%s, %s) AND ({in_spans})
+            WHERE l.type = %s AND l.status IN (%s, %s) AND l.delivery_error = '' AND ({in_spans})
             GROUP BY l.business_id, l.customer_id, l.run_date, l.status
         ) per_customer
         GROUP BY business_id, run_date, status, previous, credited, previous_credited
@@ -226,7 +234,7 @@ def cohorts_from_log(spans: Sequence[DaySpan]) -> list[CohortCount]:
                 CASE WHEN {credited} = 1 THEN ({earlier_of_variant} AND e.reactivated_at IS NOT NULL) END
                     AS previous_credited
             FROM {table} l
-            WHERE l.type = %s AND l.status = %s AND ({in_spans})
+            WHERE l.type = %s AND l.status = %s AND l.delivery_error = '' AND ({in_spans})
             GROUP BY l.business_id, l.customer_id, l.run_date, l.status, l.step, l.variant
         ) per_variant
         GROUP BY business_id, run_date, status, step, variant, previous, credited, previous_credited
@@ -317,6 +325,12 @@ class CreditedRow(NamedTuple):
     status: str
     step: int = 1
     variant: str = ""
+    # A receipt reported the row undelivered: a `sent` row that reaches nobody, so it counts in no cohort.
+    undelivered: bool = False
+
+    @property
+    def reaches(self) -> bool:
+        return not self.undelivered
 
 
 @transaction.atomic
@@ -335,12 +349,12 @@ def count_credits(credits: Mapping[Reengagement, Collection[CreditedRow]]) -> No
     groups: dict[Reengagement, str] = {}
     variants: dict[Reengagement, set[tuple[int, str]]] = {}
     for reengagement, rows in credits.items():
-        statuses = {row.status for row in rows}
-        if statuses & set(IN_FLIGHT_STATUSES):
+        if any(row.status in IN_FLIGHT_STATUSES for row in rows):
             continue
+        statuses = {row.status for row in rows if row.reaches}
         if Status.SENT in statuses or Status.HOLDOUT in statuses:
             groups[reengagement] = Status.SENT if Status.SENT in statuses else Status.HOLDOUT
-        variants[reengagement] = {(row.step, row.variant) for row in rows if row.status == Status.SENT}
+        variants[reengagement] = {(row.step, row.variant) for row in rows if row.status == Status.SENT and row.reaches}
     increments, recount = _cohort_increments(groups, variants)
     # Every day this batch touches is locked first, in one ordered statement, so two batches never deadlock.
     touched = {increment[0] for increment in increments} | recount | in_flight
@@ -368,6 +382,7 @@ def _cohort_increments(
             type=AUTO,
             status__in=list(_GROUPS),
             reactivated_at__isnull=False,
+            delivery_error="",
         )
         .order_by()
         .values_list("business_id", "customer_id", "status", "run_date", "step", "variant")
@@ -426,17 +441,44 @@ def _add_to_cohorts(increments: CohortIncrements, fresh: Mapping[DayKey, int]) -
 
 
 @transaction.atomic
-def count_delivery(*, business_id: int, run_date: dt.date, status: str) -> None:
-    """Add a wallet row (of this status) just marked delivered to its day's outcomes. Call it in the transaction
-    that marks the row, after locking its day (`lock_days`) and before touching the row."""
+def count_delivery(*, business_id: int, run_date: dt.date, status: str, channel: str = Channel.WALLET) -> None:
+    """Add a row (of this channel and status) just marked delivered to its day's outcomes. Call it in the
+    transaction that marks the row, after locking its day (`lock_days`)."""
     day = lock_days({(business_id, run_date)})[business_id, run_date]
     if day.stale:
         return
-    counted = ResultsOutcome.objects.filter(day=day, channel=Channel.WALLET, status=status).update(
+    counted = ResultsOutcome.objects.filter(day=day, channel=channel, status=status).update(
         delivered=F("delivered") + 1
     )
     if not counted:  # a summary that does not know the row: count the day from the log until refreshed
         mark_stale([(business_id, run_date)])
+
+
+@transaction.atomic
+def count_reach_change(*, log: NotificationLog) -> bool:
+    """A receipt just changed whether this `sent` row reaches its customer (its delivery_error was set or cleared):
+    unless another of the customer's rows of that day, step and variant still reaches them, so no cohort changes,
+    the day and the business's later days are marked stale (their cohorts point back at this day's customers) and
+    counted from the log until refreshed. Call it in the transaction that changed the row, holding its day's lock
+    (`lock_days`). Returns whether the days were marked."""
+    others = (
+        NotificationLog.objects.filter(
+            customer_id=log.customer_id,
+            business_id=log.business_id,
+            run_date=log.run_date,
+            type=AUTO,
+            status=Status.SENT,
+            delivery_error="",
+            step=log.step,
+            variant=log.variant,
+        )
+        .exclude(pk=log.pk)
+        .exists()
+    )
+    if others:
+        return False
+    mark_stale_from(business_id=log.business_id, run_date=log.run_date)
+    return True
 
 
 def _running_dates(business_id: int, dates: Iterable[dt.date]) -> set[dt.date]:

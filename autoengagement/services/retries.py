@@ -39,6 +39,7 @@ ROW_SPAN = dt.timedelta(days=3)
 
 RETRY_FIELDS = (
     "pk",
+    "notification_id",
     "channel",
     "status",
     "attempts",
@@ -54,6 +55,8 @@ RETRY_FIELDS = (
     "customer__email_opt_out",
     "customer__sms_opt_out",
     "customer__push_opt_out",
+    "customer__sms_undeliverable_phone",
+    "customer__sms_undeliverable_reason",
     "customer__last_activity_at",
 )
 
@@ -168,6 +171,7 @@ def _split(rows: list[dict[str, Any]]) -> tuple[list[Outgoing], list[tuple[int, 
                 body=row["body"],
                 customer_id=row["customer__customer_id"],
                 html=row["html"],
+                notification_id=row["notification_id"],
             )
         )
     return outgoing, skipped

@@ -28,6 +28,7 @@ class Message:
     the header and body on separate lines (the body alone when the header is empty).
     extra: channel-specific context; the run always sets "run_date" (the business's local date, ISO format).
     html: an email's own HTML part, rendered (empty: the backend's built-in layout of header and body).
+    notification_id: the log row's public id, for receipts that hand it back (Twilio's StatusCallback URL).
     """
 
     log_id: int
@@ -39,6 +40,7 @@ class Message:
     business_name: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     html: str = ""
+    notification_id: str = ""
 
 
 @dataclass(frozen=True)

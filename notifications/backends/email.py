@@ -7,6 +7,11 @@ customer's values escaped) when it has one, else the built-in layout of header a
 way it ends with the unsubscribe footer. One connection is opened in open() and reused for every batch until
 close().
 
+Through an email service provider (EMAIL_BACKEND=anymail.backends.<esp>.EmailBackend, django-anymail), the log row
+records the ESP's message id, which its tracking webhooks (bounces, complaints, deliveries) name the message by; an
+ESP that refuses the recipient (AnymailRecipientsRefused) is a permanent failure, and any other ESP error after the
+request was made an unknown outcome, as for a lost SMTP connection.
+
 SMTP answers are classified per message (RFC 5321 section 4.2.1): a 5xx refusal (unknown mailbox, rejected content)
 is permanent, a 4xx one (greylisting, mailbox full, server busy) is retryable. Over SMTP the transaction is driven
 step by step so a lost connection is classified by where it was lost: before the message content was written (the
@@ -24,6 +29,7 @@ from collections.abc import Sequence
 from email.utils import make_msgid, parseaddr
 from urllib.parse import urlsplit
 
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -108,6 +114,16 @@ def html_part(message: Message, context: dict[str, str]) -> str:
         return f"{message.html}\n{footer}"
     at = ends[-1].start()
     return f"{message.html[:at]}{footer}{message.html[at:]}"
+
+
+def provider_message_id(email: EmailMultiAlternatives) -> str:
+    """The id receipts will name the message by: the ESP's own (django-anymail sets `anymail_status.message_id`;
+    its tracking events carry it) or, over SMTP, our Message-ID header."""
+    status = getattr(email, "anymail_status", None)
+    message_id = getattr(status, "message_id", None)
+    if isinstance(message_id, str | int) and str(message_id):  # a set when recipients got different ids
+        return str(message_id)[:255]
+    return email.extra_headers["Message-ID"]
 
 
 class DjangoEmailBackend(ChannelBackend):
@@ -225,6 +241,9 @@ class DjangoEmailBackend(ChannelBackend):
                 if not self._reconnect():
                     return self._failed(message, "mail server unavailable", retryable=True)
                 self._deliver(email)
+        except AnymailRecipientsRefused:
+            # The ESP refused the address itself (invalid, or on its suppression list after a bounce or complaint).
+            return self._failed(message, "the email service refused the recipient")
         except LostAfterData as exc:
             self._reconnect()
             return self._unknown(message, f"connection lost after the message was sent ({exc})")
@@ -239,7 +258,7 @@ class DjangoEmailBackend(ChannelBackend):
             self._reconnect()
             return self._failed(message, f"mail server error: {type(exc).__name__}", retryable=True)
         self._record(ok=True)
-        return Result(log_id=message.log_id, status="sent", provider_message_id=email.extra_headers["Message-ID"])
+        return Result(log_id=message.log_id, status="sent", provider_message_id=provider_message_id(email))
 
     def _deliver(self, email: EmailMultiAlternatives) -> None:
         """Over SMTP, one step-by-step transaction (so a lost connection is classified by where it was lost); any
@@ -248,7 +267,7 @@ class DjangoEmailBackend(ChannelBackend):
         if not isinstance(self.connection, SmtpEmailBackend) or smtp is None:
             try:
                 self.connection.send_messages([email])
-            except (OSError, smtplib.SMTPException) as exc:
+            except (OSError, smtplib.SMTPException, AnymailAPIError) as exc:
                 raise LostAfterData(type(exc).__name__) from exc
             return
         encoding = email.encoding or settings.DEFAULT_CHARSET

@@ -1,17 +1,20 @@
 """SMS through Twilio's Messages API (SMS_CHANNEL=twilio).
 
 POST {TWILIO_API_BASE}/2010-04-01/Accounts/{sid}/Messages.json with basic auth and the form fields To,
-From or MessagingServiceSid, and Body; Twilio answers 201 with the message's sid. Error answers carry a JSON
+From or MessagingServiceSid, and Body; Twilio answers 201 with the message's sid. With PUBLIC_BASE_URL set, each
+message asks for delivery receipts: StatusCallback is {PUBLIC_BASE_URL}/notifications/twilio/status/ with the log
+row's notification_id in the query (notifications.views.twilio_status). Error answers carry a JSON
 body with Twilio's error `code`: 21610 means the recipient replied STOP (consent, not an error: the customer
 is opted out of SMS), other 4xx codes are permanent, 429 and 5xx are retried.
 """
 
 import logging
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.urls import reverse
 
 from engagement_site.curl import Answer, HttpRequest
 from notifications.backends.base import Message, Result
@@ -68,6 +71,7 @@ class TwilioSmsBackend(HttpChannelBackend):
             else {"From": settings.TWILIO_FROM_NUMBER}
         )
         self.max_segments = settings.SMS_MAX_SEGMENTS
+        self.status_callback = status_callback_url()
         self._start(
             provider=PROVIDER,
             url=self.url,
@@ -81,6 +85,8 @@ class TwilioSmsBackend(HttpChannelBackend):
             **self.sender,
             "Body": sms_text(header=message.header, body=message.body, max_segments=self.max_segments),
         }
+        if self.status_callback and message.notification_id:
+            data["StatusCallback"] = f"{self.status_callback}?{urlencode({'notification_id': message.notification_id})}"
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         return HttpRequest("POST", self.url, headers, urlencode(data).encode())
 
@@ -106,6 +112,14 @@ class TwilioSmsBackend(HttpChannelBackend):
             },
         )
         return Result(log_id=message.log_id, status="failed", error=error[:500], revoked=revoked)
+
+
+def status_callback_url() -> str:
+    """Where Twilio posts this project's delivery receipts: empty without a public base URL (none are asked for)."""
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
+    if urlsplit(base).scheme not in ("http", "https"):
+        return ""
+    return base + reverse("twilio-status")
 
 
 def _json(response: Answer) -> dict[str, Any]:

@@ -21,19 +21,21 @@ def reference_stats(business, date_from: dt.date, date_to: dt.date) -> dict:
     daily: dict[dt.date, list] = {
         date_from + dt.timedelta(days=n): [0, 0, set()] for n in range((date_to - date_from).days + 1)
     }
-    delivered = 0
+    delivered: dict[str, int] = defaultdict(int)
     variants: dict[tuple[int, str], tuple[set, set]] = defaultdict(lambda: (set(), set()))
     for row in rows:
         channels[row.channel][row.status] += 1
-        delivered += row.channel == "wallet" and row.delivered_at is not None
+        if row.channel == "wallet" or row.delivered_at is not None:
+            delivered[row.channel] += row.delivered_at is not None
         person = (row.business_id, row.customer_id)
         if row.status == S.SENT:
+            daily[row.run_date][0] += 1
+        if row.status == S.SENT and not row.delivery_error:  # reached: sent, and no receipt said undelivered
             reached_by, back_by = variants[row.step, row.variant]
             reached_by.add(person)
             if row.reactivated_at:
                 back_by.add(person)
             groups["reached"].add(person)
-            daily[row.run_date][0] += 1
             if row.reactivated_at:
                 groups["reached_back"].add(person)
                 daily[row.run_date][2].add(person)
@@ -46,7 +48,7 @@ def reference_stats(business, date_from: dt.date, date_to: dt.date) -> dict:
     reported = _configs_with_steps(business) or any(key != (1, "") for key in variants)
     return {
         "channels": {channel: dict(statuses) for channel, statuses in channels.items()},
-        "delivered": {"wallet": delivered} if channels.get("wallet") else {},
+        "delivered": dict(delivered),
         "groups": {measure: len(groups[measure]) for measure in CohortMeasure.values},
         "daily": [(day, sent, failed, len(back)) for day, (sent, failed, back) in daily.items()],
         # Per (step, variant) reached by someone: customers reached by it and those of them whose row was credited;

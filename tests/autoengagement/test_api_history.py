@@ -21,6 +21,7 @@ ITEM_KEYS = {
     "created_at",
     "sent_at",
     "delivered_at",
+    "delivery_error",
     "step",
     "variant",
 }
@@ -77,6 +78,7 @@ def test_history_items_have_the_contract_fields(api, config):
                 "created_at": "2026-03-01T09:00:00Z",
                 "sent_at": None,
                 "delivered_at": None,
+                "delivery_error": "",
                 "step": 2,
                 "variant": "B",
             }

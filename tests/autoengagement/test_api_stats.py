@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from autoengagement.models import ResultsDay
 from autoengagement.services import results
-from autoengagement.stats import engagement_stats, newcombe_interval, wilson_interval
+from autoengagement.stats import REACHED_DEFINITION, engagement_stats, newcombe_interval, wilson_interval
 from notifications.models import NotificationLog
 from tests.autoengagement.datasets import DAY_1, DAY_2, WINDOW, ZONE, build_dataset, customers_of, stats_row
 from tests.factories import AutoEngagementConfigFactory, BusinessFactory, save_logs
@@ -50,6 +50,7 @@ def test_every_number_on_the_hand_built_dataset(api, dataset):
         },
         "delivered": {"wallet": 25},
         "reached": 70,
+        "reached_definition": REACHED_DEFINITION,
         "holdout": 80,
         "reactivated": {"reached": 56, "holdout": 48},
         "reactivation_rate": {"reached": 0.8, "holdout": 0.6},

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from autoengagement.models import AutoEngagementConfig, ResultsDay
 from autoengagement.services import results
-from autoengagement.stats import StepResult, Uplift, VariantResult, best_variant, engagement_stats
+from autoengagement.stats import REACHED_DEFINITION, StepResult, Uplift, VariantResult, best_variant, engagement_stats
 from notifications.models import NotificationLog
 from tests.autoengagement.datasets import (
     DAY_1,
@@ -100,6 +100,7 @@ EXPECTED = {
     "delivered": {"wallet": 0},
     # Step 2 reached customers step 1 had reached: 150 distinct, 56 + 48 back after step 1 and 3 + 9 after step 2.
     "reached": 150,
+    "reached_definition": REACHED_DEFINITION,
     "holdout": 80,
     "reactivated": {"reached": 116, "holdout": 48},
     "reactivation_rate": {"reached": 0.7733, "holdout": 0.6},

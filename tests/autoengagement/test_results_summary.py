@@ -47,7 +47,7 @@ JOURNEY_KEYS = [(1, ""), (1, "A"), (1, "B"), (2, ""), (3, "x")]
 
 def _random_logs(business, rng: random.Random, *, customers: int = 40, credited: bool = True) -> list[Customer]:
     """Re-engagements on random days: customers reached or held out several times, some credited (unless not
-    `credited`), some not; by random journey steps and variants."""
+    `credited`), some not; by random journey steps and variants; some messages delivered, some emails bounced."""
     config = AutoEngagementConfig.objects.filter(business=business).first() or AutoEngagementConfigFactory(
         business=business, channels=["wallet", "email"], holdout_percent=30
     )
@@ -68,6 +68,8 @@ def _random_logs(business, rng: random.Random, *, customers: int = 40, credited:
                     step, variant = rng.choice(JOURNEY_KEYS)
                 status = S.HOLDOUT if held else rng.choice([S.SENT, S.SENT, S.FAILED, S.SKIPPED])
                 delivered = created_at + dt.timedelta(minutes=2) if status == S.SENT and rng.random() < 0.5 else None
+                # Some sent emails a receipt reported undelivered (a bounce): they reach nobody.
+                bounced = status == S.SENT and channel == "email" and delivered is None and rng.random() < 0.4
                 rows.append(
                     NotificationLog(
                         business=business,
@@ -77,7 +79,8 @@ def _random_logs(business, rng: random.Random, *, customers: int = 40, credited:
                         status=status,
                         run_date=run_date,
                         created_at=created_at,
-                        delivered_at=delivered if channel == "wallet" else None,
+                        delivered_at=delivered,
+                        delivery_error="bounced: unknown user" if bounced else "",
                         reactivated_at=back if status in (S.SENT, S.HOLDOUT) else None,
                         step=step,
                         variant=variant,

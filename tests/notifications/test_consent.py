@@ -5,6 +5,7 @@ import pytest
 from notifications.consent import (
     NO_ADDRESS,
     OPTED_OUT,
+    UNDELIVERABLE,
     annotate_skip_reasons,
     consent_fields,
     sendable_q,
@@ -24,6 +25,8 @@ def customer_fields(**overrides) -> dict:
         "email_opt_out": False,
         "sms_opt_out": False,
         "push_opt_out": False,
+        "sms_undeliverable_phone": "",
+        "sms_undeliverable_reason": "",
     }
     return {**fields, **overrides}
 
@@ -39,6 +42,16 @@ def customer_fields(**overrides) -> dict:
         ("sms", {"phone": ""}, NO_ADDRESS),
         ("sms", {"sms_opt_out": True}, OPTED_OUT),
         ("sms", {"email_opt_out": True}, None),
+        # A receipt marked the number undeliverable: skipped with the receipt's reason while the phone is that number.
+        (
+            "sms",
+            {"sms_undeliverable_phone": "+14155550100", "sms_undeliverable_reason": "Twilio 30003: Unreachable"},
+            f"{UNDELIVERABLE}: Twilio 30003: Unreachable",
+        ),
+        ("sms", {"sms_undeliverable_phone": "+14155550100"}, UNDELIVERABLE),
+        ("sms", {"sms_undeliverable_phone": "+14155550199", "sms_undeliverable_reason": "Twilio 30003"}, None),
+        ("sms", {"sms_undeliverable_phone": "+14155550100", "sms_opt_out": True}, OPTED_OUT),
+        ("email", {"sms_undeliverable_phone": "+14155550100"}, None),
         ("push", {"push_token": ""}, NO_ADDRESS),
         ("push", {"push_opt_out": True}, OPTED_OUT),
         ("wallet", {"email": "", "phone": "", "push_token": "", "email_opt_out": True}, None),
@@ -60,16 +73,24 @@ def test_unknown_channel_is_an_error():
 
 
 def test_consent_fields():
-    assert consent_fields(channel="sms") == ("phone", "sms_opt_out")
+    assert consent_fields(channel="sms") == (
+        "phone",
+        "sms_opt_out",
+        "sms_undeliverable_phone",
+        "sms_undeliverable_reason",
+    )
+    assert consent_fields(channel="email") == ("email", "email_opt_out")
     assert consent_fields(channel="wallet") == ()
 
 
 @pytest.fixture
 def every_combination(db):
-    """One customer per combination of (address present, opted out) on every channel."""
+    """One customer per combination of (address present, opted out) on every channel, and of the SMS number's mark
+    (none, this number with and without a reason, another number)."""
     business = BusinessFactory()
     customers = []
-    for email, phone, token, *opt_outs in itertools.product([True, False], repeat=6):
+    marks = [("", ""), ("+14155550100", "Twilio 30005"), ("+14155550100", ""), ("+14155550199", "Twilio 30006")]
+    for (email, phone, token, *opt_outs), mark in itertools.product(itertools.product([True, False], repeat=6), marks):
         customers.append(
             CustomerFactory(
                 business=business,
@@ -79,6 +100,8 @@ def every_combination(db):
                 email_opt_out=opt_outs[0],
                 sms_opt_out=opt_outs[1],
                 push_opt_out=opt_outs[2],
+                sms_undeliverable_phone=mark[0],
+                sms_undeliverable_reason=mark[1],
             )
         )
     return business, customers
@@ -103,7 +126,7 @@ def test_annotations_label_a_whole_chunk_in_one_query(every_combination, django_
             )
         )
     by_pk = {customer.pk: customer for customer in customers}
-    assert len(rows) == 64
+    assert len(rows) == 64 * 4
     for row in rows:
         for channel in [*CHANNELS, "wallet"]:
             assert row[f"skip_{channel}"] == skip_reason(channel=channel, customer=by_pk[row["pk"]])
