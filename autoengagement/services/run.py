@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -29,7 +30,18 @@ from notifications.models import NotificationLog
 logger = logging.getLogger(__name__)
 
 RunStatus = AutoEngagementConfig.RunStatus
-Progress = Callable[["BusinessOutcome", int], None]
+
+
+class Progress(Protocol):
+    """What a progress display hears from a run: how many configs it looks at (known from the one read of due
+    configs), a business's counts as they grow (after each chunk), and each config once it is done (None: it
+    turned out not to be due)."""
+
+    def started(self, total: int) -> None: ...
+
+    def advanced(self, outcome: "BusinessOutcome") -> None: ...
+
+    def finished(self, outcome: "BusinessOutcome | None") -> None: ...
 
 
 class UnknownBusinesses(Exception):
@@ -443,7 +455,7 @@ def _run_audience(
             results.mark_stale([day])
         renew_lease(config=config)
         if progress:
-            progress(outcome, outcome.audience)
+            progress.advanced(outcome)
 
 
 def _run_parts(config: AutoEngagementConfig, claim: Claim, *, now: dt.datetime, backends: BackendPool) -> ChunkTally:
@@ -624,6 +636,8 @@ def _run_configs(
     progress: Progress | None,
 ) -> None:
     """Every config in turn, one backend pool for all, then the stale results days; every line carries the run id."""
+    if progress:
+        progress.started(len(config_pks))
     logger.info("run started", extra={"configs": len(config_pks), "dry_run": dry_run, "now": now.isoformat()})
     backends = BackendPool()
     try:
@@ -639,8 +653,8 @@ def _run_configs(
             )
             if outcome is not None:
                 summary.outcomes.append(outcome)
-                if progress:
-                    progress(outcome, outcome.audience)
+            if progress:
+                progress.finished(outcome)
     finally:
         backends.close()
     if not dry_run:
