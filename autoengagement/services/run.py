@@ -404,7 +404,7 @@ def run_config(
                 results.mark_stale([results_day])
             renew_lease(config=config)
         if claim.parts:
-            outcome.add(_run_parts(config, claim, now=now, backends=backends))
+            outcome.add(_run_parts(config, claim, now=now, backends=backends, progress=progress, outcome=outcome))
         else:
             _run_audience(context, outcome, backends=backends, progress=progress)
     except Exception as exc:
@@ -458,7 +458,30 @@ def _run_audience(
             progress.advanced(outcome)
 
 
-def _run_parts(config: AutoEngagementConfig, claim: Claim, *, now: dt.datetime, backends: BackendPool) -> ChunkTally:
+def _chunk_progress(outcome: BusinessOutcome, progress: Progress | None) -> Callable[[ChunkTally], None] | None:
+    """For a split business: each chunk's counts added to what `outcome` has so far, shown as they grow (the
+    outcome itself gets the parts' counts once, when they are all done)."""
+    if progress is None:
+        return None
+    shown = BusinessOutcome(business_id=outcome.business_id, config_id=outcome.config_id, status=outcome.status)
+    shown.add(outcome)
+
+    def on_chunk(chunk: ChunkTally) -> None:
+        shown.add(chunk)
+        progress.advanced(shown)
+
+    return on_chunk
+
+
+def _run_parts(
+    config: AutoEngagementConfig,
+    claim: Claim,
+    *,
+    now: dt.datetime,
+    backends: BackendPool,
+    progress: Progress | None,
+    outcome: BusinessOutcome,
+) -> ChunkTally:
     """The coordinator's share of a split business: parts until all are done, then the day's summed counts."""
     day = (config.business_id, claim.local_date)
 
@@ -473,10 +496,13 @@ def _run_parts(config: AutoEngagementConfig, claim: Claim, *, now: dt.datetime, 
         context_for=lambda part_alive: _context(config, now, claim.local_date, claim.send_at, keep_alive=part_alive),
         backends=backends,
         keep_alive=keep_alive,
+        on_chunk=_chunk_progress(outcome, progress),
     )
 
 
-def help_run(*, config_pk: int, now: dt.datetime, owner: str, backends: BackendPool) -> BusinessOutcome | None:
+def help_run(
+    *, config_pk: int, now: dt.datetime, owner: str, backends: BackendPool, progress: Progress | None = None
+) -> BusinessOutcome | None:
     """Another run holds this config: take parts of its day, if it is split. The row lock waits for a claim in
     progress, whose transaction also plans the parts."""
     with transaction.atomic():
@@ -506,6 +532,7 @@ def help_run(*, config_pk: int, now: dt.datetime, owner: str, backends: BackendP
             context_for=lambda part_alive: _context(config, run_now, run_date, send_at, keep_alive=part_alive),
             backends=backends,
             after_chunk=lambda: results.mark_stale([(config.business_id, run_date)]),
+            on_chunk=_chunk_progress(outcome, progress),
         )
     except Exception as exc:
         # The part's lease runs out and another worker (the coordinator at the latest) takes it over.
@@ -690,7 +717,7 @@ def _run_one(
     if claim.status == ClaimStatus.CLAIMED:
         return run_config(claim=claim, now=now, backends=backends, progress=progress)
     if claim.status == ClaimStatus.BUSY:
-        helped = help_run(config_pk=config_pk, now=now, owner=owner, backends=backends)
+        helped = help_run(config_pk=config_pk, now=now, owner=owner, backends=backends, progress=progress)
         if helped:
             return helped
     if claim.config is None or claim.status == ClaimStatus.NOT_DUE:

@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from autoengagement.models import AutoEngagementConfig
+from autoengagement.models import AutoEngagementConfig, RunPart
 from autoengagement.services.audience import in_holdout, iter_audience_chunks
 from autoengagement.services.delivery import ACTIVE_AGAIN, RunContext, deliver_chunk
 from autoengagement.services.retries import INTERRUPTED
@@ -482,3 +482,24 @@ def test_progress_costs_no_queries(settings):
     assert queries_for_run(settings, customers=10, chunk_size=5, progress=RecordedProgress()) == queries_for_run(
         settings, customers=10, chunk_size=5
     )
+
+
+def test_a_split_business_reports_its_counts_after_each_chunk_of_its_parts(settings):
+    settings.AUTO_ENGAGEMENT_CHUNK_SIZE = 2
+    settings.AUTO_ENGAGEMENT_PART_SIZE = 3
+    config = make_config()
+    for _ in range(6):
+        inactive(config)
+    progress = RecordedProgress()
+    summary = run_due_configs(now=NOW, progress=progress)
+    assert summary.outcomes[0].audience == 6
+    assert RunPart.objects.filter(config=config).count() == 2
+    business = config.business.business_id
+    assert progress.events[0] == ("started", 1)
+    assert progress.events[-1] == ("finished", business)
+    shown = progress.events[1:-1]
+    assert len(shown) >= 3  # two parts of three customers: at least two chunks each, minus an empty last one
+    assert [event[:2] for event in shown] == [("advanced", business)] * len(shown)
+    audiences = [event[2] for event in shown]
+    assert audiences == sorted(audiences) and audiences[-1] == 6
+    assert [event[3] for event in shown][-1] == 6
