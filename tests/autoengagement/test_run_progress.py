@@ -52,13 +52,20 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "manage.py", "run_auto_engagement", "--now", NOW.isoformat(), *args]
 
 
-def run_on_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """The command with a pseudo-terminal of 160 columns as its stdout and stderr; its exit code and all it wrote."""
+def run_on_terminal(args: list[str], env: dict[str, str], stderr=None) -> tuple[int, str]:
+    """The command with a pseudo-terminal of 160 columns as its stdout and stderr (unless `stderr` is given); its
+    exit code and all it wrote there."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
     env = {**env, "TERM": "xterm-256color", "COLUMNS": "", "LINES": ""}
     process = subprocess.Popen(
-        args, cwd=PROJECT, env=env, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, close_fds=True
+        args,
+        cwd=PROJECT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower if stderr is None else stderr,
+        close_fds=True,
     )
     os.close(follower)
     output = bytearray()
@@ -106,6 +113,17 @@ def test_on_a_terminal_progress_is_live_logs_go_above_it_and_the_summary_is_prin
 
     assert sum(SUMMARY in line for line in lines) == 1
     assert lines[-1].startswith(SUMMARY)
+
+
+def test_a_log_sent_to_a_file_stays_there_while_the_terminal_shows_progress(command_env, tmp_path):
+    with open(tmp_path / "run.log", "w") as log:
+        code, output = run_on_terminal(command(), command_env, stderr=log)
+    assert code == 0, output
+    assert "businesses" in output
+    assert not LOG_RECORD.search(output)
+    warning, *records = (tmp_path / "run.log").read_text().splitlines()
+    assert warning.startswith("Warning: --now")
+    assert len(records) == BUSINESSES + 2 and all(LOG_RECORD.match(line) for line in records), records
 
 
 def test_no_progress_on_a_terminal_prints_the_plain_lines(command_env):
