@@ -4,11 +4,15 @@ context (such as a run's id) carried onto every line logged while it is set, thr
 `log_context(run_id=...)` sets fields for the lines logged inside it; `ContextFilter` (on the console handler) adds
 them to each record; `carry_context(fn)` makes a function run in a thread pool see the caller's context. Text lines
 escape control characters in the message and the context, so client text cannot forge log lines.
+
+`terminal_lines_to(write)` hands the lines the handlers would write to a terminal to `write` instead, whole and
+unchanged, so a live progress display can print them above itself instead of having them glued onto its line.
 """
 
 import contextvars
 import datetime as dt
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,6 +50,63 @@ class ContextFilter(logging.Filter):
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True
+
+
+class _LineWriter:
+    """A stream that passes each whole line to `write` (a handler writes a record, then its newline)."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            self._write(line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _terminal(stream: Any) -> str | None:
+    """The terminal device `stream` writes to, or None (a file, a pipe, a stream without a descriptor)."""
+    try:
+        fileno = stream.fileno()
+        return os.ttyname(fileno) if os.isatty(fileno) else None
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _stream_handlers() -> set[logging.StreamHandler]:
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return {
+        handler
+        for logger in loggers
+        if isinstance(logger, logging.Logger)
+        for handler in logger.handlers
+        if isinstance(handler, logging.StreamHandler)
+    }
+
+
+@contextmanager
+def terminal_lines_to(write: Callable[[str], None], *, terminal: Any) -> Iterator[None]:
+    """Inside, the stream handlers writing to the same terminal as the stream `terminal` pass each formatted line to
+    `write` instead (the format is the handler's own); those writing to a file or a pipe are left alone."""
+    device = _terminal(terminal)
+    swapped = {}
+    if device is not None:
+        for handler in _stream_handlers():
+            if _terminal(handler.stream) == device:
+                swapped[handler] = handler.setStream(_LineWriter(write))
+    try:
+        yield
+    finally:
+        for handler, stream in swapped.items():
+            handler.setStream(stream)
 
 
 def iso_utc(record: logging.LogRecord) -> str:

@@ -84,6 +84,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files (admin, API docs) from the app process itself: no other web server needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # /api/ paths in either slash form, and a JSON 404 for those that match no route.
+    "engagement_site.middleware.ApiPathMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -137,8 +137,10 @@ def run_part(
     backends: Callable[[str], ChannelBackend],
     taken_over: bool,
     after_chunk: Callable[[], None],
+    on_chunk: Callable[[ChunkTally], None] | None = None,
 ) -> ChunkTally:
-    """Send one part's audience (after what a dead worker left of it) and record its counts on the part."""
+    """Send one part's audience (after what a dead worker left of it) and record its counts on the part;
+    `on_chunk` hears each chunk's counts (a progress display)."""
     customers = (part.first_customer, part.last_customer)
     chunk_size = settings.AUTO_ENGAGEMENT_CHUNK_SIZE
     # What a worker that died had sent of the part, as of its last chunk.
@@ -146,16 +148,22 @@ def run_part(
     if taken_over:
         recovered = _recover(part)
         logger.warning("part taken over", extra={"part": part.number, "rows": recovered})
-        tally.add(retry_due_rows(context, backends, chunk_size=chunk_size, customers=customers))
+        retried = retry_due_rows(context, backends, chunk_size=chunk_size, customers=customers)
+        tally.add(retried)
         renew_part(part, tally)
         after_chunk()
+        if on_chunk:
+            on_chunk(retried)
     audience = iter_audience_chunks(
         config=context.config, now=context.now, run_date=context.run_date, chunk_size=chunk_size, customers=customers
     )
     for members in audience:
-        tally.add(deliver_chunk(context, members, backends))
+        chunk = deliver_chunk(context, members, backends)
+        tally.add(chunk)
         renew_part(part, tally)
         after_chunk()
+        if on_chunk:
+            on_chunk(chunk)
     RunPart.objects.filter(pk=part.pk, owner=part.owner).update(
         done_at=timezone.now(), lease_expires_at=None, tally=tally_as_json(tally)
     )
@@ -179,6 +187,7 @@ def work_parts(
     context_for: Callable[[Callable[[], None]], RunContext],
     backends: Callable[[str], ChannelBackend],
     after_chunk: Callable[[], None],
+    on_chunk: Callable[[ChunkTally], None] | None = None,
 ) -> tuple[int, ChunkTally]:
     """Take and run parts of the day until none is left to take; return how many this worker ran, and their counts."""
     done, tally = 0, ChunkTally()
@@ -195,7 +204,14 @@ def work_parts(
         context = context_for(keep_alive)
         try:
             tally.add(
-                run_part(part, context=context, backends=backends, taken_over=taken_over, after_chunk=after_chunk)
+                run_part(
+                    part,
+                    context=context,
+                    backends=backends,
+                    taken_over=taken_over,
+                    after_chunk=after_chunk,
+                    on_chunk=on_chunk,
+                )
             )
         except PartLost:
             # Too slow to renew: the worker that took it over finishes it; this one goes on with the next part.
@@ -217,6 +233,7 @@ def wait_for_parts(
     backends: Callable[[str], ChannelBackend],
     keep_alive: Callable[[], None],
     sleep: Callable[[float], None] = time.sleep,
+    on_chunk: Callable[[ChunkTally], None] | None = None,
 ) -> ChunkTally:
     """The coordinator: run parts until every part of the day is done (taking over any whose worker died), keeping
     the config's lease alive meanwhile; then the day's counts, summed over the parts."""
@@ -228,6 +245,7 @@ def wait_for_parts(
             context_for=context_for,
             backends=backends,
             after_chunk=keep_alive,
+            on_chunk=on_chunk,
         )
         if not RunPart.objects.filter(config=config, run_date=run_date, done_at__isnull=True).exists():
             break

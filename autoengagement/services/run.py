@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -29,7 +30,18 @@ from notifications.models import NotificationLog
 logger = logging.getLogger(__name__)
 
 RunStatus = AutoEngagementConfig.RunStatus
-Progress = Callable[["BusinessOutcome", int], None]
+
+
+class Progress(Protocol):
+    """What a progress display hears from a run: how many configs it looks at (known from the one read of due
+    configs), a business's counts as they grow (after each chunk), and each config once it is done (None: it
+    turned out not to be due)."""
+
+    def started(self, total: int) -> None: ...
+
+    def advanced(self, outcome: "BusinessOutcome") -> None: ...
+
+    def finished(self, outcome: "BusinessOutcome | None") -> None: ...
 
 
 class UnknownBusinesses(Exception):
@@ -392,7 +404,7 @@ def run_config(
                 results.mark_stale([results_day])
             renew_lease(config=config)
         if claim.parts:
-            outcome.add(_run_parts(config, claim, now=now, backends=backends))
+            outcome.add(_run_parts(config, claim, now=now, backends=backends, progress=progress, outcome=outcome))
         else:
             _run_audience(context, outcome, backends=backends, progress=progress)
     except Exception as exc:
@@ -443,10 +455,33 @@ def _run_audience(
             results.mark_stale([day])
         renew_lease(config=config)
         if progress:
-            progress(outcome, outcome.audience)
+            progress.advanced(outcome)
 
 
-def _run_parts(config: AutoEngagementConfig, claim: Claim, *, now: dt.datetime, backends: BackendPool) -> ChunkTally:
+def _chunk_progress(outcome: BusinessOutcome, progress: Progress | None) -> Callable[[ChunkTally], None] | None:
+    """For a split business: each chunk's counts added to what `outcome` has so far, shown as they grow (the
+    outcome itself gets the parts' counts once, when they are all done)."""
+    if progress is None:
+        return None
+    shown = BusinessOutcome(business_id=outcome.business_id, config_id=outcome.config_id, status=outcome.status)
+    shown.add(outcome)
+
+    def on_chunk(chunk: ChunkTally) -> None:
+        shown.add(chunk)
+        progress.advanced(shown)
+
+    return on_chunk
+
+
+def _run_parts(
+    config: AutoEngagementConfig,
+    claim: Claim,
+    *,
+    now: dt.datetime,
+    backends: BackendPool,
+    progress: Progress | None,
+    outcome: BusinessOutcome,
+) -> ChunkTally:
     """The coordinator's share of a split business: parts until all are done, then the day's summed counts."""
     day = (config.business_id, claim.local_date)
 
@@ -461,10 +496,13 @@ def _run_parts(config: AutoEngagementConfig, claim: Claim, *, now: dt.datetime, 
         context_for=lambda part_alive: _context(config, now, claim.local_date, claim.send_at, keep_alive=part_alive),
         backends=backends,
         keep_alive=keep_alive,
+        on_chunk=_chunk_progress(outcome, progress),
     )
 
 
-def help_run(*, config_pk: int, now: dt.datetime, owner: str, backends: BackendPool) -> BusinessOutcome | None:
+def help_run(
+    *, config_pk: int, now: dt.datetime, owner: str, backends: BackendPool, progress: Progress | None = None
+) -> BusinessOutcome | None:
     """Another run holds this config: take parts of its day, if it is split. The row lock waits for a claim in
     progress, whose transaction also plans the parts."""
     with transaction.atomic():
@@ -494,6 +532,7 @@ def help_run(*, config_pk: int, now: dt.datetime, owner: str, backends: BackendP
             context_for=lambda part_alive: _context(config, run_now, run_date, send_at, keep_alive=part_alive),
             backends=backends,
             after_chunk=lambda: results.mark_stale([(config.business_id, run_date)]),
+            on_chunk=_chunk_progress(outcome, progress),
         )
     except Exception as exc:
         # The part's lease runs out and another worker (the coordinator at the latest) takes it over.
@@ -624,6 +663,8 @@ def _run_configs(
     progress: Progress | None,
 ) -> None:
     """Every config in turn, one backend pool for all, then the stale results days; every line carries the run id."""
+    if progress:
+        progress.started(len(config_pks))
     logger.info("run started", extra={"configs": len(config_pks), "dry_run": dry_run, "now": now.isoformat()})
     backends = BackendPool()
     try:
@@ -639,8 +680,8 @@ def _run_configs(
             )
             if outcome is not None:
                 summary.outcomes.append(outcome)
-                if progress:
-                    progress(outcome, outcome.audience)
+            if progress:
+                progress.finished(outcome)
     finally:
         backends.close()
     if not dry_run:
@@ -676,7 +717,7 @@ def _run_one(
     if claim.status == ClaimStatus.CLAIMED:
         return run_config(claim=claim, now=now, backends=backends, progress=progress)
     if claim.status == ClaimStatus.BUSY:
-        helped = help_run(config_pk=config_pk, now=now, owner=owner, backends=backends)
+        helped = help_run(config_pk=config_pk, now=now, owner=owner, backends=backends, progress=progress)
         if helped:
             return helped
     if claim.config is None or claim.status == ClaimStatus.NOT_DUE:

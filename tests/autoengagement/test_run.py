@@ -2,6 +2,7 @@ import datetime as dt
 import io
 import json
 import logging
+import re
 
 import pytest
 from django.core.management import call_command
@@ -9,7 +10,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from autoengagement.models import AutoEngagementConfig
+from autoengagement.models import AutoEngagementConfig, RunPart
 from autoengagement.services.audience import in_holdout, iter_audience_chunks
 from autoengagement.services.delivery import ACTIVE_AGAIN, RunContext, deliver_chunk
 from autoengagement.services.retries import INTERRUPTED
@@ -391,13 +392,13 @@ def test_text_output_is_readable():
     assert "1 customer(s) notified" in text
 
 
-def queries_for_run(settings, customers, chunk_size):
+def queries_for_run(settings, customers, chunk_size, progress=None):
     settings.AUTO_ENGAGEMENT_CHUNK_SIZE = chunk_size
     config = make_config(channels=["wallet", "email"], name=f"Shop {customers}")
     for _ in range(customers):
         inactive(config)
     with CaptureQueriesContext(connection) as queries:
-        summary = run_due_configs(now=NOW, business_ids=[config.business.business_id])
+        summary = run_due_configs(now=NOW, business_ids=[config.business.business_id], progress=progress)
     assert summary.outcomes[0].notified == customers
     return len(queries)
 
@@ -433,7 +434,72 @@ def test_progress_is_shown_on_a_terminal_only():
     inactive(config)
     terminal = Terminal()
     call_command("run_auto_engagement", "--now", NOW.isoformat(), stdout=terminal)
-    assert f"\r\033[K{config.business.business_id}: 1 customers, 1 notified" in terminal.getvalue()
+    shown = re.sub(r"\x1b\[[0-?]*[ -/]*[@-~]", "", terminal.getvalue())
+    assert "1/1 businesses" in shown and "100%" in shown and "1 customers, 1 notified" in shown
+    assert shown.count("1 business(es) processed") == 1
     piped = io.StringIO()
     call_command("run_auto_engagement", "--business", config.business.business_id, stdout=piped)
-    assert "\r" not in piped.getvalue()
+    assert "\r" not in piped.getvalue() and "\x1b" not in piped.getvalue()
+    quiet = Terminal()
+    call_command("run_auto_engagement", "--business", config.business.business_id, "--no-progress", stdout=quiet)
+    assert "\x1b" not in quiet.getvalue() and "businesses" not in quiet.getvalue()
+
+
+class RecordedProgress:
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def started(self, total):
+        self.events.append(("started", total))
+
+    def advanced(self, outcome):
+        self.events.append(("advanced", outcome.business_id, outcome.audience, outcome.notified))
+
+    def finished(self, outcome):
+        self.events.append(("finished", outcome.business_id if outcome else None))
+
+
+def test_a_run_reports_its_total_first_then_each_chunk_and_each_business(settings):
+    settings.AUTO_ENGAGEMENT_CHUNK_SIZE = 2
+    first, second = make_config(name="First"), make_config(name="Second")
+    for _ in range(3):
+        inactive(first)
+    inactive(second)
+    progress = RecordedProgress()
+    run_due_configs(now=NOW, progress=progress)
+    a, b = first.business.business_id, second.business.business_id
+    assert progress.events == [
+        ("started", 2),
+        ("advanced", a, 2, 2),
+        ("advanced", a, 3, 3),
+        ("finished", a),
+        ("advanced", b, 1, 1),
+        ("finished", b),
+    ]
+
+
+def test_progress_costs_no_queries(settings):
+    assert queries_for_run(settings, customers=10, chunk_size=5, progress=RecordedProgress()) == queries_for_run(
+        settings, customers=10, chunk_size=5
+    )
+
+
+def test_a_split_business_reports_its_counts_after_each_chunk_of_its_parts(settings):
+    settings.AUTO_ENGAGEMENT_CHUNK_SIZE = 2
+    settings.AUTO_ENGAGEMENT_PART_SIZE = 3
+    config = make_config()
+    for _ in range(6):
+        inactive(config)
+    progress = RecordedProgress()
+    summary = run_due_configs(now=NOW, progress=progress)
+    assert summary.outcomes[0].audience == 6
+    assert RunPart.objects.filter(config=config).count() == 2
+    business = config.business.business_id
+    assert progress.events[0] == ("started", 1)
+    assert progress.events[-1] == ("finished", business)
+    shown = progress.events[1:-1]
+    assert len(shown) >= 3  # two parts of three customers: at least two chunks each, minus an empty last one
+    assert [event[:2] for event in shown] == [("advanced", business)] * len(shown)
+    audiences = [event[2] for event in shown]
+    assert audiences == sorted(audiences) and audiences[-1] == 6
+    assert [event[3] for event in shown][-1] == 6
