@@ -21,8 +21,9 @@ from rest_framework.serializers import as_serializer_error
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
-# Sent with every 401 (RFC 9110 requires a WWW-Authenticate header on it); it names the header to send.
-WWW_AUTHENTICATE = 'X-Session-Token realm="api"'
+# Sent with every 401 (RFC 9110 requires a WWW-Authenticate header on it): the two ways to authenticate, an API key
+# as a bearer token or the session header.
+WWW_AUTHENTICATE = 'Bearer realm="api", X-Session-Token realm="api"'
 
 
 class DomainError(Exception):

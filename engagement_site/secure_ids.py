@@ -18,6 +18,7 @@ class IdKind(StrEnum):
     PASS = "pass"
     CONFIG = "aec"
     NOTIFICATION = "ntf"
+    API_KEY = "key"
 
     @property
     def prefix(self) -> str:
@@ -89,3 +90,13 @@ def new_config_id() -> str:
 
 def new_notification_id() -> str:
     return make_id(IdKind.NOTIFICATION)
+
+
+def new_api_key_id() -> str:
+    return make_id(IdKind.API_KEY)
+
+
+def make_secret(prefix: str, length: int = 40) -> str:
+    """A credential shown once (an API key): `prefix` plus `length` random characters of ALPHABET (238 bits for
+    40), so a leaked one is easy to find by its prefix in logs and repositories."""
+    return prefix + _random_text(length)

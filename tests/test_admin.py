@@ -13,6 +13,7 @@ from tests.factories import (
     NotificationLogFactory,
     WalletPassFactory,
 )
+from wallet.api_keys import api_key_create
 from wallet.models import GoogleWalletMessage
 
 pytestmark = pytest.mark.django_db
@@ -28,6 +29,7 @@ def populated():
     config = AutoEngagementConfigFactory()
     RunPart.objects.create(config=config, run_date=log.run_date, number=0, first_customer=0, last_customer=99)
     BusinessSessionFactory(business=log.business)
+    api_key_create(business=log.business, name="sync")
     AppleDeviceRegistrationFactory()
     GoogleWalletMessage.objects.create(wallet_pass=WalletPassFactory(platform="google"), message_id="m1", notified=True)
     results.mark_stale([(log.business_id, log.run_date)])
@@ -55,6 +57,7 @@ def test_every_domain_model_is_registered():
         "wallet.WalletPass",
         "wallet.AppleDeviceRegistration",
         "wallet.GoogleWalletMessage",
+        "wallet.ApiKey",
         "notifications.NotificationLog",
         "notifications.LogRetention",
         "autoengagement.AutoEngagementConfig",

@@ -1,8 +1,17 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from engagement_site.admin_mixins import ReadOnlyAdminMixin, TimeZoneInput, compact_time, truncate_text, truncated
-from wallet.models import AppleDeviceRegistration, Business, BusinessSession, Customer, GoogleWalletMessage, WalletPass
+from wallet import api_keys
+from wallet.models import (
+    ApiKey,
+    AppleDeviceRegistration,
+    Business,
+    BusinessSession,
+    Customer,
+    GoogleWalletMessage,
+    WalletPass,
+)
 
 
 class BusinessAdminForm(forms.ModelForm):
@@ -124,3 +133,46 @@ class GoogleWalletMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("message_id", "wallet_pass__pass_id")
     list_select_related = ("wallet_pass",)
     date_hierarchy = "sent_at"
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are added here or through the API (the key shown once, in a message) and revoked, never edited; the
+    key itself is never stored, so it is never shown again."""
+
+    list_display = (
+        "key_id",
+        truncated("business__name", chars=28, description="business"),
+        truncated("name", chars=28),
+        "prefix",
+        compact_time("created_at", description="created"),
+        compact_time("last_used_at", description="last used"),
+        compact_time("revoked_at", description="revoked"),
+    )
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    search_fields = ("key_id", "name", "prefix", "business__business_id", "business__name")
+    list_select_related = ("business",)
+    autocomplete_fields = ("business",)
+    actions = ("revoke",)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("business", "name")
+        return ("key_id", "business", "name", "prefix", "created_at", "last_used_at", "revoked_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.get_fields(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        api_key, key = api_keys.api_key_create(business=obj.business, name=obj.name)
+        obj.pk = api_key.pk
+        obj.refresh_from_db()
+        self.message_user(request, f"The new key (shown this once; store it now): {key}", messages.WARNING)
+
+    @admin.action(description="Revoke the selected keys (they stop working at once)")
+    def revoke(self, request, queryset):
+        revoked = 0
+        for api_key in queryset.filter(revoked_at=None).select_related("business"):
+            api_keys.api_key_revoke(business=api_key.business, key_id=api_key.key_id)
+            revoked += 1
+        self.message_user(request, f"{revoked} key(s) revoked.", messages.SUCCESS)

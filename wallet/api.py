@@ -25,11 +25,12 @@ from engagement_site.api import (
     StrictInputSerializer,
     error_responses,
 )
+from engagement_site.exceptions import DomainError
 from engagement_site.secure_ids import IdKind, is_valid_id
-from wallet import selectors, services
+from wallet import api_keys, selectors, services
 from wallet.authentication import BusinessSessionRequired
 from wallet.customer_pass import customer_pass_response
-from wallet.models import Customer, WalletPass
+from wallet.models import ApiKey, BusinessSession, Customer, WalletPass
 from wallet.throttling import LoginRateThrottle
 from wallet.validation import (
     ATTRIBUTE_INTEGER_LIMIT,
@@ -81,7 +82,76 @@ class LogoutView(BusinessSessionRequired, APIView):
         responses={204: OpenApiResponse(description="Logged out."), **error_responses(401, 403)},
     )
     def post(self, request: Request) -> Response:
+        if not isinstance(request.auth, BusinessSession):
+            raise LogoutNeedsSession()
         services.session_revoke(session=request.auth)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LogoutNeedsSession(DomainError):
+    default_message = "Logging out ends a session; an API key is revoked with DELETE /api/api-keys/{key_id}."
+
+
+class ApiKeyInputSerializer(StrictInputSerializer):
+    name = StrictCharField(max_length=100, help_text="What the key is for, e.g. 'loyalty platform sync'.")
+
+
+class ApiKeyOutputSerializer(serializers.Serializer):
+    key_id = serializers.CharField()
+    name = serializers.CharField()
+    prefix = serializers.CharField(help_text="The key's first characters, to tell keys apart; never the key.")
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True, help_text="To the minute.")
+
+
+class ApiKeyCreatedSerializer(ApiKeyOutputSerializer):
+    key = serializers.CharField(help_text="Send it as Authorization: Bearer <key>. Shown only once: store it now.")
+
+
+class ApiKeyViewSet(BusinessSessionRequired, viewsets.GenericViewSet):
+    """The business's API keys: created (the key shown once), listed (never the key), revoked."""
+
+    lookup_field = "key_id"
+    lookup_value_regex = "[^/]+"
+    pagination_class = PagePagination
+    serializer_class = ApiKeyOutputSerializer
+    queryset = ApiKey.objects.none()
+
+    @extend_schema(
+        tags=["api keys"],
+        summary="List the API keys in force, newest first",
+        parameters=[PageQuerySerializer],
+        responses={200: ApiKeyOutputSerializer(many=True), **error_responses(400, 401, 403, 404)},
+    )
+    def list(self, request: Request) -> Response:
+        PageQuerySerializer(data=request.query_params).is_valid(raise_exception=True)
+        page = self.paginate_queryset(api_keys.api_key_list(business=request.user))
+        return self.get_paginated_response(ApiKeyOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        tags=["api keys"],
+        summary="Create an API key for a server integration",
+        description="The answer holds the key itself, shown this once; only its hash is kept.",
+        request=ApiKeyInputSerializer,
+        responses={201: ApiKeyCreatedSerializer, **error_responses(400, 401, 403)},
+    )
+    def create(self, request: Request) -> Response:
+        serializer = ApiKeyInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        api_key, key = api_keys.api_key_create(business=request.user, **serializer.validated_data)
+        output = ApiKeyCreatedSerializer({**ApiKeyOutputSerializer(api_key).data, "key": key}).data
+        return Response(output, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        tags=["api keys"],
+        summary="Revoke an API key",
+        description="It stops working at once. 404 for an unknown key, another business's, or one already revoked.",
+        responses={204: OpenApiResponse(description="Revoked."), **error_responses(401, 403, 404)},
+    )
+    def destroy(self, request: Request, key_id: str) -> Response:
+        if not is_valid_id(key_id, IdKind.API_KEY):
+            raise api_keys.ApiKeyNotFound()
+        api_keys.api_key_revoke(business=request.user, key_id=key_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -1,8 +1,9 @@
-"""Business-session authentication: `X-Session-Token` plus `X-Business-Id` on every business endpoint.
+"""Business authentication on every business endpoint: an API key (`Authorization: Bearer <key>`), or a session
+(`X-Session-Token` plus `X-Business-Id`).
 
-`authenticate()` returns `(business, session)`, so views read the business as `request.user` and the
-session as `request.auth`. Unknown, expired and revoked tokens are a 401; a valid token for another
-business than `X-Business-Id` is a 403.
+`authenticate()` returns `(business, credential)`, so views read the business as `request.user` and the API key or
+session as `request.auth`. Unknown, expired and revoked credentials are a 401; a valid one for another business than
+`X-Business-Id` is a 403 (with a key, `X-Business-Id` is optional).
 """
 
 import hmac
@@ -16,13 +17,41 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from engagement_site.exceptions import WWW_AUTHENTICATE
-from wallet.models import Business, BusinessSession
+from wallet.api_keys import api_key_authenticate
+from wallet.models import ApiKey, Business, BusinessSession
 from wallet.tokens import hash_token
 
 logger = logging.getLogger(__name__)
 
 TOKEN_HEADER = "X-Session-Token"
 BUSINESS_HEADER = "X-Business-Id"
+BEARER = "bearer"
+
+
+def _check_business(request: Request, business: Business, credential: str) -> None:
+    """A 403 when X-Business-Id names another business than the credential's."""
+    business_id = request.headers.get(BUSINESS_HEADER)
+    if business_id is not None and not hmac.compare_digest(business_id.encode(), business.business_id.encode()):
+        logger.warning(f"{credential} used for another business", extra={"business_id": business.business_id})
+        raise exceptions.PermissionDenied(f"This {credential} does not belong to the business in {BUSINESS_HEADER}.")
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <key>` (wallet.api_keys). Without that header it steps aside for the session headers."""
+
+    def authenticate(self, request: Request) -> tuple[Business, ApiKey] | None:
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != BEARER:
+            return None
+        key = key.strip()
+        api_key = api_key_authenticate(key) if key and len(key) <= 200 else None
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        _check_business(request, api_key.business, "API key")
+        return api_key.business, api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return WWW_AUTHENTICATE
 
 
 class BusinessSessionAuthentication(BaseAuthentication):
@@ -41,15 +70,9 @@ class BusinessSessionAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed("This session has been revoked; log in again.")
         if session.expires_at <= timezone.now():
             raise exceptions.AuthenticationFailed("This session has expired; log in again.")
-        business_id = request.headers.get(BUSINESS_HEADER)
-        if not business_id:
+        if not request.headers.get(BUSINESS_HEADER):
             raise exceptions.AuthenticationFailed(f"The {BUSINESS_HEADER} header is required.")
-        if not hmac.compare_digest(business_id.encode(), session.business.business_id.encode()):
-            logger.warning(
-                "session used for another business",
-                extra={"business_id": session.business.business_id, "session_id": session.pk},
-            )
-            raise exceptions.PermissionDenied(f"This session does not belong to the business in {BUSINESS_HEADER}.")
+        _check_business(request, session.business, "session")
         return session.business, session
 
     def authenticate_header(self, request: Request) -> str:
@@ -57,18 +80,21 @@ class BusinessSessionAuthentication(BaseAuthentication):
 
 
 class IsBusinessAuthenticated(BasePermission):
-    """Lets a request through only when BusinessSessionAuthentication identified a business."""
+    """Lets a request through only when an API key or a session identified a business."""
 
-    message = f"Authentication credentials were not provided: send {TOKEN_HEADER} and {BUSINESS_HEADER}."
+    message = (
+        f"Authentication credentials were not provided: send Authorization: Bearer <API key>, or {TOKEN_HEADER} "
+        f"and {BUSINESS_HEADER}."
+    )
 
     def has_permission(self, request: Request, view: object) -> bool:
-        return isinstance(request.user, Business) and isinstance(request.auth, BusinessSession)
+        return isinstance(request.user, Business) and isinstance(request.auth, ApiKey | BusinessSession)
 
 
 class BusinessSessionRequired:
-    """Mix into a business endpoint's view: authenticated by session, for the business that owns it."""
+    """Mix into a business endpoint's view: authenticated by API key or session, for the business that owns it."""
 
-    authentication_classes = (BusinessSessionAuthentication,)
+    authentication_classes = (ApiKeyAuthentication, BusinessSessionAuthentication)
     permission_classes = (IsBusinessAuthenticated,)
 
 
@@ -91,3 +117,15 @@ class BusinessSessionScheme(OpenApiAuthenticationExtension):
                 "description": "The business_id the session belongs to, e.g. biz_DemoCoffeeRoasters01.",
             },
         ]
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = ApiKeyAuthentication
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema: object) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key from POST /api/api-keys, as Authorization: Bearer <key>.",
+        }

@@ -49,6 +49,29 @@ class BusinessSession(models.Model):
         return f"session {self.pk} of {self.business_id}"
 
 
+class ApiKey(models.Model):
+    """A business's long-lived credential for server integrations (`Authorization: Bearer <key>`). Only the key's
+    SHA-256 is stored; its first characters (`prefix`) help staff and users tell keys apart."""
+
+    key_id = models.CharField(
+        max_length=secure_ids.MAX_LENGTH, unique=True, default=secure_ids.new_api_key_id, editable=False
+    )
+    business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=16, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        constraints = [models.CheckConstraint(condition=~Q(name=""), name="api_key_name_not_empty")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}...)"
+
+
 class Customer(models.Model):
     customer_id = models.CharField(
         max_length=secure_ids.MAX_LENGTH, unique=True, default=secure_ids.new_customer_id, editable=False

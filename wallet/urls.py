@@ -1,4 +1,4 @@
-"""Mounted at /api/: the session endpoints and the customers (more customer views can join the router)."""
+"""Mounted at /api/: the session endpoints, API keys and the customers (more views can join the router)."""
 
 from django.urls import path
 from rest_framework.routers import SimpleRouter
@@ -9,6 +9,7 @@ app_name = "wallet"
 
 router = SimpleRouter(trailing_slash=False)
 router.register("customers", api.CustomerViewSet, basename="customer")
+router.register("api-keys", api.ApiKeyViewSet, basename="api-key")
 
 urlpatterns = [
     path("auth/login", api.LoginView.as_view(), name="login"),

@@ -42,16 +42,22 @@ def test_the_schema_documents_every_operation_and_its_errors(schema):
         assert codes <= set(operation["responses"]), (path, method)
 
 
-def test_business_endpoints_need_both_headers_and_login_needs_none(schema):
+def test_business_endpoints_take_an_api_key_or_both_headers_and_login_needs_none(schema):
     schemes = schema["components"]["securitySchemes"]
-    assert {scheme["name"] for scheme in schemes.values()} == {"X-Session-Token", "X-Business-Id"}
-    assert all(scheme["in"] == "header" for scheme in schemes.values())
+    assert schemes["ApiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key from POST /api/api-keys, as Authorization: Bearer <key>.",
+    }
+    headers = {name: scheme for name, scheme in schemes.items() if name != "ApiKey"}
+    assert {scheme["name"] for scheme in headers.values()} == {"X-Session-Token", "X-Business-Id"}
+    assert all(scheme["in"] == "header" for scheme in headers.values())
     for (path, method), _codes in OPERATIONS.items():
         security = schema["paths"][path][method].get("security")
         if path == "/api/auth/login":
             assert not security or security == [{}]
         else:
-            assert security == [{"SessionToken": [], "BusinessId": []}], (path, method)
+            assert security == [{"ApiKey": []}, {"SessionToken": [], "BusinessId": []}], (path, method)
 
 
 def test_the_schema_has_request_and_response_shapes(schema):

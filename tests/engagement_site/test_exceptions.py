@@ -23,7 +23,7 @@ def test_invalid_credentials_is_a_401_with_www_authenticate():
     response = api_exception_handler(InvalidCredentials(), {})
     assert response.status_code == 401
     assert response.data == {"detail": "Invalid email or password."}
-    assert response["WWW-Authenticate"] == 'X-Session-Token realm="api"'
+    assert response["WWW-Authenticate"] == 'Bearer realm="api", X-Session-Token realm="api"'
 
 
 def test_not_configured_is_a_503():

@@ -160,7 +160,7 @@ def test_logout_with_a_token_of_another_business_is_a_403_and_revokes_nothing(bu
 def test_every_business_endpoint_needs_a_session(method, path, business):
     response = getattr(APIClient(), method)(path, {}, format="json")
     assert response.status_code == 401
-    assert response["WWW-Authenticate"] == 'X-Session-Token realm="api"'
+    assert response["WWW-Authenticate"] == 'Bearer realm="api", X-Session-Token realm="api"'
 
 
 @pytest.mark.parametrize(("method", "path"), BUSINESS_ENDPOINTS)
