@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand
+from django.urls import reverse
 
 from devtools.demo import DEMO_CUSTOMERS, DEMO_EMAIL, DEMO_PASSWORD, DEMO_SEED, seed_demo
 from engagement_site.commands import usage_error
@@ -57,6 +58,8 @@ class Command(BaseCommand):
                 f"reached someone, {sim.holdout} held out, {sim.visits} visits recorded."
             )
         self.stdout.write(f"API login: {DEMO_EMAIL} / {DEMO_PASSWORD}")
+        results = reverse("admin:autoengagement_autoengagementconfig_results", args=[config.pk])
+        self.stdout.write(f"Admin results page (make serve, staff login): http://127.0.0.1:8000{results}")
 
 
 def _step_text(step: dict) -> str:
