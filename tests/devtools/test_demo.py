@@ -108,24 +108,28 @@ def demo_figures(*, now: dt.datetime, seed: int = DEMO_SEED) -> dict:
 
 @pytest.mark.django_db(transaction=True)
 def test_two_runs_on_fresh_databases_give_the_same_figures_whatever_the_day():
-    """The seed fixes every figure: the same on a fresh database another day at another time (across the end of
-    summer time in the business's zone), and another seed tells another story."""
+    """The seed fixes every figure: the same on a fresh database another day at another time (23:30 in the
+    business's zone, the end of summer time among the simulated days), and another seed tells another story."""
     first = demo_figures(now=dt.datetime(2026, 11, 30, 17, 42, 13, 123456, tzinfo=dt.UTC))
     assert first["runs"][1]["total_notified"] > 0 and first["runs"][2]["total_notified"] == 0
     call_command("flush", interactive=False, verbosity=0)
     assert not Customer.objects.exists() and not NotificationLog.objects.exists()
-    second = demo_figures(now=dt.datetime(2026, 11, 8, 5, 7, tzinfo=dt.UTC))
+    second = demo_figures(now=dt.datetime(2026, 11, 5, 22, 30, tzinfo=dt.UTC))  # 23:30 in Paris
     assert second == first
     call_command("flush", interactive=False, verbosity=0)
     other = demo_figures(now=dt.datetime(2026, 11, 30, 17, 42, 13, tzinfo=dt.UTC), seed=DEMO_SEED + 1)
     assert other["simulation"] != first["simulation"] and other["config_id"] != first["config_id"]
 
 
-def test_bad_simulate_days_is_a_usage_error():
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(("--simulate-days", "-1"), "--simulate-days"), (("--customers", "10"), "--customers")],
+)
+def test_bad_options_are_usage_errors(args, message):
     from django.core.management.base import CommandError
 
-    with pytest.raises(CommandError) as excinfo:
-        seed("--simulate-days", "-1")
+    with pytest.raises(CommandError, match=message) as excinfo:
+        seed(*args)
     assert excinfo.value.returncode == 2
     assert not Business.objects.exists()
 
