@@ -3,8 +3,9 @@ into two variants, and optionally a few simulated weeks of daily runs and visits
 results page, `engagement_stats`) show real numbers: one variant visibly brings more customers back.
 
 Deterministic: everything random (names, channels, attributes, every date, the customers', passes' and config's
-IDs, and every simulated visit) comes from one seeded generator, and the run's holdout and variant draws hash those
-IDs. So the same seed and customer count tell the same story, figure for figure, on every fresh database.
+IDs, and every simulated visit) comes from one seeded generator, and the instants that start spells are chosen so
+that the run's own holdout and variant draws, which hash them, come out as seeded draws say (below). So the same
+seed and customer count tell the same story, figure for figure, on every fresh database and any day.
 """
 
 import datetime as dt
