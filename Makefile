@@ -27,23 +27,26 @@ DEMO_DAYS := 28
 demo: install
 	@echo "== Setting up the SQLite database"
 	@LOG_LEVEL=WARNING $(PY) manage.py migrate --noinput -v0
-	@echo "== Seeding the demo business and simulating the last $(DEMO_DAYS) days of runs and visits (idempotent)"
+	@echo "== Seeding the demo business, its three-step journey (two variants on step 1) and the last $(DEMO_DAYS) days"
+	@echo "   of runs and visits, played through the real daily run (same seed, same figures; idempotent)"
 	@LOG_LEVEL=WARNING $(PY) manage.py seed_demo --simulate-days $(DEMO_DAYS)
-	@echo "== Preview: who would be reached right now (sends nothing)"
+	@echo "== Preview: who would be reached right now, by journey step (sends nothing)"
 	@LOG_LEVEL=WARNING $(PY) manage.py run_auto_engagement --business $(DEMO_BUSINESS) --dry-run
 	@echo "== Today's run (record backends: nothing leaves this machine, every attempt is logged; 20% held out)"
 	@LOG_LEVEL=WARNING $(PY) manage.py run_auto_engagement --business $(DEMO_BUSINESS)
-	@echo "== Running it again reaches nobody new"
+	@echo "== Running it again reaches nobody new: 0 notified"
 	@LOG_LEVEL=WARNING $(PY) manage.py run_auto_engagement --business $(DEMO_BUSINESS)
-	@echo "== Results of the last 30 days: reached vs held out, and the uplift with its 95% interval"
+	@echo "== Results of the last 30 days: reached vs held out, the uplift with its 95% interval; then each step's"
+	@echo "   variants against the holdout and the step's first variant, the winner marked [best] with its interval"
 	@LOG_LEVEL=WARNING $(PY) manage.py engagement_stats --business $(DEMO_BUSINESS)
 	@echo "== Where to look"
-	@echo "   make serve, then in another terminal:"
+	@echo "   Admin: make serve, .venv/bin/python manage.py createsuperuser, then the demo config's results page"
+	@echo "   (printed by the seeding step above: /admin/autoengagement/autoengagementconfig/<id>/results/): a table"
+	@echo "   per journey step, the best variant marked with its interval. See docs/results.md and docs/journeys.md."
+	@echo "   API, with make serve running:"
 	@echo "   TOKEN=\$$(curl -s -X POST http://127.0.0.1:8000/api/auth/login -H 'Content-Type: application/json' \\"
 	@echo "     -d '{\"email\": \"demo@example.com\", \"password\": \"demo-password\"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"session_token\"])')"
 	@echo "   curl -s http://127.0.0.1:8000/api/auto-engagement/stats -H \"X-Session-Token: \$$TOKEN\" -H 'X-Business-Id: $(DEMO_BUSINESS)'"
-	@echo "   Admin (createsuperuser first): http://127.0.0.1:8000/admin/autoengagement/autoengagementconfig/results/"
-	@echo "   (all businesses), or open the demo config and follow 'Reactivation and uplift results'. See docs/results.md."
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -295,10 +295,12 @@ def test_the_command_prints_each_step_and_variant(journey):
         "[best]",
         "  long: 80 reached, 48 came back (60.0%); vs holdout +0.0 points, 95% CI -14.9 to +14.9; vs short -20.0 "
         "points, 95% CI -33.4 to -5.2",
+        "  best: short, above every other variant (each one's 95% CI against it lies below zero)",
         "step 2:",
         "  control: 10 reached, 3 came back (30.0%); vs holdout -30.0 points, 95% CI -51.7 to +2.2; first variant",
         "  offer: 10 reached, 9 came back (90.0%); vs holdout +30.0 points, 95% CI -2.0 to +43.7; vs control +60.0 "
         "points, 95% CI +17.1 to +80.9 [best]",
+        "  best: offer, +60.0 points over control (95% CI +17.1 to +80.9)",
     ]
     out = io.StringIO()
     call_command("engagement_stats", "--business", journey.business_id, *WINDOW_ARGS, "--format", "json", stdout=out)

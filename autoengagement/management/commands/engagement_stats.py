@@ -13,7 +13,7 @@ class Command(BaseCommand):
     help = (
         "Print the results JSON of GET /api/auto-engagement/stats for one business (or, without --business, all "
         "businesses with days in UTC): a one-line summary (then, with journeys, a block per step with a line per "
-        "variant), or with --format json the API's JSON."
+        "variant and the best one's difference from the first), or with --format json the API's JSON."
     )
 
     def add_arguments(self, parser):
@@ -72,7 +72,22 @@ def _step_text(step: StepResult) -> str:
         if variant.name == best:
             line += " [best]"
         lines.append(line)
+    if best is not None:
+        lines.append(_verdict(step, best))
     return "\n".join(lines)
+
+
+def _verdict(step: StepResult, best: str) -> str:
+    """The step's best variant in one line: its difference from the first variant with the interval, or, when the
+    first is best, that every other lies below it."""
+    first = step.variants[0]
+    if best == first.name:
+        return f"  best: {_label(best)}, above every other variant (each one's 95% CI against it lies below zero)"
+    vs_first = next(variant.vs_first for variant in step.variants if variant.name == best)
+    return (
+        f"  best: {_label(best)}, {vs_first.estimate * 100:+.1f} points over {_label(first.name)} "
+        f"(95% CI {vs_first.ci95_low * 100:+.1f} to {vs_first.ci95_high * 100:+.1f})"
+    )
 
 
 def _label(name: str) -> str:
