@@ -69,9 +69,16 @@ def local_dates_to_utc(
 
 
 def notification_history(
-    *, business: Business, date_from: dt.date | None = None, date_to: dt.date | None = None
+    *,
+    business: Business,
+    date_from: dt.date | None = None,
+    date_to: dt.date | None = None,
+    customer_id: str | None = None,
+    channel: str | None = None,
+    status: str | None = None,
 ) -> QuerySet[NotificationLog, dict[str, Any]]:
-    """The business's auto re-engagement notifications, newest first, as rows ready to serialise.
+    """The business's auto re-engagement notifications, newest first, as rows ready to serialise, narrowed to one
+    customer (by public id), channel or status when given.
 
     One query per page whatever its size: the customer's public ID comes from a join, not a lookup per row.
     """
@@ -86,4 +93,10 @@ def notification_history(
         rows = rows.filter(created_at__gte=start)
     if end is not None:
         rows = rows.filter(created_at__lt=end)
+    if customer_id is not None:
+        rows = rows.filter(customer__customer_id=customer_id)
+    if channel is not None:
+        rows = rows.filter(channel=channel)
+    if status is not None:
+        rows = rows.filter(status=status)
     return rows.order_by("-created_at", "-id").values(*HISTORY_FIELDS, public_customer_id=F("customer__customer_id"))

@@ -13,6 +13,7 @@ urlpatterns = [
         name="config",
     ),
     path("history", api.HistoryViewSet.as_view({"get": "list"}), name="history"),
+    path("history.csv", api.HistoryCsvView.as_view(), name="history-csv"),
     path("preview", api.PreviewViewSet.as_view({"post": "create"}), name="preview"),
     path("stats", api.StatsViewSet.as_view({"get": "retrieve"}), name="stats"),
 ]

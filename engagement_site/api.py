@@ -208,6 +208,16 @@ class StrictInputSerializer(serializers.Serializer):
         return {}
 
 
+class StrictQuerySerializer(StrictInputSerializer):
+    """Query parameters: any the endpoint does not declare is a 400 naming it (a misspelt filter must not quietly
+    return everything). DRF's `format` override stays allowed."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, Mapping) and api_settings.URL_FORMAT_OVERRIDE in data:
+            data = {name: data[name] for name in data if name != api_settings.URL_FORMAT_OVERRIDE}
+        return super().to_internal_value(data)
+
+
 class PageQuerySerializer(serializers.Serializer):
     page = serializers.IntegerField(min_value=1, default=1, help_text="Page number, from 1.")
     limit = serializers.IntegerField(
