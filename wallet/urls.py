@@ -13,5 +13,6 @@ router.register("customers", api.CustomerViewSet, basename="customer")
 urlpatterns = [
     path("auth/login", api.LoginView.as_view(), name="login"),
     path("auth/logout", api.LogoutView.as_view(), name="logout"),
+    path("visits", api.VisitsView.as_view(), name="visits"),
     *router.urls,
 ]

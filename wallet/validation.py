@@ -88,3 +88,23 @@ def _quoted(name: Any) -> str:
     text = name if isinstance(name, str) else str(name)
     shown = text if len(text) <= 70 else text[:67] + "..."
     return repr(shown)
+
+
+EXTERNAL_ID_MAX_LENGTH = 255
+
+
+def phone_e164(value: str) -> str | None:
+    """The E.164 form of `value` (already stripped; "" stays ""), or None when phone_errors would find something
+    wrong: the checks of phone_errors and normalise_phone with the number parsed once (bulk imports check
+    thousands)."""
+    if not value:
+        return ""
+    if not PHONE_CHARACTERS.fullmatch(value):
+        return None
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
