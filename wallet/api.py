@@ -183,6 +183,8 @@ class CustomerCreateInputSerializer(CustomerUpdateInputSerializer):
 class BulkCustomerRowSerializer(CustomerUpdateInputSerializer):
     """A row of POST /api/customers/bulk: the fields of a single create, external_id required, no pass."""
 
+    read_only_names = CUSTOMER_READ_ONLY
+
     external_id = StrictCharField(
         max_length=EXTERNAL_ID_MAX_LENGTH, help_text="Your platform's key for the customer: what the row upserts by."
     )
