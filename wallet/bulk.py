@@ -16,7 +16,7 @@ from django.utils import timezone
 from rest_framework import status
 
 from engagement_site import secure_ids
-from engagement_site.db import bulk_insert_rows, bulk_update_rows
+from engagement_site.db import bulk_insert_rows, bulk_update_rows, in_values
 from engagement_site.exceptions import DomainError
 from engagement_site.secure_ids import IdKind
 from wallet.models import Business, Customer
@@ -102,7 +102,9 @@ def customers_upsert(
 
     Three statements on PostgreSQL whatever the number of rows: the existing customers are read and locked in one
     SELECT, the new ones inserted in one INSERT and the others rewritten (given fields merged over their current
-    values) in one UPDATE. An erased customer has no external_id any more, so its external_id makes a new customer.
+    values) in one UPDATE; `updated` counts every existing customer a row names, even one whose values were
+    already those (it is not rewritten). An erased customer has no external_id any more, so its external_id makes a
+    new customer.
     """
     if errors := duplicate_external_id_errors([row["external_id"] for row in rows]):
         raise RowsInvalid(errors)
@@ -112,19 +114,23 @@ def customers_upsert(
     existing = {
         values[0]: values[1:]
         for values in Customer.objects.select_for_update()
-        .filter(business=business, external_id__in=[row["external_id"] for row in rows])
+        .filter(in_values(Customer, "external_id", [row["external_id"] for row in rows]), business=business)
         .order_by("pk")
         .values_list("external_id", "pk", *UPSERT_FIELDS)
     }
     inserts: list[list[Any]] = []
     updates: list[list[Any]] = []
+    matched = 0
     for row in rows:
         current = existing.get(row["external_id"])
         if current is None:
             inserts.append([row["external_id"], *(row.get(field, UPSERT_DEFAULTS[field]) for field in UPSERT_FIELDS)])
         else:
             pk, *values = current
-            updates.append([pk, *(row.get(field, value) for field, value in zip(UPSERT_FIELDS, values, strict=True))])
+            merged = [row.get(field, value) for field, value in zip(UPSERT_FIELDS, values, strict=True)]
+            matched += 1
+            if merged != values:  # a re-sync sends mostly unchanged customers: those are not rewritten
+                updates.append([pk, *merged])
     if inserts:
         for values, customer_id in zip(inserts, secure_ids.make_ids(IdKind.CUSTOMER, len(inserts)), strict=True):
             values.insert(0, customer_id)
@@ -147,7 +153,7 @@ def customers_upsert(
             "customers_updated": len(updates),
         },
     )
-    return UpsertResult(created=len(inserts), updated=len(updates))
+    return UpsertResult(created=len(inserts), updated=matched)
 
 
 @dataclass(frozen=True)
@@ -208,7 +214,7 @@ def _customer_pks(business: Business, field: str, values: set[str]) -> dict[str,
     if not values:
         return {}
     return dict(
-        Customer.objects.filter(business=business, erased_at__isnull=True, **{f"{field}__in": list(values)})
+        Customer.objects.filter(in_values(Customer, field, list(values)), business=business, erased_at__isnull=True)
         .order_by()
         .values_list(field, "pk")
     )

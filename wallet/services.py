@@ -14,7 +14,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from engagement_site.db import bulk_update_rows
+from engagement_site.db import bulk_update_rows, in_values
 from engagement_site.exceptions import InvalidCredentials
 from engagement_site.validation import timezone_errors
 from wallet.models import Business, BusinessSession, Customer, WalletPass
@@ -293,7 +293,7 @@ def record_visits(
         return 0
     current = dict(
         Customer.objects.select_for_update()
-        .filter(business=business, pk__in=list(by_customer))
+        .filter(in_values(Customer, "pk", list(by_customer)), business=business)
         .order_by("pk")
         .values_list("pk", "last_activity_at")
     )

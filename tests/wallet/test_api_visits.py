@@ -199,14 +199,17 @@ def _post(api, rows) -> int:
 
 def test_ten_thousand_visits_with_a_fixed_number_of_queries(api, business):
     customers = _customers(business, 10_000)
-    small = _post(api, [{"customer_id": c.customer_id, "occurred_at": NOW.isoformat()} for c in customers[:100]])
-    rows = [
-        {"external_id": c.external_id, "occurred_at": (NOW + DAY).isoformat()}
-        if index % 2
-        else {"customer_id": c.customer_id, "occurred_at": (NOW + DAY).isoformat()}
-        for index, c in enumerate(customers)
-    ]
-    large = _post(api, rows)
+
+    def rows(chosen, at):
+        return [
+            {"external_id": c.external_id, "occurred_at": at.isoformat()}
+            if index % 2
+            else {"customer_id": c.customer_id, "occurred_at": at.isoformat()}
+            for index, c in enumerate(chosen)
+        ]
+
+    small = _post(api, rows(customers[:100], NOW))
+    large = _post(api, rows(customers, NOW + DAY))
     if connection.vendor == "postgresql":
         assert small == large
     else:
