@@ -2,10 +2,11 @@
 
 import logging
 
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 
 from notifications.channels import Channel
 from notifications.consent import ADDRESS_FIELDS, OPT_OUT_FIELDS, UNDELIVERABLE_PHONE_FIELD, UNDELIVERABLE_REASON_FIELD
+from notifications.models import NotificationLog
 from wallet.models import Customer
 
 logger = logging.getLogger(__name__)
@@ -47,3 +48,22 @@ def mark_phone_undeliverable(*, customer_pk: int, phone: str = "", reason: str =
         "phone marked undeliverable", extra={"customer_pk": customer_pk, "reason": reason, "changed": bool(updated)}
     )
     return bool(updated)
+
+
+# What an anonymised row's `error` says instead of its text, which may quote an address or a provider's message.
+ERASED_ERROR = "(erased with the customer's personal data)"
+
+
+def logs_anonymise(*, customer_pk: int) -> int:
+    """Empty the rendered messages (header, body, HTML) and the error text of the customer's log rows, in one
+    UPDATE whatever their number; returns how many rows. The rows themselves stay, with their channel, status and
+    times, so history counts and the results stay exact."""
+    count = NotificationLog.objects.filter(customer_id=customer_pk).update(
+        header="",
+        body="",
+        html="",
+        error=Case(When(error="", then=Value("")), default=Value(ERASED_ERROR)),
+        delivery_error=Case(When(delivery_error="", then=Value("")), default=Value(ERASED_ERROR)),
+    )
+    logger.info("notification logs anonymised", extra={"customer_pk": customer_pk, "rows": count})
+    return count

@@ -95,6 +95,12 @@ class Customer(models.Model):
     # for templates' {attributes.NAME}. The names and values are checked by wallet.validation.attributes_errors; the
     # database checks that it is an object.
     attributes = models.JSONField(default=dict, blank=True)
+    # The loyalty platform's own key for the customer: what bulk imports upsert by. Unique within the business when
+    # set; NULL (not "") when unset, so any number of customers may have none.
+    external_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 (NULL: none, many allowed)
+    # Set when the customer's personal data was erased (DELETE /api/customers/{id}): the row stays, emptied, so the
+    # notification log and the results keep counting it, but the API and the daily run no longer see it.
+    erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -102,6 +108,13 @@ class Customer(models.Model):
                 condition=prefix_check("customer_id", IdKind.CUSTOMER.prefix), name="customer_id_prefix"
             ),
             models.CheckConstraint(condition=json_object_check("attributes"), name="customer_attributes_object"),
+            # A partial unique index on both SQLite and PostgreSQL.
+            models.UniqueConstraint(
+                fields=["business", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="customer_external_id_unique",
+            ),
+            models.CheckConstraint(condition=~Q(external_id=""), name="customer_external_id_not_empty"),
         ]
         indexes = [
             models.Index(fields=["business", "last_activity_at"], name="customer_business_activity_idx"),

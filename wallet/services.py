@@ -11,15 +11,16 @@ from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from engagement_site.db import bulk_update_rows
+from engagement_site.db import bulk_update_rows, in_values
 from engagement_site.exceptions import InvalidCredentials
 from engagement_site.validation import timezone_errors
 from wallet.models import Business, BusinessSession, Customer, WalletPass
 from wallet.passes import authentication_token
-from wallet.signals import Visit, visits_recorded
+from wallet.selectors import CustomerNotFound
+from wallet.signals import Visit, customer_erased, visits_recorded
 from wallet.tokens import hash_token
 from wallet.validation import attributes_errors, normalise_phone, phone_errors
 
@@ -102,6 +103,7 @@ CUSTOMER_EDITABLE_FIELDS = frozenset(
         "sms_opt_out",
         "push_opt_out",
         "attributes",
+        "external_id",
     }
 )
 
@@ -118,9 +120,30 @@ def _customer_validate(customer: Customer) -> None:
         errors.setdefault("phone", []).extend(messages)
     if messages := attributes_errors(customer.attributes):
         errors.setdefault("attributes", []).extend(messages)
+    if customer.external_id == "":
+        errors.setdefault("external_id", []).append("May not be empty; send null for none.")
+    elif (
+        customer.external_id is not None
+        and "external_id" not in errors
+        and Customer.objects.filter(business_id=customer.business_id, external_id=customer.external_id)
+        .exclude(pk=customer.pk)
+        .exists()
+    ):
+        errors["external_id"] = ["Another customer of this business has this external_id."]
     if errors:
         raise ValidationError(errors)
     customer.phone = normalise_phone(customer.phone)
+
+
+def _save_unique(customer: Customer, update_fields: list[str] | None = None) -> None:
+    """Save; another request that took the same external_id since _customer_validate looked is a 400, not a 500."""
+    try:
+        with transaction.atomic():
+            customer.save(update_fields=update_fields)
+    except IntegrityError as exc:
+        if "external_id" not in str(exc):
+            raise
+        raise ValidationError({"external_id": ["Another customer of this business has this external_id."]}) from exc
 
 
 @transaction.atomic
@@ -136,6 +159,7 @@ def customer_create(
     sms_opt_out: bool = False,
     push_opt_out: bool = False,
     attributes: Mapping[str, str | int | float] | None = None,
+    external_id: str | None = None,
     wallet_platform: str | None = None,
     now: dt.datetime | None = None,
 ) -> Customer:
@@ -151,12 +175,13 @@ def customer_create(
         sms_opt_out=sms_opt_out,
         push_opt_out=push_opt_out,
         attributes={} if attributes is None else attributes,
+        external_id=external_id,
         created_at=now or timezone.now(),
     )
     _customer_validate(customer)
     if wallet_platform is not None and wallet_platform not in WalletPass.Platform.values:
         raise ValidationError({"wallet_platform": [f"Must be one of: {', '.join(WalletPass.Platform.values)}."]})
-    customer.save()
+    _save_unique(customer)
     if wallet_platform is not None:
         wallet_pass_create(customer=customer, platform=wallet_platform)
     logger.info(
@@ -191,7 +216,7 @@ def customer_update(*, customer: Customer, data: Mapping[str, Any]) -> Customer:
     for field, value in data.items():
         setattr(customer, field, value)
     _customer_validate(customer)
-    customer.save(update_fields=update_fields)
+    _save_unique(customer, update_fields=update_fields)
     logger.info(
         "customer updated",
         extra={
@@ -203,12 +228,49 @@ def customer_update(*, customer: Customer, data: Mapping[str, Any]) -> Customer:
     return customer
 
 
+ERASED_TEXT_FIELDS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "push_token",
+    "sms_undeliverable_phone",
+    "sms_undeliverable_reason",
+)
+
+
+@transaction.atomic
+def customer_erase(*, customer: Customer, now: dt.datetime | None = None) -> None:
+    """Erase the customer's personal data (the right to erasure) and keep an emptied row, so the notification log
+    and the results that count it stay exact: names, email, phone, push token, attributes and external_id are
+    cleared, the wallet passes are deleted with their Apple device registrations and Google message records (the
+    PassKit web service then refuses the pass, so it stops updating), and `erased_at` is set: the API answers 404
+    for the customer from then on and the daily run never selects them. Apps above hear of it through
+    wallet.signals.customer_erased, in this transaction, and anonymise what they keep (notifications: the rendered
+    messages of the customer's log rows). A fixed number of queries whatever the customer's history."""
+    now = now or timezone.now()
+    erased = (
+        Customer.objects.filter(pk=customer.pk, erased_at__isnull=True).select_for_update().values_list("pk", flat=True)
+    )
+    if not list(erased):
+        raise CustomerNotFound()
+    WalletPass.objects.filter(customer_id=customer.pk).delete()
+    Customer.objects.filter(pk=customer.pk).update(
+        **dict.fromkeys(ERASED_TEXT_FIELDS, ""), attributes={}, external_id=None, erased_at=now
+    )
+    customer_erased.send(sender=Customer, business=customer.business, customer_pk=customer.pk)
+    logger.info(
+        "customer erased", extra={"business_id": customer.business.business_id, "customer_id": customer.customer_id}
+    )
+
+
 # Far enough from the first instant Python represents that the attribution window before a visit, and its local
 # date anywhere, stay representable (closer, crediting the visit is an OverflowError).
 EARLIEST_VISIT = dt.datetime(20, 1, 1, tzinfo=dt.UTC)
 
 
-def _visit_time_errors(occurred_at: dt.datetime, now: dt.datetime) -> list[str]:
+def visit_time_errors(occurred_at: dt.datetime, now: dt.datetime) -> list[str]:
+    """What is wrong with `occurred_at` as the time of a visit reported at `now` (empty when it is fine)."""
     if timezone.is_naive(occurred_at):
         return ["Must include a UTC offset, e.g. 2026-03-01T09:30:00+01:00."]
     if occurred_at > now:
@@ -238,14 +300,14 @@ def record_visits(
     now = now or timezone.now()
     by_customer: dict[int, list[dt.datetime]] = defaultdict(list)
     for customer, occurred_at in visits:
-        if errors := _visit_time_errors(occurred_at, now):
+        if errors := visit_time_errors(occurred_at, now):
             raise ValidationError({"occurred_at": errors})
         by_customer[customer.pk if isinstance(customer, Customer) else customer].append(occurred_at)
     if not by_customer:
         return 0
     current = dict(
         Customer.objects.select_for_update()
-        .filter(business=business, pk__in=list(by_customer))
+        .filter(in_values(Customer, "pk", list(by_customer)), business=business)
         .order_by("pk")
         .values_list("pk", "last_activity_at")
     )
@@ -281,7 +343,7 @@ def customer_record_activity(
     """
     now = now or timezone.now()
     occurred_at = occurred_at or now
-    if errors := _visit_time_errors(occurred_at, now):
+    if errors := visit_time_errors(occurred_at, now):
         raise ValidationError({"occurred_at": errors})
     moved = record_visits(business=customer.business, visits=[(customer, occurred_at)], now=now)
     customer.refresh_from_db(fields=["last_activity_at"])

@@ -1,7 +1,7 @@
 """What the wallet app announces, for the apps above it to react to (docs/architecture.md, "Signals").
 
 Wallet knows nothing of notifications or win-back: when something happens here that they care about, a signal
-says so and their receivers, connected in their AppConfig.ready(), do the rest. Both signals are sent with
+says so and their receivers, connected in their AppConfig.ready(), do the rest. Every signal is sent with
 `send` (not `send_robust`): a receiver's error propagates, so it rolls back what the sender was doing.
 """
 
@@ -30,3 +30,8 @@ visits_recorded = Signal()
 # the device has been served the current pass. The view writes nothing itself, so it holds no transaction: a
 # receiver that writes opens its own, short one.
 pass_fetched = Signal()
+
+# Sent by wallet.services.customer_erase with sender=Customer, business=, customer_pk=, inside its transaction once
+# the customer's own row is emptied: a receiver anonymises what its app keeps of the customer (the rows stay, so the
+# results stay exact), in a fixed number of queries, and its writes commit or roll back with the erasure.
+customer_erased = Signal()

@@ -14,5 +14,6 @@ router.register("api-keys", api.ApiKeyViewSet, basename="api-key")
 urlpatterns = [
     path("auth/login", api.LoginView.as_view(), name="login"),
     path("auth/logout", api.LogoutView.as_view(), name="logout"),
+    path("visits", api.VisitsView.as_view(), name="visits"),
     *router.urls,
 ]

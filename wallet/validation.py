@@ -1,5 +1,6 @@
 """Customer field rules shared by the API, admin and services, so they can never disagree."""
 
+import functools
 import math
 import re
 from typing import Any
@@ -88,3 +89,26 @@ def _quoted(name: Any) -> str:
     text = name if isinstance(name, str) else str(name)
     shown = text if len(text) <= 70 else text[:67] + "..."
     return repr(shown)
+
+
+EXTERNAL_ID_MAX_LENGTH = 255
+PHONE_CACHE_SIZE = 100_000
+
+
+@functools.lru_cache(maxsize=PHONE_CACHE_SIZE)
+def phone_e164(value: str) -> str | None:
+    """The E.164 form of `value` (already stripped; "" stays ""), or None when phone_errors would find something
+    wrong: the checks of phone_errors and normalise_phone with the number parsed once. Bulk imports check
+    thousands, about 60 microseconds each (most of a bulk request's time), and a platform re-sends the same
+    customers every sync: the answers for the last PHONE_CACHE_SIZE values are kept (about 10 MB)."""
+    if not value:
+        return ""
+    if not PHONE_CHARACTERS.fullmatch(value):
+        return None
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

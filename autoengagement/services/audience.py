@@ -84,8 +84,11 @@ def first_step_days(config: AutoEngagementConfig) -> int:
 
 def inactive_customers(*, config: AutoEngagementConfig, now: dt.datetime) -> QuerySet[Customer]:
     """Customers quiet for at least the first step's days (inactivity_days without steps) and at most
-    max_inactivity_days, without any limits on how often they were already reminded."""
-    queryset = Customer.objects.filter(business_id=config.business_id).annotate(quiet_since=quiet_since_expression())
+    max_inactivity_days, without any limits on how often they were already reminded. Customers whose personal data
+    was erased are never in it."""
+    queryset = Customer.objects.filter(business_id=config.business_id, erased_at__isnull=True).annotate(
+        quiet_since=quiet_since_expression()
+    )
     queryset = queryset.filter(quiet_since__lte=now - dt.timedelta(days=first_step_days(config)))
     if config.max_inactivity_days is not None:
         queryset = queryset.filter(quiet_since__gte=now - dt.timedelta(days=config.max_inactivity_days))

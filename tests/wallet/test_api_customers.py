@@ -28,6 +28,7 @@ CUSTOMER_KEYS = {
     "created_at",
     "last_activity_at",
     "attributes",
+    "external_id",
     "wallet_passes",
 }
 

@@ -1,0 +1,120 @@
+"""The platform API's ingest benchmark (`manage.py bench_ingest`): customer upserts and visits sent through the real
+endpoints, POST /api/customers/bulk and POST /api/visits, in requests of up to 10,000 rows."""
+
+import datetime as dt
+import json
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from devtools.benchmark import count_queries
+from wallet.models import Business
+from wallet.services import business_create, session_create
+
+
+@dataclass
+class Timing:
+    """Rows per second of each request of one kind, and the SQL statements each took."""
+
+    rates: list[float] = field(default_factory=list)
+    cpu_rates: list[float] = field(default_factory=list)
+    queries: list[int] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float | list[int]]:
+        return {
+            "median_rows_per_second": round(statistics.median(self.rates)),
+            "rows_per_second": [round(rate) for rate in self.rates],
+            # Rows per CPU second of this process (the web process's share; the database's is not counted): what
+            # the wall-clock rate tends to on an idle machine with the database on other cores.
+            "median_rows_per_cpu_second": round(statistics.median(self.cpu_rates)),
+            "sql_queries": sorted(set(self.queries)),
+        }
+
+
+def _client(business: Business) -> APIClient:
+    _, token = session_create(business=business)
+    client = APIClient(HTTP_HOST=(settings.ALLOWED_HOSTS or ["localhost"])[0].lstrip(".").replace("*", "localhost"))
+    client.credentials(HTTP_X_SESSION_TOKEN=token, HTTP_X_BUSINESS_ID=business.business_id)
+    return client
+
+
+def _timed_post(client: APIClient, url: str, body: dict, rows: int, timing: Timing) -> dict:
+    # The body is encoded before the clock starts: what is timed is the server's work (parse, check, write).
+    payload = json.dumps(body)
+    with count_queries() as queries:
+        started, cpu_started = time.perf_counter(), time.process_time()
+        response = client.generic("POST", url, payload, content_type="application/json")
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    if response.status_code != 200:
+        raise RuntimeError(f"{url} answered {response.status_code}: {response.content[:500]!r}")
+    timing.rates.append(rows / elapsed)
+    timing.cpu_rates.append(rows / max(cpu, 1e-6))
+    timing.queries.append(queries[0])
+    return response.json()
+
+
+# One area code per block of 10,000 rows: every customer of a run has a phone number of their own.
+AREA_CODES = ("415", "212", "312", "617", "206", "303", "512", "702", "808", "907")
+
+
+def customer_rows(tag: str, start: int, count: int, version: int) -> list[dict]:
+    """Rows as an import sends them: names, an address, a phone in a local style, attributes."""
+    return [
+        {
+            "external_id": f"{tag}-{index}",
+            "first_name": f"Member {index}",
+            "last_name": f"v{version}",
+            "email": f"member{index}@{tag}.bench.invalid",
+            "phone": f"+1 {AREA_CODES[index // 10_000 % len(AREA_CODES)]} 555 {index % 10_000:04d}",
+            "sms_opt_out": bool(version % 2),
+            "attributes": {"tier": "gold" if index % 3 else "silver", "points": index * version},
+        }
+        for index in range(start, start + count)
+    ]
+
+
+def run_ingest_benchmark(*, rows: int, rounds: int, keep: bool = False) -> dict:
+    """Per round: `rows` new customers (created), the same rows changed (updated), then one visit of each, half
+    named by customer_id and half by external_id. Returns the figures; deletes its business unless `keep`."""
+    tag = f"ingest-{uuid.uuid4().hex[:10]}"
+    business = business_create(name=tag, email=f"{tag}@bench.invalid", password=uuid.uuid4().hex)
+    try:
+        client = _client(business)
+        created, updated, visits = Timing(), Timing(), Timing()
+        for round_number in range(rounds):
+            batch = customer_rows(tag, round_number * rows, rows, version=1)
+            answer = _timed_post(client, "/api/customers/bulk", {"customers": batch}, rows, created)
+            assert answer == {"created": rows, "updated": 0}, answer
+            batch = customer_rows(tag, round_number * rows, rows, version=2)
+            answer = _timed_post(client, "/api/customers/bulk", {"customers": batch}, rows, updated)
+            assert answer == {"created": 0, "updated": rows}, answer
+            ids = dict(
+                business.customers.filter(external_id__in=[row["external_id"] for row in batch]).values_list(
+                    "external_id", "customer_id"
+                )
+            )
+            occurred_at = (timezone.now() - dt.timedelta(minutes=rounds - round_number)).isoformat()
+            visit_rows = [
+                {"customer_id": ids[row["external_id"]], "occurred_at": occurred_at}
+                if index % 2
+                else {"external_id": row["external_id"], "occurred_at": occurred_at}
+                for index, row in enumerate(batch)
+            ]
+            answer = _timed_post(client, "/api/visits", {"visits": visit_rows}, rows, visits)
+            assert answer == {"recorded": rows, "credited": rows}, answer
+        return {
+            "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
+            "rows_per_request": rows,
+            "rounds": rounds,
+            "customers_created": created.summary(),
+            "customers_updated": updated.summary(),
+            "visits": visits.summary(),
+        }
+    finally:
+        if not keep:
+            business.delete()
