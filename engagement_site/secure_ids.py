@@ -18,6 +18,8 @@ class IdKind(StrEnum):
     PASS = "pass"
     CONFIG = "aec"
     NOTIFICATION = "ntf"
+    WEBHOOK = "whk"
+    WEBHOOK_EVENT = "evt"
 
     @property
     def prefix(self) -> str:
@@ -89,3 +91,11 @@ def new_config_id() -> str:
 
 def new_notification_id() -> str:
     return make_id(IdKind.NOTIFICATION)
+
+
+def new_webhook_id() -> str:
+    return make_id(IdKind.WEBHOOK)
+
+
+def new_webhook_event_id() -> str:
+    return make_id(IdKind.WEBHOOK_EVENT)

@@ -1,0 +1,34 @@
+"""The events a business can subscribe an endpoint to, and the Standard Webhooks payload that carries one.
+
+A payload is `{"type": ..., "timestamp": ..., "data": {...}}` (https://www.standardwebhooks.com/): `timestamp` is
+when the event happened (ISO 8601, UTC); `data` holds public IDs, counts and codes only, never personal data (no
+names, addresses, phone numbers or message text), so a receiver's logs hold nothing that an erasure must reach.
+"""
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+
+class EventType(StrEnum):
+    MESSAGE_SENT = "message.sent"
+    MESSAGE_FAILED = "message.failed"
+    CUSTOMER_REACTIVATED = "customer.reactivated"
+    RUN_COMPLETED = "run.completed"
+
+
+EVENT_TYPES = tuple(event.value for event in EventType)
+
+
+class FailureCode(StrEnum):
+    """Why a message failed for good, as `data.error_code` of message.failed (the log row's `error` text may quote
+    the provider, and with it an address: it is not sent)."""
+
+    PROVIDER_REJECTED = "provider_rejected"
+    CONSENT_REVOKED = "consent_revoked"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    NOT_RESUMED = "not_resumed"
+
+
+def payload(event_type: str, *, timestamp: dt.datetime, data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": event_type, "timestamp": timestamp.astimezone(dt.UTC).isoformat(), "data": data}
