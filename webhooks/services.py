@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from engagement_site.db import bulk_insert_rows
 from engagement_site.exceptions import ObjectNotFound
@@ -95,7 +96,8 @@ def write_events(
 ) -> int:
     """Put one event per item of `data` in the outbox of each endpoint subscribed to `event_type`: one INSERT for
     the batch, none when no endpoint subscribes. Call it inside the transaction that writes what the events report.
-    Returns the messages written."""
+    `timestamp` is when the events happened (the payloads'); they are due for delivery at once. Returns the
+    messages written."""
     endpoints = subscribed.get(event_type)
     if not endpoints:
         return 0
@@ -103,6 +105,7 @@ def write_events(
     if not payloads:
         return 0
     ids = iter(make_ids(IdKind.WEBHOOK_EVENT, len(payloads) * len(endpoints)))
+    written_at = timezone.now()
     rows = [(next(ids), endpoint, body) for body in payloads for endpoint in endpoints]
     bulk_insert_rows(
         WebhookMessage,
@@ -113,10 +116,10 @@ def write_events(
             "type": event_type,
             "status": WebhookMessage.Status.PENDING.value,
             "attempts": 0,
-            "next_attempt_at": timestamp,
+            "next_attempt_at": written_at,
             "lease_owner": "",
             "last_error": "",
-            "created_at": timestamp,
+            "created_at": written_at,
         },
     )
     return len(rows)

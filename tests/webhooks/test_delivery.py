@@ -185,10 +185,12 @@ def test_a_crashed_deliverers_claims_come_back(receiver, settings):
 def test_old_finished_messages_are_pruned(receiver, settings):
     business = BusinessFactory()
     endpoint_for(business, receiver)
-    enqueue(business, 3, at=timezone.now() - dt.timedelta(days=settings.WEBHOOK_RETENTION_DAYS + 1))
+    enqueue(business, 3)
     assert deliver(args=["--no-prune"])["delivered"] == 3
-    enqueue(business, 1)
-    summary = deliver()
+    with time_machine.travel(timezone.now() + dt.timedelta(days=settings.WEBHOOK_RETENTION_DAYS, hours=1)):
+        enqueue(business, 1)
+        receiver.fail_next(500)
+        summary = deliver()
     assert summary["pruned"] == 3
     assert WebhookMessage.objects.count() == 1 and WebhookAttempt.objects.count() == 1
 
