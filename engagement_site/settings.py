@@ -201,13 +201,13 @@ AUTO_ENGAGEMENT_BREAKER_THRESHOLD = env.int("AUTO_ENGAGEMENT_BREAKER_THRESHOLD",
 
 # Webhooks (docs/api.md, "Webhooks"; delivered by `deliver_webhooks`, docs/operations.md).
 # true: endpoints may be http and resolve to private, loopback or link-local addresses (tests, private deployments).
-WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=False)
+WEBHOOK_ALLOW_PRIVATE_URLS = _env_or_default(env.bool, "WEBHOOK_ALLOW_PRIVATE_URLS", False)
 # One delivery attempt's limit (connection included); past it the attempt fails and is retried later.
-WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=15.0)
+WEBHOOK_TIMEOUT_SECONDS = _env_or_default(env.float, "WEBHOOK_TIMEOUT_SECONDS", 15.0)
 # How long a deliverer owns the messages it claimed; a crashed deliverer's claims come back after it.
-WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=300)
+WEBHOOK_LEASE_SECONDS = _env_or_default(env.int, "WEBHOOK_LEASE_SECONDS", 300)
 # Delivered and failed messages (with their attempts) are deleted this many days after the event.
-WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=30)
+WEBHOOK_RETENTION_DAYS = _env_or_default(env.int, "WEBHOOK_RETENTION_DAYS", 30)
 
 # Channel backends: an alias (record, live, django, twilio, fcm) or a dotted path to a backend class.
 WALLET_CHANNEL = env.str("WALLET_CHANNEL", default="record")

@@ -1,9 +1,7 @@
 """The webhooks API: register, list and delete endpoints, read an endpoint's deliveries. Thin over
 webhooks.services and webhooks.selectors; the URL rules are webhooks.addresses'."""
 
-from typing import Any
-
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -12,6 +10,7 @@ from rest_framework.response import Response
 from engagement_site.api import (
     PagePagination,
     PageQuerySerializer,
+    RuleField,
     StrictCharField,
     StrictInputSerializer,
     error_responses,
@@ -20,7 +19,7 @@ from engagement_site.secure_ids import IdKind, is_valid_id
 from wallet.authentication import BusinessSessionRequired
 from webhooks import selectors, services
 from webhooks.addresses import url_errors
-from webhooks.events import EVENT_TYPES
+from webhooks.events import EVENT_TYPES, events_errors
 from webhooks.models import WebhookEndpoint
 
 URL_MAX_LENGTH = 2000
@@ -31,22 +30,17 @@ def _validate_url(value: str) -> None:
         raise serializers.ValidationError(errors)
 
 
-class EventListField(serializers.ListField):
-    """A non-empty list of distinct known event types."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(
-            child=serializers.ChoiceField(choices=EVENT_TYPES),
-            allow_empty=False,
-            max_length=len(EVENT_TYPES),
-            **kwargs,
-        )
-
-    def to_internal_value(self, data: Any) -> list[str]:
-        events = super().to_internal_value(data)
-        if len(set(events)) != len(events):
-            raise serializers.ValidationError("Each event may be listed once.")
-        return events
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "string", "enum": list(EVENT_TYPES)},
+        "minItems": 1,
+        "uniqueItems": True,
+        "description": f"The events to receive: any of {', '.join(EVENT_TYPES)}.",
+    }
+)
+class EventListField(RuleField):
+    """A non-empty list of distinct known event types (webhooks.events.events_errors)."""
 
 
 class WebhookInputSerializer(StrictInputSerializer):
@@ -57,7 +51,7 @@ class WebhookInputSerializer(StrictInputSerializer):
         validators=[_validate_url],
         help_text="An https URL whose host resolves to public addresses only.",
     )
-    events = EventListField(help_text=f"The events to receive: any of {', '.join(EVENT_TYPES)}.")
+    events = EventListField(rule=events_errors)
 
 
 class WebhookOutputSerializer(serializers.Serializer):

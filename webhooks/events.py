@@ -30,5 +30,18 @@ class FailureCode(StrEnum):
     NOT_RESUMED = "not_resumed"
 
 
+def events_errors(value: Any) -> list[str]:
+    """What is wrong with a list of event types (empty: nothing): a non-empty list of distinct known types."""
+    if not isinstance(value, list) or not value:
+        return ["Expected a non-empty list of event types."]
+    errors = []
+    unknown = [item for item in value if not isinstance(item, str) or item not in EVENT_TYPES]
+    if unknown:
+        errors.append(f"Unknown event types: {', '.join(map(repr, unknown))[:500]}; known: {', '.join(EVENT_TYPES)}.")
+    elif len(set(value)) != len(value):
+        errors.append("Each event type may be listed once.")
+    return errors
+
+
 def payload(event_type: str, *, timestamp: dt.datetime, data: dict[str, Any]) -> dict[str, Any]:
     return {"type": event_type, "timestamp": timestamp.astimezone(dt.UTC).isoformat(), "data": data}
