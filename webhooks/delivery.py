@@ -32,7 +32,7 @@ from standardwebhooks import Webhook
 
 from engagement_site.curl import USER_AGENT, Answer, CurlPool, HttpRequest, TransferError, run_transfers
 from engagement_site.db import bulk_update_rows
-from webhooks.addresses import AddressRefused, default_port, resolve_allowed
+from webhooks.addresses import AddressRefused, default_port, literal_address, resolve_allowed
 from webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
 logger = logging.getLogger(__name__)
@@ -170,8 +170,9 @@ class Resolver:
         if key not in self._found:
             try:
                 addresses = resolve_allowed(*key)
-                host = key[0] if ":" not in key[0] else f"[{key[0]}]"
-                self._found[key] = (f"{host}:{key[1]}:{','.join(addresses)}",)
+                # A literal address needs no pinning; a name is pinned to what was checked (IPv6 in brackets).
+                pinned = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
+                self._found[key] = () if literal_address(key[0]) else (f"{key[0]}:{key[1]}:{pinned}",)
             except AddressRefused as exc:
                 self._found[key] = exc
         found = self._found[key]
@@ -226,7 +227,7 @@ OUTCOME_FIELDS = (
 def record_outcomes(outcomes: Sequence[Outcome], *, owner: str, summary: DeliverySummary) -> None:
     """One transaction: each message's new state, written only where this batch still owns it (a lease that ran out
     and was claimed again belongs to the later batch), and every attempt logged."""
-    rows, attempts, gone = [], [], set()
+    rows, attempts, gone = [], [], {}
     for outcome in outcomes:
         message, number = outcome.message, outcome.message.attempts + 1
         next_at = None
@@ -235,7 +236,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, owner: str, summary: Deliver
             summary.delivered += 1
         elif outcome.status_code == GONE:
             status = Status.FAILED
-            gone.add(message.endpoint_pk)
+            gone[message.pk] = message.endpoint_pk
             summary.failed += 1
         else:
             next_at = next_attempt_after(number, outcome.attempted_at)
@@ -261,10 +262,15 @@ def record_outcomes(outcomes: Sequence[Outcome], *, owner: str, summary: Deliver
             )
         )
     with transaction.atomic():
-        bulk_update_rows(WebhookMessage, OUTCOME_FIELDS, rows, guard="lease_owner")
-        WebhookAttempt.objects.bulk_create(attempts, ignore_conflicts=True)
-        if gone:
-            summary.disabled_endpoints += disable_endpoints(gone)
+        # Only the messages still ours: another batch owns the rest (a lease that ran out), and a message whose
+        # endpoint was deleted meanwhile is gone, attempts and all.
+        updated = set(bulk_update_rows(WebhookMessage, OUTCOME_FIELDS, rows, guard="lease_owner"))
+        WebhookAttempt.objects.bulk_create(
+            [attempt for attempt in attempts if attempt.message_id in updated], ignore_conflicts=True
+        )
+        gone_endpoints = {endpoint for pk, endpoint in gone.items() if pk in updated}
+        if gone_endpoints:
+            summary.disabled_endpoints += disable_endpoints(gone_endpoints)
 
 
 def disable_endpoints(endpoint_pks: set[int]) -> list[str]:

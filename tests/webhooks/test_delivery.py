@@ -217,3 +217,23 @@ def test_many_in_flight(receiver):
     summary = deliver_due(batch_size=100, concurrency=40)
     assert summary.claimed == 40
     assert time.monotonic() - started < 0.3 * 40 / 4
+
+
+def test_a_batch_that_lost_its_lease_records_nothing(receiver, settings):
+    """A deliverer too slow for its lease: another claims the message and delivers it; the first one's late answer
+    (a 500 here) changes nothing and logs no attempt over the second's."""
+    from webhooks.delivery import DeliverySummary, Outcome, claim_due, record_outcomes
+
+    business = BusinessFactory()
+    endpoint_for(business, receiver)
+    enqueue(business, 1)
+    with time_machine.travel(START, tick=True) as clock:
+        (slow,) = claim_due(now=timezone.now(), owner="slow", limit=10)
+        clock.shift(dt.timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS + 1))
+        assert deliver()["delivered"] == 1
+        record_outcomes(
+            [Outcome(slow, timezone.now(), status_code=500, error="HTTP 500")], owner="slow", summary=DeliverySummary()
+        )
+    message = WebhookMessage.objects.get()
+    assert message.status == Status.DELIVERED and message.attempts == 1
+    assert list(WebhookAttempt.objects.values_list("status_code", flat=True)) == [200]

@@ -179,3 +179,23 @@ def test_webhooks_cost_the_run_one_query_when_none_is_registered(receiver, sms_r
         run("--business", plain_again.business.business_id)
     webhook_queries = [q["sql"] for q in queries if "webhooks_" in q["sql"]]
     assert len(webhook_queries) == 1 and webhook_queries[0].startswith("SELECT")
+
+
+def test_a_day_closed_with_retries_left_reports_them_failed(receiver, settings):
+    """A provider down all day: the retryable failures are no event; when the day closes (the next day's claim),
+    each becomes message.failed with retries_exhausted, in the claim's transaction."""
+    from tests.backends import OutageBackend
+
+    settings.SMS_CHANNEL = "tests.backends.OutageBackend"
+    OutageBackend.down, OutageBackend.sent = True, []
+    config = make_config(channels=["sms"])
+    members = [inactive(config, with_pass=False) for _ in range(2)]
+    endpoint_for(config.business, receiver, events=("message.failed",))
+    with pytest.raises(CommandError):
+        run()
+    assert NotificationLog.objects.filter(status=Status.FAILED, next_attempt_at__isnull=False).count() == 2
+    assert not WebhookMessage.objects.exists()
+    run(now=NOW + dt.timedelta(days=1))  # the same spell: nobody to message on the new day
+    closed = [e["data"] for e in events("message.failed") if e["data"]["run_date"] == NOW.date().isoformat()]
+    assert sorted(e["customer_id"] for e in closed) == sorted(m.customer_id for m in members)
+    assert {e["error_code"] for e in closed} == {"retries_exhausted"}
