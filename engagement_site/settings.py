@@ -164,6 +164,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ChannelEnum": "notifications.channels.Channel",
         "WalletPlatformEnum": "wallet.models.WalletPass.Platform",
+        "WebhookEventTypeEnum": "webhooks.events.EVENT_TYPES",
     },
     "SERVE_AUTHENTICATION": [],
 }
