@@ -75,6 +75,9 @@ class HttpRequest:
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+    # libcurl RESOLVE entries ("host:port:address[,address]"): connect to these addresses, not what DNS says at
+    # connect time (webhooks resolve and check a host's addresses first, then pin them).
+    resolve: tuple[str, ...] = ()
 
     @classmethod
     def json(cls, method: str, url: str, payload: Any, headers: Mapping[str, str] | None = None) -> "HttpRequest":
@@ -314,6 +317,8 @@ class CurlPool:
         if self.basic_auth is not None:
             handle.setopt(pycurl.HTTPAUTH, pycurl.HTTPAUTH_BASIC)
             handle.setopt(pycurl.USERPWD, f"{self.basic_auth[0]}:{self.basic_auth[1]}")
+        if request.resolve:
+            handle.setopt(pycurl.RESOLVE, list(request.resolve))
         self._set_method_and_body(handle, request)
         # "Expect:" keeps libcurl from waiting for a 100 Continue before larger HTTP/1.1 bodies.
         handle.setopt(pycurl.HTTPHEADER, [f"{name}: {value}" for name, value in request.headers.items()] + ["Expect:"])

@@ -19,6 +19,8 @@ class IdKind(StrEnum):
     CONFIG = "aec"
     NOTIFICATION = "ntf"
     API_KEY = "key"
+    WEBHOOK = "whk"
+    WEBHOOK_EVENT = "evt"
 
     @property
     def prefix(self) -> str:
@@ -100,3 +102,11 @@ def make_secret(prefix: str, length: int = 40) -> str:
     """A credential shown once (an API key): `prefix` plus `length` random characters of ALPHABET (238 bits for
     40), so a leaked one is easy to find by its prefix in logs and repositories."""
     return prefix + _random_text(length)
+
+
+def new_webhook_id() -> str:
+    return make_id(IdKind.WEBHOOK)
+
+
+def new_webhook_event_id() -> str:
+    return make_id(IdKind.WEBHOOK_EVENT)

@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "wallet",
+    "webhooks",
     "notifications",
     "autoengagement",
 ]
@@ -166,6 +167,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ChannelEnum": "notifications.channels.Channel",
         "WalletPlatformEnum": "wallet.models.WalletPass.Platform",
+        "WebhookEventTypeEnum": "webhooks.events.EVENT_TYPES",
     },
     "SERVE_AUTHENTICATION": [],
 }
@@ -200,6 +202,16 @@ AUTO_ENGAGEMENT_PART_SIZE = env.int("AUTO_ENGAGEMENT_PART_SIZE", default=50000)
 AUTO_ENGAGEMENT_MAX_ATTEMPTS = env.int("AUTO_ENGAGEMENT_MAX_ATTEMPTS", default=3)
 AUTO_ENGAGEMENT_RETRY_BACKOFF_MINUTES = env.int("AUTO_ENGAGEMENT_RETRY_BACKOFF_MINUTES", default=15)
 AUTO_ENGAGEMENT_BREAKER_THRESHOLD = env.int("AUTO_ENGAGEMENT_BREAKER_THRESHOLD", default=10)
+
+# Webhooks (docs/api.md, "Webhooks"; delivered by `deliver_webhooks`, docs/operations.md).
+# true: endpoints may be http and resolve to private, loopback or link-local addresses (tests, private deployments).
+WEBHOOK_ALLOW_PRIVATE_URLS = _env_or_default(env.bool, "WEBHOOK_ALLOW_PRIVATE_URLS", False)
+# One delivery attempt's limit (connection included); past it the attempt fails and is retried later.
+WEBHOOK_TIMEOUT_SECONDS = _env_or_default(env.float, "WEBHOOK_TIMEOUT_SECONDS", 15.0)
+# How long a deliverer owns the messages it claimed; a crashed deliverer's claims come back after it.
+WEBHOOK_LEASE_SECONDS = _env_or_default(env.int, "WEBHOOK_LEASE_SECONDS", 300)
+# Delivered and failed messages (with their attempts) are deleted this many days after the event.
+WEBHOOK_RETENTION_DAYS = _env_or_default(env.int, "WEBHOOK_RETENTION_DAYS", 30)
 
 # Channel backends: an alias (record, live, django, twilio, fcm) or a dotted path to a backend class.
 WALLET_CHANNEL = env.str("WALLET_CHANNEL", default="record")

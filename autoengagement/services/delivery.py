@@ -38,6 +38,8 @@ from notifications.backends.base import ChannelBackend, Message, Result, not_att
 from notifications.channels import Channel
 from notifications.models import NotificationLog
 from wallet.models import Business, Customer
+from webhooks.events import EventType, FailureCode
+from webhooks.services import Subscriptions, subscriptions, write_events
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +147,13 @@ class RunContext:
     # Called before each send window: the run renews its lease there, so a slow provider draining a chunk never
     # lets it expire (and a run that lost it stops before taking another window).
     keep_alive: Callable[[], None] | None = None
+    # The business's webhook subscriptions (webhooks.services.subscriptions), looked up once per run (None: look
+    # them up now). Empty for a business without endpoints: then no event is built or written.
+    webhooks: Subscriptions | None = None
 
     def __post_init__(self) -> None:
+        if self.webhooks is None:
+            object.__setattr__(self, "webhooks", subscriptions(business_pk=self.config.business_id))
         if not self.journey:
             object.__setattr__(self, "journey", config_journey(self.config, template=self.template))
         if self.retry_deadline is None:
@@ -305,7 +312,10 @@ class Outgoing(NamedTuple):
     body: str
     customer_id: str
     html: str = ""
+    # What a webhook event about the row carries (public ids only).
     notification_id: str = ""
+    step: int = 1
+    variant: str = ""
 
 
 def deliver_chunk(
@@ -375,6 +385,8 @@ def _outgoing(pk: int, row: PlannedLog, member: dict[str, Any]) -> Outgoing:
         customer_id=member["customer_id"],
         html=row.html,
         notification_id=row.notification_id,
+        step=row.step,
+        variant=row.variant,
     )
 
 
@@ -443,6 +455,8 @@ def send_outgoing(
     notified: set[int] = set()
     revoked: dict[str, list[int]] = defaultdict(list)
     recorded: list[tuple[Any, ...]] = []
+    # Webhook events about the recorded outcomes (pk -> event), written with them.
+    events = Events(context)
     in_flight: list[Outgoing] = []
     try:
         for channel, items in by_channel.items():
@@ -454,16 +468,16 @@ def send_outgoing(
                 if backend.breaker is not None and not backend.breaker.allow():
                     # Not taken, so written only where the row still holds the status it was read with.
                     results = [not_attempted(message, backend.breaker) for message in _messages(context, window)]
-                    recorded.extend(_record(context, window, results, tally, notified, revoked, guarded=True))
+                    recorded.extend(_record(context, window, results, tally, notified, revoked, events, guarded=True))
                     continue
-                taken = set(_write(recorded, taking=window))
+                taken = set(_write(recorded, taking=window, events=events))
                 recorded = []
                 window = [item for item in window if item.pk in taken]
                 messages = _messages(context, window)
                 in_flight = window
                 results = backend.send_batch(messages) if messages else []
                 in_flight = []
-                recorded.extend(_record(context, window, results, tally, notified, revoked))
+                recorded.extend(_record(context, window, results, tally, notified, revoked, events))
                 if backend.breaker is not None and backend.breaker.tripped:
                     tally.unavailable[channel] = backend.breaker.reason
     except BaseException as exc:
@@ -471,9 +485,9 @@ def send_outgoing(
         error = f"{UNKNOWN_AFTER_ERROR} ({type(exc).__name__}: {exc})"[:500]
         recorded.extend((item.pk, None, Status.UNKNOWN, error, "", None, item.attempts + 1, None) for item in in_flight)
         tally.unknown += len(in_flight)
-        _write(recorded, taking=[])
+        _write(recorded, taking=[], events=events)
         raise
-    _write(recorded, taking=[])
+    _write(recorded, taking=[], events=events)
     for channel, customer_pks in revoked.items():
         field_name, value = REVOCATIONS[channel]
         Customer.objects.filter(pk__in=customer_pks).update(**{field_name: value})
@@ -504,11 +518,63 @@ def _messages(context: RunContext, items: Sequence[Outgoing]) -> list[Message]:
     ]
 
 
-def _write(recorded: Sequence[tuple[Any, ...]], *, taking: Sequence[Outgoing]) -> list[int]:
+class Events:
+    """The webhook events of the outcomes recorded since the last write: message.sent for a row sent, and
+    message.failed for a final failure, each built only when an endpoint of the business subscribes to it."""
+
+    def __init__(self, context: RunContext) -> None:
+        subscribed = context.webhooks or {}
+        self.context = context
+        self.sent = EventType.MESSAGE_SENT in subscribed
+        self.failed = EventType.MESSAGE_FAILED in subscribed
+        self.pending: dict[str, dict[int, dict[str, Any]]] = {EventType.MESSAGE_SENT: {}, EventType.MESSAGE_FAILED: {}}
+
+    def add(self, item: Outgoing, status: str, error_code: str = "") -> None:
+        event_type = EventType.MESSAGE_SENT if status == Status.SENT else EventType.MESSAGE_FAILED
+        data = {
+            "business_id": self.context.business.business_id,
+            "notification_id": item.notification_id,
+            "customer_id": item.customer_id,
+            "channel": item.channel,
+            "step": item.step,
+            "variant": item.variant,
+            "status": status,
+            "run_date": self.context.run_date.isoformat(),
+        }
+        if error_code:
+            data["error_code"] = error_code
+        self.pending[event_type][item.pk] = data
+
+    def write(self, updated: Sequence[int]) -> None:
+        """The events of the rows the write updated (a row not taken may have changed meanwhile: no event)."""
+        written = set(updated)
+        for event_type, by_pk in self.pending.items():
+            if by_pk:
+                write_events(
+                    subscribed=self.context.webhooks or {},
+                    business_pk=self.context.business.pk,
+                    event_type=event_type,
+                    data=[data for pk, data in by_pk.items() if pk in written],
+                    timestamp=self.context.now,
+                )
+                by_pk.clear()
+
+    def __bool__(self) -> bool:
+        return any(self.pending.values())
+
+
+def _write(recorded: Sequence[tuple[Any, ...]], *, taking: Sequence[Outgoing], events: Events) -> list[int]:
     """One statement: the recorded outcomes, and `taking` moved to `sending` where their status is unchanged.
-    Returns the primary keys updated (the outcomes' and those of the rows taken)."""
+    Returns the primary keys updated (the outcomes' and those of the rows taken). With webhook events to write, one
+    transaction holds the outcomes and their events (one INSERT per event type), so neither exists without the
+    other; without, no transaction is opened (the statement commits alone, as before)."""
     marks = [(item.pk, item.status, Status.SENDING, "", "", None, item.attempts + 1, None) for item in taking]
-    return bulk_update_rows(NotificationLog, OUTCOME_FIELDS, [*recorded, *marks], guard="status")
+    if not events:
+        return bulk_update_rows(NotificationLog, OUTCOME_FIELDS, [*recorded, *marks], guard="status")
+    with transaction.atomic():
+        updated = bulk_update_rows(NotificationLog, OUTCOME_FIELDS, [*recorded, *marks], guard="status")
+        events.write(updated)
+    return updated
 
 
 def _record(
@@ -518,6 +584,7 @@ def _record(
     tally: ChunkTally,
     notified: set[int],
     revoked: dict[str, list[int]],
+    events: Events,
     *,
     guarded: bool = False,
 ) -> list[tuple[Any, ...]]:
@@ -533,6 +600,8 @@ def _record(
         if result.status == Status.SENT:
             notified.add(item.customer_pk)
             tally.count(item.channel, "sent")
+            if events.sent:
+                events.add(item, Status.SENT)
         elif result.status == Status.UNKNOWN:
             tally.count(item.channel, "unknown")
         elif result.status == Status.FAILED and result.retryable:
@@ -541,6 +610,8 @@ def _record(
                 error = f"{error}; {RETRIES_EXHAUSTED}"
                 tally.count(item.channel, "failed")
                 tally.exhausted[item.channel] = tally.exhausted.get(item.channel, 0) + 1
+                if events.failed:
+                    events.add(item, Status.FAILED, FailureCode.RETRIES_EXHAUSTED)
             else:
                 tally.count(item.channel, "retryable")
                 tally.retry_from(next_attempt_at)
@@ -548,6 +619,9 @@ def _record(
             if result.revoked:
                 error = f"{CONSENT_REVOKED}: {error}"
             tally.count(item.channel, "failed")
+            if events.failed:
+                code = FailureCode.CONSENT_REVOKED if result.revoked else FailureCode.PROVIDER_REJECTED
+                events.add(item, Status.FAILED, code)
         else:
             tally.skip(error or "skipped by provider")
         if result.revoked and item.channel in REVOCATIONS:

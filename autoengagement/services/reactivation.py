@@ -13,11 +13,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from django.utils import timezone
+
 from autoengagement.services import results
 from autoengagement.validation import ATTRIBUTION_DAYS_RANGE
 from engagement_site.db import bulk_update_rows
 from notifications.models import NotificationLog
 from wallet.signals import Visit
+from webhooks.events import EventType
+from webhooks.services import subscriptions, write_events
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +70,54 @@ def attribute_visits(*, visits: Sequence[Visit]) -> int:
         rows[key].add(results.CreditedRow(row.status, row.step, row.variant, bool(row.delivery_error)))
     results.count_credits(rows)
     bulk_update_rows(NotificationLog, ["reactivated_at"], [(row.pk, at) for row, at in credited])
+    _reactivated_events(credited)
     if credited:
         logger.info("visits credited to re-engagements", extra={"visits": len(visits), "rows": len(credited)})
     return len(credited)
+
+
+def _reactivated_events(credited: Sequence[tuple[Candidate, dt.datetime]]) -> None:
+    """customer.reactivated, one per credited re-engagement (its channels' rows together), in the caller's
+    transaction, for each business whose endpoints subscribe: a query per business credited (the visits of one call
+    belong to one business), and two more when it subscribes (the rows' public ids, the outbox INSERT)."""
+    by_business: dict[int, list[tuple[Candidate, dt.datetime]]] = defaultdict(list)
+    for row, at in credited:
+        by_business[row.business_pk].append((row, at))
+    for business_pk, rows in by_business.items():
+        subscribed = subscriptions(business_pk=business_pk)
+        if EventType.CUSTOMER_REACTIVATED not in subscribed:
+            continue
+        public = {
+            pk: rest
+            for pk, *rest in NotificationLog.objects.filter(pk__in=[row.pk for row, _ in rows]).values_list(
+                "pk", "notification_id", "customer__customer_id", "business__business_id", "config__config_id"
+            )
+        }
+        events: dict[tuple[int, int, dt.datetime], dict[str, object]] = {}
+        for row, at in rows:
+            notification_id, customer_id, business_id, config_id = public[row.pk]
+            event = events.setdefault(
+                (row.customer_pk, row.config_pk, row.created_at),
+                {
+                    "business_id": business_id,
+                    "customer_id": customer_id,
+                    "config_id": config_id,
+                    "run_date": row.run_date.isoformat(),
+                    "step": row.step,
+                    "variant": row.variant,
+                    "group": "holdout" if row.status == Status.HOLDOUT else "reached",
+                    "reactivated_at": at.astimezone(dt.UTC).isoformat(),
+                    "notification_ids": [],
+                },
+            )
+            event["notification_ids"].append(notification_id)
+        write_events(
+            subscribed=subscribed,
+            business_pk=business_pk,
+            event_type=EventType.CUSTOMER_REACTIVATED,
+            data=list(events.values()),
+            timestamp=timezone.now(),
+        )
 
 
 def _candidates(visits: Sequence[Visit]) -> list[Candidate]:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db.models import Min, Q, QuerySet
+from django.utils import timezone
 
 from autoengagement.models import AutoEngagementConfig
 from autoengagement.services import results
@@ -24,6 +25,8 @@ from autoengagement.services.delivery import ACTIVE_AGAIN, ChunkTally, Outgoing,
 from notifications import consent
 from notifications.backends.base import ChannelBackend
 from notifications.models import NotificationLog
+from webhooks.events import EventType, FailureCode
+from webhooks.services import subscriptions, write_events
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,9 @@ RETRY_FIELDS = (
     "customer__sms_undeliverable_phone",
     "customer__sms_undeliverable_reason",
     "customer__last_activity_at",
+    "notification_id",
+    "step",
+    "variant",
 )
 
 
@@ -94,6 +100,7 @@ def close_day(*, config: AutoEngagementConfig) -> int:
         return 0
     results.mark_stale([(config.business_id, config.last_run_local_date)])
     rows = day_rows(business_id=config.business_id, run_date=config.last_run_local_date)
+    _failed_events(config, rows)
     closed = rows.filter(status=Status.FAILED, next_attempt_at__isnull=False).update(next_attempt_at=None)
     closed += rows.filter(status=Status.SENDING).update(status=Status.UNKNOWN, error=INTERRUPTED)
     closed += rows.filter(status=Status.PENDING).update(status=Status.FAILED, error=NOT_RESUMED)
@@ -108,6 +115,38 @@ def close_day(*, config: AutoEngagementConfig) -> int:
             },
         )
     return closed
+
+
+def _failed_events(config: AutoEngagementConfig, rows: QuerySet[NotificationLog]) -> None:
+    """message.failed for the rows close_day fails for good (in its transaction, before it updates them), when an
+    endpoint of the business subscribes: rows waiting for a retry, and pending rows no run resumed."""
+    subscribed = subscriptions(business_pk=config.business_id)
+    if EventType.MESSAGE_FAILED not in subscribed:
+        return
+    closing = rows.filter(
+        Q(status=Status.FAILED, next_attempt_at__isnull=False) | Q(status=Status.PENDING)
+    ).values_list("notification_id", "customer__customer_id", "channel", "step", "variant", "status")
+    data = [
+        {
+            "business_id": config.business.business_id,
+            "notification_id": notification_id,
+            "customer_id": customer_id,
+            "channel": channel,
+            "step": step,
+            "variant": variant,
+            "status": Status.FAILED.value,
+            "run_date": config.last_run_local_date.isoformat(),
+            "error_code": FailureCode.NOT_RESUMED if status == Status.PENDING else FailureCode.RETRIES_EXHAUSTED,
+        }
+        for notification_id, customer_id, channel, step, variant, status in closing
+    ]
+    write_events(
+        subscribed=subscribed,
+        business_pk=config.business_id,
+        event_type=EventType.MESSAGE_FAILED,
+        data=data,
+        timestamp=timezone.now(),
+    )
 
 
 def next_retry_at(*, business_id: int, run_date: dt.date) -> dt.datetime | None:
@@ -172,6 +211,8 @@ def _split(rows: list[dict[str, Any]]) -> tuple[list[Outgoing], list[tuple[int, 
                 customer_id=row["customer__customer_id"],
                 html=row["html"],
                 notification_id=row["notification_id"],
+                step=row["step"],
+                variant=row["variant"],
             )
         )
     return outgoing, skipped

@@ -26,6 +26,8 @@ from engagement_site.logging import log_context
 from notifications.backends import get_backend
 from notifications.backends.base import ChannelBackend, CircuitBreaker
 from notifications.models import NotificationLog
+from webhooks.events import EventType
+from webhooks.services import Subscriptions, write_events
 
 logger = logging.getLogger(__name__)
 
@@ -415,10 +417,15 @@ def run_config(
             # Rows may be left pending: the next invocation within the lateness bound takes the day up again.
             outcome.retry_from(now + dt.timedelta(minutes=settings.AUTO_ENGAGEMENT_RETRY_BACKOFF_MINUTES))
             outcome.retry_at = _day_retry_at(results_day, outcome.retry_at)
-            config.mark_as_failed(outcome.error, count=outcome.notified, retry_at=outcome.retry_at)
+            _mark_finished(
+                config,
+                outcome,
+                context.webhooks,
+                lambda: config.mark_as_failed(outcome.error, count=outcome.notified, retry_at=outcome.retry_at),
+            )
         return outcome
     outcome.retry_at = _day_retry_at(results_day, outcome.retry_at)
-    _finish(config, outcome)
+    _finish(config, outcome, context.webhooks)
     _refresh_results_day(results_day, log_fields)
     logger.info(
         "business run completed",
@@ -557,7 +564,48 @@ def _day_retry_at(day: results.DayKey, planned: dt.datetime | None) -> dt.dateti
     return min((when for when in (planned, waiting) if when is not None), default=None)
 
 
-def _finish(config: AutoEngagementConfig, outcome: BusinessOutcome) -> None:
+def _mark_finished(
+    config: AutoEngagementConfig,
+    outcome: BusinessOutcome,
+    webhooks: Subscriptions | None,
+    mark: Callable[[], bool],
+) -> None:
+    """Record the run's end (`mark`: the config's mark_as_completed or mark_as_failed) and, when an endpoint of the
+    business subscribes, its run.completed event in the same transaction (none when the lease was lost)."""
+    if not webhooks or EventType.RUN_COMPLETED not in webhooks:
+        mark()
+        return
+    with transaction.atomic():
+        if mark():
+            write_events(
+                subscribed=webhooks,
+                business_pk=config.business_id,
+                event_type=EventType.RUN_COMPLETED,
+                data=[run_completed_data(outcome)],
+                timestamp=_wall_clock(),
+            )
+
+
+def run_completed_data(outcome: BusinessOutcome) -> dict[str, object]:
+    """What run.completed says: the business's run, its status and counts (no error text: it may quote providers)."""
+    return {
+        "business_id": outcome.business_id,
+        "config_id": outcome.config_id,
+        "run_date": outcome.local_date,
+        "status": outcome.status,
+        "audience": outcome.audience,
+        "notified": outcome.notified,
+        "holdout": outcome.holdout,
+        "sent": outcome.sent,
+        "failed": outcome.failed,
+        "retryable": outcome.retryable,
+        "unknown": outcome.unknown,
+        "skipped": outcome.skipped,
+        "retry_at": outcome.retry_at.isoformat() if outcome.retry_at else None,
+    }
+
+
+def _finish(config: AutoEngagementConfig, outcome: BusinessOutcome, webhooks: Subscriptions | None = None) -> None:
     """Success, or failed when a provider was unavailable: its breaker opened, or nothing was sent on a channel
     whose messages failed retryably (with attempts left or not) or ended unknown. Either way, messages left to
     retry are taken up again from `retry_at`."""
@@ -571,7 +619,9 @@ def _finish(config: AutoEngagementConfig, outcome: BusinessOutcome) -> None:
         elif counts["unknown"]:
             unavailable[channel] = f"provider not answering: {counts['unknown']} unknown outcomes, none sent"
     if not unavailable:
-        config.mark_as_completed(outcome.notified, retry_at=outcome.retry_at)
+        _mark_finished(
+            config, outcome, webhooks, lambda: config.mark_as_completed(outcome.notified, retry_at=outcome.retry_at)
+        )
         return
     outcome.status = RunStatus.FAILED
     reasons = "; ".join(f"{channel}: {reason}" for channel, reason in sorted(unavailable.items()))
@@ -581,7 +631,12 @@ def _finish(config: AutoEngagementConfig, outcome: BusinessOutcome) -> None:
         later = "no attempts left today"
     outcome.error = f"{reasons}; {later}"[:2000]
     logger.error("provider unavailable", extra={"business_id": outcome.business_id, "error": outcome.error})
-    config.mark_as_failed(outcome.error, count=outcome.notified, retry_at=outcome.retry_at)
+    _mark_finished(
+        config,
+        outcome,
+        webhooks,
+        lambda: config.mark_as_failed(outcome.error, count=outcome.notified, retry_at=outcome.retry_at),
+    )
 
 
 def _refresh_results_day(day: results.DayKey, log_fields: dict[str, object]) -> None:

@@ -4,6 +4,7 @@
 #   web [GUNICORN_ARGS...]   the API and admin: gunicorn -c deploy/gunicorn.conf.py engagement_site.wsgi
 #   run [ARGS...]            manage.py run_auto_engagement ARGS (the CronJob every 15 minutes)
 #   prune [ARGS...]          manage.py prune_notification_logs ARGS (the daily CronJob)
+#   webhooks [ARGS...]       manage.py deliver_webhooks ARGS (the CronJob every minute)
 #   migrate [ARGS...]        manage.py migrate --noinput ARGS (the Job before each rollout)
 #   anything else            exec'd as is (e.g. `python manage.py createsuperuser`, `sh`)
 #
@@ -29,6 +30,10 @@ case "$role" in
     prune)
         shift
         exec python manage.py prune_notification_logs "$@"
+        ;;
+    webhooks)
+        shift
+        exec python manage.py deliver_webhooks "$@"
         ;;
     migrate)
         shift

@@ -304,10 +304,10 @@ def test_rows_left_sending_by_a_failed_outcome_write_become_unknown(settings, mo
     config = sms_config(customers=2)
     real_write = delivery._write
 
-    def database_gone(recorded, *, taking):
+    def database_gone(recorded, *, taking, **kwargs):
         if not taking:
             raise OperationalError("server closed the connection unexpectedly")
-        return real_write(recorded, taking=taking)
+        return real_write(recorded, taking=taking, **kwargs)
 
     monkeypatch.setattr(delivery, "_write", database_gone)
     assert run(NOW)[0] == 1

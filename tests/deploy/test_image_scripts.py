@@ -185,7 +185,7 @@ def test_entrypoint_roles(image):
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
     with sqlite3.connect(image["data"] / "db.sqlite3") as db:
         applied = {app for (app,) in db.execute("SELECT app FROM django_migrations")}
-    assert {"autoengagement", "wallet", "notifications", "auth"} <= applied
+    assert {"autoengagement", "wallet", "webhooks", "notifications", "auth"} <= applied
 
     run = entrypoint(image, "run", "--dry-run", "--format", "json")
     assert run.returncode == 0, run.stdout + run.stderr
@@ -194,6 +194,10 @@ def test_entrypoint_roles(image):
 
     prune = entrypoint(image, "prune", "--older-than", "458", "--dry-run", "--format", "json")
     assert prune.returncode == 0, prune.stdout + prune.stderr
+
+    webhooks = entrypoint(image, "webhooks", "--format", "json")
+    assert webhooks.returncode == 0, webhooks.stdout + webhooks.stderr
+    assert json.loads(webhooks.stdout.strip().splitlines()[-1])["claimed"] == 0
 
     passthrough = entrypoint(image, "python", "-c", "import sys; print(sys.prefix)")
     assert passthrough.returncode == 0, passthrough.stderr

@@ -27,7 +27,7 @@ TARGETS = {"base": KUBERNETES / "base", "production": KUBERNETES / "overlays" / 
 # The oldest and newest minor versions worth supporting: CronJob's timeZone is GA from 1.27; the newest the package
 # ships. Strict schemas: an unknown (misspelt) field is an error too.
 KUBERNETES_VERSIONS = ("1.29", "1.33", kubernetes_validate.utils.latest_version())
-ROLES = {"web", "run", "prune", "migrate"}
+ROLES = {"web", "run", "prune", "webhooks", "migrate"}
 CREDENTIALS_DIR = "/var/run/secrets/auto-engagement"
 # Settings naming credential files (engagement_site/settings.py); each must point into a mounted Secret.
 FILE_SETTINGS = (
@@ -66,6 +66,7 @@ def test_renders_every_workload(rendered):
     kinds = sorted((obj["kind"], obj["metadata"]["name"]) for obj in rendered)
     assert kinds == [
         ("ConfigMap", "auto-engagement-config"),
+        ("CronJob", "auto-engagement-deliver-webhooks"),
         ("CronJob", "auto-engagement-prune-logs"),
         ("CronJob", "auto-engagement-run"),
         ("Deployment", "auto-engagement-web"),
@@ -110,7 +111,7 @@ def image_user() -> tuple[int, int]:
 def test_every_pod_is_hardened(rendered):
     uid, gid = image_user()
     specs = pod_specs(rendered)
-    assert len(specs) == 4
+    assert len(specs) == 5
     for spec in specs:
         pod = spec.get("securityContext", {})
         assert spec.get("automountServiceAccountToken") is False
@@ -303,6 +304,8 @@ def cron_line(command: str) -> tuple[str, list[str]]:
         ("auto-engagement-run", "run", "run_auto_engagement", "Allow"),
         # Two pruners would only race for the same rows.
         ("auto-engagement-prune-logs", "prune", "prune_notification_logs", "Forbid"),
+        # Deliverers claim messages with row locks and leases: copies at once are safe.
+        ("auto-engagement-deliver-webhooks", "webhooks", "deliver_webhooks", "Allow"),
     ],
 )
 def test_cronjobs_keep_the_crontab_schedules(rendered, name, role, command, policy):

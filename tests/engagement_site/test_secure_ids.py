@@ -16,7 +16,7 @@ def test_make_id_has_prefix_and_twenty_alphanumerics(kind):
 
 
 def test_prefixes_match_the_contract():
-    assert [kind.prefix for kind in IdKind] == ["biz_", "cust_", "pass_", "aec_", "ntf_", "key_"]
+    assert [kind.prefix for kind in IdKind] == ["biz_", "cust_", "pass_", "aec_", "ntf_", "key_", "whk_", "evt_"]
 
 
 def test_a_batch_of_100000_has_no_collision_and_right_format():

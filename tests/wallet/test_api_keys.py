@@ -12,6 +12,7 @@ from wallet.api_keys import api_key_create, api_key_revoke
 from wallet.authentication import BusinessSessionRequired
 from wallet.models import ApiKey
 from wallet.tokens import hash_token
+from webhooks.services import endpoint_create
 
 pytestmark = pytest.mark.django_db
 URL = "/api/api-keys"
@@ -143,7 +144,10 @@ def test_every_business_endpoint_takes_a_key_and_never_shows_another_business(bu
     theirs = CustomerFactory(business=other_business, email="their.customer@example.com", first_name="Theirs")
     log = NotificationLogFactory(config=config, customer=theirs, header="Hello Theirs")
     their_key, _ = api_key_create(business=other_business, name="their key")
-    owned = {"customer_id": theirs.customer_id, "key_id": their_key.key_id}
+    their_webhook = endpoint_create(
+        business=other_business, url="https://hooks.example.com/in", events=["run.completed"]
+    )
+    owned = {"customer_id": theirs.customer_id, "key_id": their_key.key_id, "webhook_id": their_webhook.webhook_id}
     secrets_of_b = {
         other_business.business_id,
         theirs.customer_id,
@@ -151,6 +155,8 @@ def test_every_business_endpoint_takes_a_key_and_never_shows_another_business(bu
         config.config_id,
         log.notification_id,
         their_key.key_id,
+        their_webhook.webhook_id,
+        their_webhook.url,
     }
     _, key = api_key_create(business=business, name="mine")
     revoked, revoked_key = api_key_create(business=business, name="old")
@@ -174,3 +180,4 @@ def test_every_business_endpoint_takes_a_key_and_never_shows_another_business(bu
     theirs.refresh_from_db()
     assert (theirs.first_name, their_key.revoked_at) == ("Theirs", None)
     assert ApiKey.objects.get(pk=their_key.pk).revoked_at is None
+    assert type(their_webhook).objects.filter(pk=their_webhook.pk).exists()
