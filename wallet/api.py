@@ -123,6 +123,7 @@ class ApiKeyViewSet(BusinessSessionRequired, viewsets.GenericViewSet):
 
     lookup_field = "key_id"
     lookup_value_regex = "[^/]+"
+    idempotent_posts = False  # the answer holds the key, which is never stored
     pagination_class = PagePagination
     serializer_class = ApiKeyOutputSerializer
     queryset = ApiKey.objects.none()

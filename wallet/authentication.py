@@ -18,6 +18,7 @@ from rest_framework.request import Request
 
 from engagement_site.exceptions import WWW_AUTHENTICATE
 from wallet.api_keys import api_key_authenticate
+from wallet.idempotency import IdempotentPostMixin
 from wallet.models import ApiKey, Business, BusinessSession
 from wallet.tokens import hash_token
 
@@ -91,8 +92,9 @@ class IsBusinessAuthenticated(BasePermission):
         return isinstance(request.user, Business) and isinstance(request.auth, ApiKey | BusinessSession)
 
 
-class BusinessSessionRequired:
-    """Mix into a business endpoint's view: authenticated by API key or session, for the business that owns it."""
+class BusinessSessionRequired(IdempotentPostMixin):
+    """Mix into a business endpoint's view: authenticated by API key or session, for the business that owns it; its
+    POSTs honour Idempotency-Key (wallet.idempotency)."""
 
     authentication_classes = (ApiKeyAuthentication, BusinessSessionAuthentication)
     permission_classes = (IsBusinessAuthenticated,)

@@ -72,6 +72,33 @@ class ApiKey(models.Model):
         return f"{self.name} ({self.prefix}...)"
 
 
+class IdempotencyRecord(models.Model):
+    """The first answer to a business's POST sent with an `Idempotency-Key`, replayed to retries for 24 hours
+    (wallet.idempotency).
+
+    The row is inserted (status_code null: in flight) in its own transaction before the view runs; the unique
+    constraint makes a concurrent duplicate fail there instead of writing twice.
+    """
+
+    business = models.ForeignKey(Business, on_delete=models.CASCADE, related_name="idempotency_records")
+    key = models.CharField(max_length=255)
+    # SHA-256 of the method, the path and the raw body: a retry must send the same request.
+    fingerprint = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The first answer's JSON exactly as it was sent (empty for a 204), so a replay is byte for byte the same.
+    response_body = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["business", "key"], name="idempotency_business_key_unique"),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.key} of {self.business_id}"
+
+
 class Customer(models.Model):
     customer_id = models.CharField(
         max_length=secure_ids.MAX_LENGTH, unique=True, default=secure_ids.new_customer_id, editable=False

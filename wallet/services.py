@@ -17,7 +17,7 @@ from django.utils import timezone
 from engagement_site.db import bulk_update_rows, in_values
 from engagement_site.exceptions import InvalidCredentials
 from engagement_site.validation import timezone_errors
-from wallet.models import Business, BusinessSession, Customer, WalletPass
+from wallet.models import Business, BusinessSession, Customer, IdempotencyRecord, WalletPass
 from wallet.passes import authentication_token
 from wallet.selectors import CustomerNotFound
 from wallet.signals import Visit, customer_erased, visits_recorded
@@ -255,6 +255,8 @@ def customer_erase(*, customer: Customer, now: dt.datetime | None = None) -> Non
     if not list(erased):
         raise CustomerNotFound()
     WalletPass.objects.filter(customer_id=customer.pk).delete()
+    # A kept Idempotency-Key answer may hold the customer as they were (POST /api/customers): it goes too.
+    IdempotencyRecord.objects.filter(business=customer.business, response_body__contains=customer.customer_id).delete()
     Customer.objects.filter(pk=customer.pk).update(
         **dict.fromkeys(ERASED_TEXT_FIELDS, ""), attributes={}, external_id=None, erased_at=now
     )

@@ -93,6 +93,7 @@ class DeliverySerializer(serializers.Serializer):
 
 
 class WebhookViewSet(BusinessSessionRequired, viewsets.GenericViewSet):
+    idempotent_posts = False  # the answer holds the signing secret, which is never shown again
     # The business's endpoints only: another business's is a 404, like an unknown one.
 
     lookup_field = "webhook_id"

@@ -5,6 +5,7 @@
 #   run [ARGS...]            manage.py run_auto_engagement ARGS (the CronJob every 15 minutes)
 #   prune [ARGS...]          manage.py prune_notification_logs ARGS (the daily CronJob)
 #   webhooks [ARGS...]       manage.py deliver_webhooks ARGS (the CronJob every minute)
+#   prune-idempotency        manage.py prune_idempotency_keys (the CronJob hourly)
 #   migrate [ARGS...]        manage.py migrate --noinput ARGS (the Job before each rollout)
 #   anything else            exec'd as is (e.g. `python manage.py createsuperuser`, `sh`)
 #
@@ -34,6 +35,10 @@ case "$role" in
     webhooks)
         shift
         exec python manage.py deliver_webhooks "$@"
+        ;;
+    prune-idempotency)
+        shift
+        exec python manage.py prune_idempotency_keys "$@"
         ;;
     migrate)
         shift

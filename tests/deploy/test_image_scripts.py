@@ -198,6 +198,9 @@ def test_entrypoint_roles(image):
     webhooks = entrypoint(image, "webhooks", "--format", "json")
     assert webhooks.returncode == 0, webhooks.stdout + webhooks.stderr
     assert json.loads(webhooks.stdout.strip().splitlines()[-1])["claimed"] == 0
+    pruned = entrypoint(image, "prune-idempotency")
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert "idempotency record(s)" in pruned.stdout
 
     passthrough = entrypoint(image, "python", "-c", "import sys; print(sys.prefix)")
     assert passthrough.returncode == 0, passthrough.stderr

@@ -27,7 +27,7 @@ TARGETS = {"base": KUBERNETES / "base", "production": KUBERNETES / "overlays" / 
 # The oldest and newest minor versions worth supporting: CronJob's timeZone is GA from 1.27; the newest the package
 # ships. Strict schemas: an unknown (misspelt) field is an error too.
 KUBERNETES_VERSIONS = ("1.29", "1.33", kubernetes_validate.utils.latest_version())
-ROLES = {"web", "run", "prune", "webhooks", "migrate"}
+ROLES = {"web", "run", "prune", "webhooks", "prune-idempotency", "migrate"}
 CREDENTIALS_DIR = "/var/run/secrets/auto-engagement"
 # Settings naming credential files (engagement_site/settings.py); each must point into a mounted Secret.
 FILE_SETTINGS = (
@@ -67,6 +67,7 @@ def test_renders_every_workload(rendered):
     assert kinds == [
         ("ConfigMap", "auto-engagement-config"),
         ("CronJob", "auto-engagement-deliver-webhooks"),
+        ("CronJob", "auto-engagement-prune-idempotency-keys"),
         ("CronJob", "auto-engagement-prune-logs"),
         ("CronJob", "auto-engagement-run"),
         ("Deployment", "auto-engagement-web"),
@@ -111,7 +112,7 @@ def image_user() -> tuple[int, int]:
 def test_every_pod_is_hardened(rendered):
     uid, gid = image_user()
     specs = pod_specs(rendered)
-    assert len(specs) == 5
+    assert len(specs) == 6
     for spec in specs:
         pod = spec.get("securityContext", {})
         assert spec.get("automountServiceAccountToken") is False
@@ -306,6 +307,8 @@ def cron_line(command: str) -> tuple[str, list[str]]:
         ("auto-engagement-prune-logs", "prune", "prune_notification_logs", "Forbid"),
         # Deliverers claim messages with row locks and leases: copies at once are safe.
         ("auto-engagement-deliver-webhooks", "webhooks", "deliver_webhooks", "Allow"),
+        # Two would race for the same expired Idempotency-Key records.
+        ("auto-engagement-prune-idempotency-keys", "prune-idempotency", "prune_idempotency_keys", "Forbid"),
     ],
 )
 def test_cronjobs_keep_the_crontab_schedules(rendered, name, role, command, policy):
