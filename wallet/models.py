@@ -173,6 +173,7 @@ class WalletPass(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name_plural = "wallet passes"
         indexes = [models.Index(fields=["updated_at"], name="wallet_pass_updated_idx")]
         constraints = [
             models.CheckConstraint(condition=prefix_check("pass_id", IdKind.PASS.prefix), name="pass_id_prefix"),

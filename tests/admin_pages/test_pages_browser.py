@@ -162,3 +162,10 @@ def test_the_admin_docs_show_each_screenshot_the_tests_take():
     shown = set(re.findall(r"\(screenshots/([a-z_]+)\.png\)", (docs / "admin.md").read_text()))
     assert shown == SCREENSHOT_PAGES
     assert all((docs / "screenshots" / f"{name}.png").is_file() for name in shown)
+
+
+def test_every_admin_model_name_reads_as_english(admin_client):
+    """No "Wallet passs": every registered model's plural is a word a person would write."""
+    names = {str(model._meta.verbose_name_plural) for model in admin.site._registry}
+    assert "wallet passes" in names
+    assert not [name for name in names if name.endswith("ss")]  # "passs", "processs": Django's default plural
