@@ -218,7 +218,9 @@ class StrictQuerySerializer(StrictInputSerializer):
         return super().to_internal_value(data)
 
 
-class PageQuerySerializer(serializers.Serializer):
+class PageQuerySerializer(StrictQuerySerializer):
+    """`page` and `limit`; any query parameter a subclass does not declare is a 400 naming it."""
+
     page = serializers.IntegerField(min_value=1, default=1, help_text="Page number, from 1.")
     limit = serializers.IntegerField(
         min_value=1,

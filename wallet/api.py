@@ -444,7 +444,7 @@ def _visit_row(row: Any) -> tuple[bulk.VisitRow | None, dict[str, list[str]]]:
     return bulk.VisitRow(customer_id=customer_id, external_id=external_id, occurred_at=occurred_at), {}
 
 
-class CustomerListQuerySerializer(StrictInputSerializer, PageQuerySerializer):
+class CustomerListQuerySerializer(PageQuerySerializer):
     """The page, and the filters; any other query parameter is a 400 naming it."""
 
     email = serializers.CharField(required=False, max_length=254, help_text="Exact email, ignoring case.")

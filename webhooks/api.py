@@ -162,7 +162,7 @@ class WebhookViewSet(BusinessSessionRequired, viewsets.GenericViewSet):
         return self.get_paginated_response(DeliverySerializer(page, many=True).data)
 
 
-class PageOnlyQuerySerializer(StrictInputSerializer, PageQuerySerializer):
+class PageOnlyQuerySerializer(PageQuerySerializer):
     pass
 
 

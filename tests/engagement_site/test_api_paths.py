@@ -117,3 +117,17 @@ def test_the_schema_lists_each_path_once():
     assert paths
     assert not {path for path in paths if other_form(path) in paths}
     assert all(not path.endswith("/") for path in paths)
+
+
+def test_every_api_get_refuses_an_unknown_query_parameter(api):
+    """A misspelt filter must not quietly return everything: every GET route under /api/ that answers 200 answers a
+    400 naming the parameter it does not know (the schema and docs excepted)."""
+    checked = 0
+    for path in api_paths():
+        if path.startswith(("/api/schema", "/api/docs")) or api.get(path).status_code != 200:
+            continue
+        response = api.get(path, {"no_such_filter": "1"})
+        assert response.status_code == 400, path
+        assert "no_such_filter" in response.json(), path
+        checked += 1
+    assert checked >= 4
