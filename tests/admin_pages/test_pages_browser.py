@@ -169,3 +169,33 @@ def test_every_admin_model_name_reads_as_english(admin_client):
     names = {str(model._meta.verbose_name_plural) for model in admin.site._registry}
     assert "wallet passes" in names
     assert not [name for name in names if name.endswith("ss")]  # "passs", "processs": Django's default plural
+
+
+@pytest.mark.parametrize("page", ["index", "changelists"])
+def test_no_admin_link_is_broken(admin_client, page):
+    """Every link on the admin's pages (index, every list and the first object's change page) to this server (the
+    admin, the API docs...) answers 200 or a redirect, never a 404 or an error ("View site" once led to a 404)."""
+    from html.parser import HTMLParser
+
+    class Links(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hrefs: set[str] = set()
+
+        def handle_starttag(self, tag, attrs):
+            href = dict(attrs).get("href") or ""
+            local = href.startswith("/") and not href.startswith("/static/")
+            if tag == "a" and local and "/logout/" not in href and "/delete/" not in href:
+                self.hrefs.add(href.split("#")[0])
+
+    config = admin_dataset()
+    pages = admin_pages(config)
+    pages = pages[:1] if page == "index" else pages[1:]
+    links = Links()
+    for _, path in pages:
+        response = admin_client.get(path)
+        assert response.status_code == 200, path
+        links.feed(response.content.decode())
+    broken = [(href, code) for href in sorted(links.hrefs) if (code := admin_client.get(href).status_code) >= 400]
+    assert not broken
+    assert len(links.hrefs) >= (10 if page == "index" else 50)
