@@ -7,22 +7,11 @@ import io
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from autoengagement.selectors import HISTORY_FIELDS
+
 CHUNK_ROWS = 2000
-COLUMNS = (
-    "notification_id",
-    "customer_id",
-    "channel",
-    "status",
-    "header",
-    "body",
-    "error",
-    "created_at",
-    "sent_at",
-    "delivered_at",
-    "delivery_error",
-    "step",
-    "variant",
-)
+# The history item's fields in its order: the selector's, with the customer's public id second.
+COLUMNS = (HISTORY_FIELDS[0], "customer_id", *HISTORY_FIELDS[1:])
 # A cell a spreadsheet would read as a formula (OWASP, "CSV Injection"): prefixed with a quote, so it reads as text.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
