@@ -102,7 +102,7 @@ ASGI_APPLICATION = "engagement_site.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "engagement_site" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

@@ -56,8 +56,8 @@ class ReceiptFilter(admin.SimpleListFilter):
 class NotificationLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # Fits 1280 px: the business, the content, the run date and the other timestamps are on the change page.
     list_display = (
-        "notification_id",
-        truncated("customer__customer_id", chars=26, description="customer"),
+        truncated("notification_id", chars=16, description="notification"),
+        truncated("customer__customer_id", chars=20, description="customer"),
         "channel",
         "status",
         "journey_step",
@@ -83,7 +83,7 @@ class NotificationLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="error / reason / receipt", ordering="error")
     def problem(self, log: NotificationLog) -> str:
         """Why the row failed or was skipped, else what a delivery receipt reported (whole in the tooltip)."""
-        return truncate_text(log.error or log.delivery_error, 36)
+        return truncate_text(log.error or log.delivery_error, 28)
 
 
 @admin.register(LogRetention)

@@ -6,6 +6,7 @@ registered for the whole suite by tests/conftest.py.
 """
 
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -41,3 +42,27 @@ def browser():
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
+
+
+def wait_for(driver, css: str, *, timeout: float = 20) -> list:
+    """The elements matching `css` once the page holding them has loaded. Waiting for a URL or for any element is
+    not enough: the URL changes when a navigation starts, and the page before still answers until the new one
+    replaces it."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    script = "return document.readyState === 'complete' ? Array.from(document.querySelectorAll(arguments[0])) : []"
+    return WebDriverWait(driver, timeout).until(lambda d: d.execute_script(script, css) or False)
+
+
+def log_in(driver, live_server, admin_user, next_url: str = "/admin/") -> None:
+    """Log the `admin_user` fixture's user into the admin and land on `next_url`, its requests and console then
+    forgotten, so a test checks only the pages it is about."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{live_server.url}/admin/login/?{urlencode({'next': next_url})}")
+    driver.find_element(By.NAME, "username").send_keys(admin_user.username)
+    driver.find_element(By.NAME, "password").send_keys("password")
+    driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait_for(driver, "#user-tools")
+    driver.get_log("performance")
+    driver.get_log("browser")

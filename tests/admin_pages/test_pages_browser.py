@@ -15,7 +15,7 @@ from django.contrib import admin
 from django.urls import reverse
 
 from tests.admin_pages.dataset import admin_dataset
-from tests.browser import needs_browser
+from tests.browser import log_in, needs_browser, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_browser]
 
@@ -34,12 +34,19 @@ SCREENSHOT_PAGES = {
     "autoengagement_runpart_changelist",
 }
 WIDTH = 1280
-# The page's width and its main table's against the box that holds it (the list, the results tables).
+# Room a table must leave in its box: another machine's fonts, or other random ids, take a few pixels more.
+TABLE_MARGIN = 30
+# The page's width, and its main table's narrowest width (its content's, measured at width 1px) against the box
+# that holds it (the list, the results tables).
 MEASURE = """
 const page = document.documentElement;
 const table = document.querySelector('#result_list, #content-main table');
-const box = table && table.parentElement;
-return {page: [page.scrollWidth, page.clientWidth], table: table && [table.scrollWidth, box.clientWidth]};
+if (!table) return {page: [page.scrollWidth, page.clientWidth], table: null};
+const width = table.style.width;
+table.style.width = '1px';
+const narrowest = table.scrollWidth;
+table.style.width = width;
+return {page: [page.scrollWidth, page.clientWidth], table: [narrowest, table.parentElement.clientWidth]};
 """
 
 
@@ -58,20 +65,6 @@ def admin_pages(config) -> list[tuple[str, str]]:
         ("all_results", reverse("admin:autoengagement_autoengagementconfig_results_all")),
     ]
     return pages
-
-
-def _log_in(driver, live_server, admin_user) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    driver.set_window_size(WIDTH, 1000)
-    driver.get(f"{live_server.url}/admin/login/")
-    driver.find_element(By.NAME, "username").send_keys(admin_user.username)
-    driver.find_element(By.NAME, "password").send_keys("password")
-    driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    WebDriverWait(driver, 20).until(lambda d: "/admin/login/" not in d.current_url)
-    driver.get_log("performance")
-    driver.get_log("browser")
 
 
 def _problems(driver) -> list[str]:
@@ -100,7 +93,8 @@ def _save_screenshot(driver, name: str) -> None:
 
 def test_every_admin_page_fits_1280_px_and_loads_everything(browser, live_server, admin_user):
     config = admin_dataset()
-    _log_in(browser, live_server, admin_user)
+    browser.set_window_size(WIDTH, 1000)
+    log_in(browser, live_server, admin_user)
     problems = []
     pages = admin_pages(config)
     for name, path in pages:
@@ -110,8 +104,8 @@ def test_every_admin_page_fits_1280_px_and_loads_everything(browser, live_server
         problems += [f"{name}: {problem}" for problem in _problems(browser)]
         if sizes["page"][0] > sizes["page"][1]:
             problems.append(f"{name}: the page is {sizes['page'][0]} px wide in {sizes['page'][1]}")
-        if sizes["table"] and sizes["table"][0] > sizes["table"][1]:
-            problems.append(f"{name}: its table is {sizes['table'][0]} px wide in {sizes['table'][1]}")
+        if sizes["table"] and sizes["table"][0] + TABLE_MARGIN > sizes["table"][1]:
+            problems.append(f"{name}: its table needs {sizes['table'][0]} px in {sizes['table'][1]}")
         _save_screenshot(browser, name)
     assert not problems, "\n".join(problems)
     assert len(pages) >= 20
@@ -122,7 +116,8 @@ def test_the_config_page_has_its_widgets_and_its_buttons_work(browser, live_serv
     from selenium.webdriver.support.ui import WebDriverWait
 
     config = admin_dataset()
-    _log_in(browser, live_server, admin_user)
+    browser.set_window_size(WIDTH, 1000)
+    log_in(browser, live_server, admin_user)
     change = reverse("admin:autoengagement_autoengagementconfig_change", args=[config.pk])
     browser.get(f"{live_server.url}{change}")
     form = browser.find_element(By.ID, "autoengagementconfig_form")
@@ -135,13 +130,13 @@ def test_the_config_page_has_its_widgets_and_its_buttons_work(browser, live_serv
     assert not _problems(browser)
 
     browser.find_element(By.XPATH, "//button[normalize-space()='Preview audience']").click()
-    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "ul.messagelist li.info"))
+    wait_for(browser, "ul.messagelist li.info")
     assert "would be reached now" in browser.find_element(By.CSS_SELECTOR, "ul.messagelist li.info").text
     assert browser.find_elements(By.CSS_SELECTOR, "ul.messagelist li.warning")
     _save_screenshot(browser, "config_preview_audience")
 
     browser.find_element(By.XPATH, "//button[normalize-space()='Run now']").click()
-    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "ul.messagelist li.success"))
+    wait_for(browser, "ul.messagelist li.success")
     config.refresh_from_db()
     assert config.run_requested_at is not None
 

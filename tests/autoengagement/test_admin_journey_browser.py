@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.browser import needs_browser
+from tests.browser import log_in, needs_browser, wait_for
 from tests.factories import AutoEngagementConfigFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_browser]
@@ -23,20 +23,6 @@ def _failed_requests(driver) -> list[str]:
         elif message["method"] == "Network.loadingFailed":
             failed.append(f"failed: {message['params'].get('errorText')}")
     return failed
-
-
-def _log_in(driver, live_server, admin_user, next_url: str) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    driver.get(f"{live_server.url}/admin/login/?next={next_url}")
-    driver.find_element(By.NAME, "username").send_keys(admin_user.username)
-    driver.find_element(By.NAME, "password").send_keys("password")
-    driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    WebDriverWait(driver, 20).until(lambda d: "/admin/login/" not in d.current_url)
-    # Only the pages under test are checked (the login page's favicon request is Chrome's, not ours).
-    driver.get_log("performance")
-    driver.get_log("browser")
 
 
 def _overflow(driver) -> dict[str, object]:
@@ -67,11 +53,10 @@ def _fill(step_or_variant, field: str, text: str) -> None:
 
 def test_staff_add_steps_and_variants_move_a_step_and_save(browser, live_server, admin_user):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     config = AutoEngagementConfigFactory(channels=["wallet", "email"])
     path = f"/admin/autoengagement/autoengagementconfig/{config.pk}/change/"
-    _log_in(browser, live_server, admin_user, path)
+    log_in(browser, live_server, admin_user, path)
     assert browser.current_url.endswith(path)
     assert browser.execute_script("return window.innerWidth") == 1280
     journey = browser.find_element(By.ID, "journey")
@@ -104,7 +89,7 @@ def test_staff_add_steps_and_variants_move_a_step_and_save(browser, live_server,
     assert _overflow(browser) == {"page": 0, "outside": []}
 
     browser.find_element(By.CSS_SELECTOR, "input[name='_continue']").click()
-    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".messagelist .success"))
+    wait_for(browser, ".messagelist .success")
 
     config.refresh_from_db()
     assert config.steps == [
@@ -133,18 +118,17 @@ def test_staff_add_steps_and_variants_move_a_step_and_save(browser, live_server,
 
 def test_errors_keep_what_was_typed_and_the_page_fits(browser, live_server, admin_user):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     config = AutoEngagementConfigFactory()
     path = f"/admin/autoengagement/autoengagementconfig/{config.pk}/change/"
-    _log_in(browser, live_server, admin_user, path)
+    log_in(browser, live_server, admin_user, path)
     browser.find_element(By.CSS_SELECTOR, ".journey-add-step").click()
     step = browser.find_element(By.CSS_SELECTOR, ".journey-steps > .journey-step")
     _fill(step, "after_days", "3")
     _fill(step, "message_header", "Hi")
     _fill(step, "message_body", "A " + "very-long-word" * 40 + " {unknown}")
     browser.find_element(By.CSS_SELECTOR, "input[name='_continue']").click()
-    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".errornote"))
+    wait_for(browser, ".errornote")
 
     row = browser.find_element(By.CSS_SELECTOR, ".journey-step .form-row.errors.field-message_body")
     assert "Unknown placeholder {unknown}" in row.text

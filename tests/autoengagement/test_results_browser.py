@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from notifications.models import NotificationLog
-from tests.browser import needs_browser
+from tests.browser import log_in, needs_browser, wait_for
 from tests.factories import AutoEngagementConfigFactory, CustomerFactory, save_logs
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_browser]
@@ -77,27 +77,13 @@ def _assert_static_files_load(driver, live_server) -> None:
     assert all(url.startswith((live_server.url, "data:")) for url in urls)
 
 
-def _log_in(driver, live_server, admin_user, next_url: str) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    driver.get(f"{live_server.url}/admin/login/?next={next_url}")
-    driver.find_element(By.NAME, "username").send_keys(admin_user.username)
-    driver.find_element(By.NAME, "password").send_keys("password")
-    driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    WebDriverWait(driver, 20).until(lambda d: "/admin/login/" not in d.current_url)
-    # Only the pages under test are checked (the login page's favicon request is Chrome's, not ours).
-    driver.get_log("performance")
-    driver.get_log("browser")
-
-
 def test_the_config_results_page_draws_the_series_and_the_uplift(browser, live_server, admin_user):
     from selenium.webdriver.common.by import By
 
     config = _results_data()
     last_day = FIRST_DAY + dt.timedelta(days=DAYS - 1)
     path = f"/admin/autoengagement/autoengagementconfig/{config.pk}/results/?date_from={FIRST_DAY}&date_to={last_day}"
-    _log_in(browser, live_server, admin_user, path.replace("&", "%26"))
+    log_in(browser, live_server, admin_user, path)
     assert browser.current_url.endswith(path), browser.current_url
     fetched, failed = _network_problems(browser)
     assert not failed
@@ -124,14 +110,13 @@ def test_the_config_results_page_draws_the_series_and_the_uplift(browser, live_s
 
 def test_the_all_businesses_page_loads_from_the_changelist_link(browser, live_server, admin_user):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     recent = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=DAYS)
     _results_data(recent)
     _results_data(recent)
-    _log_in(browser, live_server, admin_user, "/admin/autoengagement/autoengagementconfig/")
+    log_in(browser, live_server, admin_user, "/admin/autoengagement/autoengagementconfig/")
     browser.find_element(By.CSS_SELECTOR, ".object-tools a[href$='/autoengagementconfig/results/']").click()
-    WebDriverWait(browser, 20).until(lambda d: d.current_url.endswith("/results/"))
+    wait_for(browser, "#figure-reached")
     assert "/admin/autoengagement/autoengagementconfig/results/" in browser.current_url
     _, failed = _network_problems(browser)
     assert not failed

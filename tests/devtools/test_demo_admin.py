@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from autoengagement.stats import engagement_stats
 from devtools.demo import DEMO_BUSINESS_ID, seed_demo
-from tests.browser import needs_browser
+from tests.browser import log_in, needs_browser, wait_for
 from wallet.models import Business
 
 
@@ -52,22 +52,11 @@ def test_the_demo_configs_results_page_marks_the_offer_best_with_its_interval(ad
 @needs_browser
 def test_the_demo_configs_results_page_in_a_browser(browser, live_server, admin_user):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     url, offer_row = _demo()
     assert Business.objects.filter(business_id=DEMO_BUSINESS_ID).exists()
-    browser.get(f"{live_server.url}/admin/login/?next={url}")
-    browser.find_element(By.NAME, "username").send_keys(admin_user.username)
-    browser.find_element(By.NAME, "password").send_keys("password")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    # The URL changes when the navigation starts, before the page is parsed: wait for the row itself.
-    best = WebDriverWait(browser, 20).until(
-        lambda driver: (
-            driver.find_elements(By.CSS_SELECTOR, "#step-1-variants tr.best-variant")
-            if driver.current_url.endswith(url)
-            else None
-        )
-    )[0]
+    log_in(browser, live_server, admin_user, url)
+    best = wait_for(browser, "#step-1-variants tr.best-variant")[0]
     assert best.is_displayed()
     assert [cell.text for cell in best.find_elements(By.TAG_NAME, "td")] == offer_row
     assert len(browser.find_elements(By.CSS_SELECTOR, "table.step-variants")) == 3
