@@ -200,3 +200,45 @@ def in_values(model: type[models.Model], field: str, values: Sequence[Any]) -> R
     else:
         sql = f"{name} IN (SELECT value FROM json_each(%s))"
     return RawSQL(sql, [payload], output_field=models.BooleanField())
+
+
+def rows_by_key(
+    model: type[models.Model], where: Mapping[str, Any], field: str, values: Sequence[Any], columns: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """The `columns` (as the database gives them: meant for keys and ids) of the rows of `model` whose `where`
+    fields equal the values given and whose `field` is one of `values`, where (`where` fields, `field`) is unique (a
+    tenant's key, such as a business's external_id).
+
+    On PostgreSQL each value is one probe of that unique index (a LATERAL subquery with LIMIT 1, which the planner
+    cannot turn into a join): a plain `field = ANY(...) AND business_id = ...` may be planned, when the statistics
+    do not know the tenant yet (a business importing its first customers), as a scan of the whole tenant with the
+    values as a filter, reading all of it for every request. SQLite plans it well as is."""
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    where_fields = _columns(model, list(where))
+    where_sql = " AND ".join(
+        f"{quote(column.column)} = (SELECT CAST(%s AS {column.db_type(connection)}))"
+        if connection.vendor == "postgresql"
+        else f"{quote(column.column)} = %s"
+        for column in where_fields
+    )
+    where_params = [
+        column.get_db_prep_value(value, connection) for column, value in zip(where_fields, where.values(), strict=True)
+    ]
+    key = _columns(model, [field])[0]
+    selected = ", ".join(quote(column.column) for column in _columns(model, columns))
+    payload = json.dumps(list(values), separators=(",", ":"), ensure_ascii=False)
+    if connection.vendor == "postgresql":
+        sql = (
+            f"SELECT found.* FROM jsonb_array_elements_text(%s::jsonb) AS wanted(value) CROSS JOIN LATERAL ("
+            f"SELECT {selected} FROM {table} WHERE {where_sql} "
+            f"AND {quote(key.column)} = CAST(wanted.value AS {key.db_type(connection)}) LIMIT 1) AS found"
+        )
+        params = [payload, *where_params]
+    else:
+        in_json = f"{quote(key.column)} IN (SELECT value FROM json_each(%s))"
+        sql = f"SELECT {selected} FROM {table} WHERE {where_sql} AND {in_json}"
+        params = [*where_params, payload]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()

@@ -16,7 +16,7 @@ from django.utils import timezone
 from rest_framework import status
 
 from engagement_site import secure_ids
-from engagement_site.db import bulk_insert_rows, bulk_update_rows, in_values
+from engagement_site.db import bulk_insert_rows, bulk_update_rows, in_values, rows_by_key
 from engagement_site.exceptions import DomainError
 from engagement_site.secure_ids import IdKind
 from wallet.models import Business, Customer
@@ -100,24 +100,18 @@ def customers_upsert(
     `external_id` and any of UPSERT_FIELDS. An existing customer changes only the fields its row gives (like
     PATCH); a new one gets the defaults for the others (like POST). No passes are issued.
 
-    Three statements on PostgreSQL whatever the number of rows: the existing customers are read and locked in one
-    SELECT, the new ones inserted in one INSERT and the others rewritten (given fields merged over their current
-    values) in one UPDATE; `updated` counts every existing customer a row names, even one whose values were
-    already those (it is not rewritten). An erased customer has no external_id any more, so its external_id makes a
-    new customer.
+    Four statements on PostgreSQL whatever the number of rows: the existing customers are found by external_id
+    and then read and locked by primary key, the new ones inserted in one INSERT and the others rewritten (given
+    fields merged over their current values) in one UPDATE; `updated` counts every existing customer a row names,
+    even one whose values were already those (it is not rewritten). An erased customer has no external_id any
+    more, so its external_id makes a new customer.
     """
     if errors := duplicate_external_id_errors([row["external_id"] for row in rows]):
         raise RowsInvalid(errors)
     if not rows:
         return UpsertResult(created=0, updated=0)
     now = now or timezone.now()
-    existing = {
-        values[0]: values[1:]
-        for values in Customer.objects.select_for_update()
-        .filter(in_values(Customer, "external_id", [row["external_id"] for row in rows]), business=business)
-        .order_by("pk")
-        .values_list("external_id", "pk", *UPSERT_FIELDS)
-    }
+    existing = _lock_by_external_id(business, [row["external_id"] for row in rows])
     inserts: list[list[Any]] = []
     updates: list[list[Any]] = []
     matched = 0
@@ -210,11 +204,44 @@ def visits_record(*, business: Business, rows: Sequence[VisitRow], now: dt.datet
     return VisitsResult(recorded=len(visits), credited=moved)
 
 
+def _lock_by_external_id(business: Business, external_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+    """external_id -> (pk, *UPSERT_FIELDS) of `business`'s customers with those external_ids, their rows locked.
+
+    Found by the (business, external_id) index, then locked in primary-key order (as record_visits locks, so the two
+    cannot deadlock) by primary key alone; a customer whose external_id changed in between (a PATCH, an erasure)
+    is left out, and its external_id then makes a new customer or a ConcurrentImport."""
+    pks = {
+        pk
+        for _, pk in rows_by_key(
+            Customer, {"business": business.pk}, "external_id", external_ids, ["external_id", "pk"]
+        )
+    }
+    if not pks:
+        return {}
+    return {
+        values[1]: (values[0], *values[3:])
+        for values in Customer.objects.select_for_update()
+        .filter(in_values(Customer, "pk", list(pks)))
+        .order_by("pk")
+        .values_list("pk", "external_id", "business_id", *UPSERT_FIELDS)
+        if values[2] == business.pk and values[1] is not None
+    }
+
+
 def _customer_pks(business: Business, field: str, values: set[str]) -> dict[str, int]:
+    """`field` value -> pk of `business`'s customers (not erased) having one of `values`: by the (business,
+    external_id) index, or by customer_id, unique on its own (another business's customers dropped here, not in
+    SQL, where a condition on the business could make the planner scan the business)."""
     if not values:
         return {}
-    return dict(
-        Customer.objects.filter(in_values(Customer, field, list(values)), business=business, erased_at__isnull=True)
+    if field == "external_id":
+        return dict(
+            rows_by_key(Customer, {"business": business.pk}, "external_id", list(values), ["external_id", "pk"])
+        )
+    return {
+        customer_id: pk
+        for customer_id, pk, business_pk, erased_at in Customer.objects.filter(in_values(Customer, field, list(values)))
         .order_by()
-        .values_list(field, "pk")
-    )
+        .values_list(field, "pk", "business_id", "erased_at")
+        if business_pk == business.pk and erased_at is None
+    }

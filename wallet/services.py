@@ -297,7 +297,9 @@ def record_visits(
     customer forward are announced in this transaction (wallet.signals.visits_recorded: win-back credits each to
     its spell's re-engagement, autoengagement.services.reactivation, in a fixed number of queries too), and the new
     last_activity_at values are written in one UPDATE. last_activity_at only moves forward: a visit older than the
-    one on record changes nothing and is announced to no one. Customers of other businesses are ignored.
+    one on record changes nothing and is announced to no one. Customers of other businesses are ignored (left out
+    here rather than in SQL, where a condition on the business could make the planner scan the whole business for
+    a business its statistics do not know yet).
     """
     now = now or timezone.now()
     by_customer: dict[int, list[dt.datetime]] = defaultdict(list)
@@ -307,12 +309,14 @@ def record_visits(
         by_customer[customer.pk if isinstance(customer, Customer) else customer].append(occurred_at)
     if not by_customer:
         return 0
-    current = dict(
-        Customer.objects.select_for_update()
-        .filter(in_values(Customer, "pk", list(by_customer)), business=business)
+    current = {
+        pk: last_activity_at
+        for pk, business_pk, last_activity_at in Customer.objects.select_for_update()
+        .filter(in_values(Customer, "pk", list(by_customer)))
         .order_by("pk")
-        .values_list("pk", "last_activity_at")
-    )
+        .values_list("pk", "business_id", "last_activity_at")
+        if business_pk == business.pk
+    }
     moves: list[Visit] = []
     for customer_pk, previous in current.items():
         for occurred_at in sorted(set(by_customer[customer_pk])):
