@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from autoengagement.services import results
 from autoengagement.validation import ATTRIBUTION_DAYS_RANGE
-from engagement_site.db import bulk_update_rows
+from engagement_site.db import bulk_update_rows, in_values
 from notifications.models import NotificationLog
 from wallet.signals import Visit
 from webhooks.events import EventType
@@ -124,7 +124,7 @@ def _candidates(visits: Sequence[Visit]) -> list[Candidate]:
     earliest = min(visit.occurred_at for visit in visits) - LONGEST_WINDOW
     latest = max(visit.occurred_at for visit in visits)
     rows = NotificationLog.objects.filter(
-        customer_id__in={visit.customer_pk for visit in visits},
+        in_values(NotificationLog, "customer", list({visit.customer_pk for visit in visits})),
         type=NotificationLog.Type.AUTO_REENGAGEMENT,
         config__isnull=False,
         status__in=ATTRIBUTABLE_STATUSES,

@@ -7,13 +7,16 @@ NUL cases also prove nothing reaches the database, which refuses NUL in text.
 """
 
 import datetime as dt
+import io
 import json
 
 import pytest
 import time_machine
 from django.core.exceptions import ValidationError
+from rest_framework.exceptions import ValidationError as RequestInvalid
 
 from autoengagement.models import AutoEngagementConfig
+from engagement_site.api import MAX_JSON_DEPTH, JSONParser
 from tests.factories import AutoEngagementConfigFactory, CustomerFactory, WalletPassFactory
 from tests.wallet.conftest import PASS_TYPE_ID, WEB_SERVICE_URL
 from wallet.models import Business, Customer
@@ -78,6 +81,13 @@ def test_deeply_nested_message_template_is_a_400(api, business, nested):
     response = _send(api, CONFIG, '{"message_template": ' + nested + "}")
     assert "nested" in _error(response)["detail"]
     assert _configs(business) == []
+
+
+@pytest.mark.parametrize(("depth", "too_deep"), [(MAX_JSON_DEPTH, False), (MAX_JSON_DEPTH + 1, True)])
+def test_the_depth_limit_counts_every_level(api, business, depth, too_deep):
+    # The body is an object (1) whose field holds lists nested `depth - 1` deep.
+    response = _send(api, CUSTOMERS, '{"first_name": ' + _nested_lists(depth - 1) + "}")
+    assert ("nested" in str(_error(response).get("detail", ""))) is too_deep
 
 
 def test_shallow_nesting_is_an_ordinary_field_error(api, business):
@@ -145,6 +155,23 @@ def test_a_trailing_newline_is_not_a_valid_run_time(api, business):
     # "$" matches before a final newline: the pattern must match the whole value.
     assert _error(api.post(CONFIG, {"run_time": "09:00\n"}, format="json")).keys() == {"run_time"}
     assert _configs(business) == []
+
+
+def test_nul_in_the_last_row_of_a_10000_row_import_is_a_400(api, business):
+    rows = [{"external_id": f"crm-{index}", "first_name": "Ann"} for index in range(10_000)]
+    rows[-1]["attributes"] = {"note": ["fine", "not\x00fine"]}
+    assert _error(api.post(f"{CUSTOMERS}/bulk", {"customers": rows}, format="json")).keys() == {"customers"}
+    assert not Customer.objects.exists()
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_the_parser_finds_nul_whatever_the_charset(encoding):
+    # In UTF-16 the escape is not the six bytes a UTF-8 body would hold: every string is then looked at. (The API's
+    # fields refuse NUL too; the parser is the check that covers every field at once.)
+    body = '{"note": ["fine", {"deep": "a\\u0000b"}]}'.encode(encoding)
+    with pytest.raises(RequestInvalid) as raised:
+        JSONParser().parse(io.BytesIO(body), "application/json", {"encoding": encoding})
+    assert raised.value.detail == {"note": ["Null characters are not allowed."]}
 
 
 def test_nul_in_a_key_is_a_400(api, business):
