@@ -1,11 +1,15 @@
 """The platform API's ingest benchmark (`manage.py bench_ingest`): customer upserts and visits sent through the real
-endpoints, POST /api/customers/bulk and POST /api/visits, in requests of up to 10,000 rows."""
+endpoints, POST /api/customers/bulk and POST /api/visits, in requests of up to 10,000 rows: in this process, one
+request at a time (each request's rate and SQL statements), or over HTTP to a running server from concurrent
+clients (the deployment's throughput)."""
 
 import datetime as dt
 import json
 import statistics
 import time
+import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -13,6 +17,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from devtools.benchmark import count_queries
+from wallet.api_keys import api_key_create
 from wallet.models import Business
 from wallet.services import business_create, session_create
 
@@ -114,6 +119,81 @@ def run_ingest_benchmark(*, rows: int, rounds: int, keep: bool = False) -> dict:
             "customers_created": created.summary(),
             "customers_updated": updated.summary(),
             "visits": visits.summary(),
+        }
+    finally:
+        if not keep:
+            business.delete()
+
+
+def _post_all(url: str, key: str, bodies: list[bytes], clients: int) -> float:
+    """POST every body to `url` from `clients` threads, each sending its share one request after another over HTTP
+    with the API key; the wall-clock seconds it took. Any answer but 200 stops the benchmark."""
+
+    def send(share: list[bytes]) -> None:
+        for body in share:
+            request = urllib.request.Request(
+                url,
+                data=body,
+                method="POST",
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=300) as response:
+                response.read()
+
+    shares = [bodies[index::clients] for index in range(clients)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        for future in [pool.submit(send, share) for share in shares]:
+            future.result()
+    return time.perf_counter() - started
+
+
+def run_http_ingest_benchmark(*, base_url: str, rows: int, rounds: int, clients: int, keep: bool = False) -> dict:
+    """The server's ingest throughput: a running deployment at `base_url` (its database this command's) gets
+    `clients` concurrent API-key clients sending `rounds` requests each of `rows` new customers, then the same rows
+    changed, then a visit of each; rows per second over each phase's wall clock. Deletes its business unless
+    `keep`."""
+    tag = f"ingest-{uuid.uuid4().hex[:10]}"
+    business = business_create(name=tag, email=f"{tag}@bench.invalid", password=uuid.uuid4().hex)
+    try:
+        _, key = api_key_create(business=business, name="bench_ingest")
+        requests = range(clients * rounds)
+        phases: dict[str, float] = {}
+        for kind, version in (("customers_created", 1), ("customers_updated", 2)):
+            bodies = [
+                json.dumps({"customers": customer_rows(tag, index * rows, rows, version=version)}).encode()
+                for index in requests
+            ]
+            phases[kind] = _post_all(f"{base_url}/api/customers/bulk", key, bodies, clients)
+        ids = dict(business.customers.values_list("external_id", "customer_id"))
+        occurred_at = (timezone.now() - dt.timedelta(minutes=1)).isoformat()
+        bodies = [
+            json.dumps(
+                {
+                    "visits": [
+                        {"customer_id": ids[f"{tag}-{number}"], "occurred_at": occurred_at}
+                        if number % 2
+                        else {"external_id": f"{tag}-{number}", "occurred_at": occurred_at}
+                        for number in range(index * rows, (index + 1) * rows)
+                    ]
+                }
+            ).encode()
+            for index in requests
+        ]
+        phases["visits"] = _post_all(f"{base_url}/api/visits", key, bodies, clients)
+        total = rows * len(requests)
+        if business.customers.count() != total:
+            raise RuntimeError(f"{business.customers.count()} customers stored, {total} sent")
+        return {
+            "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
+            "server": base_url,
+            "clients": clients,
+            "rows_per_request": rows,
+            "requests_per_client": rounds,
+            **{
+                kind: {"rows_per_second": round(total / seconds), "seconds": round(seconds, 2)}
+                for kind, seconds in phases.items()
+            },
         }
     finally:
         if not keep:
