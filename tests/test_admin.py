@@ -10,6 +10,7 @@ from tests.factories import (
     AppleDeviceRegistrationFactory,
     AutoEngagementConfigFactory,
     BusinessSessionFactory,
+    CustomerFactory,
     NotificationLogFactory,
     WalletPassFactory,
 )
@@ -92,6 +93,14 @@ def test_notification_log_is_read_only(admin_client, populated):
         reverse("admin:notifications_notificationlog_change", args=[populated.pk]), {"status": "failed"}
     )
     assert response.status_code == 403
+
+
+def test_staff_see_when_a_customer_was_erased_but_cannot_set_it(admin_client):
+    customer = CustomerFactory()
+    page = admin_client.get(reverse("admin:wallet_customer_change", args=[customer.pk])).content.decode()
+    assert "Erased at" in page
+    assert 'name="erased_at' not in page
+    assert 'name="first_name"' in page
 
 
 def test_business_created_in_admin_gets_a_hashed_password(admin_client):

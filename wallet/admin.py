@@ -91,7 +91,8 @@ class CustomerAdmin(admin.ModelAdmin):
     search_fields = ("customer_id", "first_name", "last_name", "email", "phone", "business__business_id")
     list_select_related = ("business",)
     autocomplete_fields = ("business",)
-    readonly_fields = ("customer_id",)
+    # Erasure is the API's (DELETE /api/customers/{id}, which empties the personal data too): staff see when.
+    readonly_fields = ("customer_id", "erased_at")
     inlines = (WalletPassInline,)
     show_full_result_count = False
 

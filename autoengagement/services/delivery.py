@@ -60,6 +60,10 @@ REVOCATIONS: dict[str, tuple[str, object]] = {
 }
 
 
+# The totals a tally adds up field by field (`skipped` adds up with its reasons).
+TALLY_TOTALS = ("audience", "notified", "holdout", "sent", "failed", "retryable", "unknown")
+
+
 @dataclass(kw_only=True)
 class ChunkTally:
     """Counts of one chunk, or summed over a business's run: customers, and log rows by outcome. `failed` counts
@@ -95,8 +99,12 @@ class ChunkTally:
     def retry_from(self, when: dt.datetime) -> None:
         self.retry_at = when if self.retry_at is None else min(self.retry_at, when)
 
+    def counts(self) -> dict[str, int]:
+        """The totals, as the run's log line and its run.completed event report them."""
+        return {name: getattr(self, name) for name in (*TALLY_TOTALS, "skipped")}
+
     def add(self, other: "ChunkTally") -> None:
-        for name in ("audience", "notified", "holdout", "sent", "failed", "retryable", "unknown"):
+        for name in TALLY_TOTALS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for reason, count in other.skip_reasons.items():
             self.skip(reason, count)

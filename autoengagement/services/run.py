@@ -432,14 +432,7 @@ def run_config(
         extra={
             **log_fields,
             "status": outcome.status,
-            "audience": outcome.audience,
-            "notified": outcome.notified,
-            "holdout": outcome.holdout,
-            "sent": outcome.sent,
-            "failed": outcome.failed,
-            "retryable": outcome.retryable,
-            "unknown": outcome.unknown,
-            "skipped": outcome.skipped,
+            **outcome.counts(),
         },
     )
     return outcome
@@ -593,14 +586,7 @@ def run_completed_data(outcome: BusinessOutcome) -> dict[str, object]:
         "config_id": outcome.config_id,
         "run_date": outcome.local_date,
         "status": outcome.status,
-        "audience": outcome.audience,
-        "notified": outcome.notified,
-        "holdout": outcome.holdout,
-        "sent": outcome.sent,
-        "failed": outcome.failed,
-        "retryable": outcome.retryable,
-        "unknown": outcome.unknown,
-        "skipped": outcome.skipped,
+        **outcome.counts(),
         "retry_at": outcome.retry_at.isoformat() if outcome.retry_at else None,
     }
 
