@@ -9,7 +9,9 @@ import statistics
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -83,12 +85,34 @@ def customer_rows(tag: str, start: int, count: int, version: int) -> list[dict]:
     ]
 
 
-def run_ingest_benchmark(*, rows: int, rounds: int, keep: bool = False) -> dict:
-    """Per round: `rows` new customers (created), the same rows changed (updated), then one visit of each, half
-    named by customer_id and half by external_id. Returns the figures; deletes its business unless `keep`."""
+@contextmanager
+def _benchmark_business(keep: bool) -> Iterator[tuple[str, Business]]:
+    """A new business for one benchmark, and the tag its customers' external_ids start with; deleted with its
+    customers after, unless `keep`."""
     tag = f"ingest-{uuid.uuid4().hex[:10]}"
     business = business_create(name=tag, email=f"{tag}@bench.invalid", password=uuid.uuid4().hex)
     try:
+        yield tag, business
+    finally:
+        if not keep:
+            business.delete()
+
+
+def visit_rows(tag: str, start: int, count: int, ids: dict[str, str], occurred_at: str) -> list[dict]:
+    """A visit of each customer of customer_rows(tag, start, count): half named by customer_id (`ids`: external_id
+    -> customer_id), half by external_id."""
+    return [
+        {"customer_id": ids[f"{tag}-{index}"], "occurred_at": occurred_at}
+        if index % 2
+        else {"external_id": f"{tag}-{index}", "occurred_at": occurred_at}
+        for index in range(start, start + count)
+    ]
+
+
+def run_ingest_benchmark(*, rows: int, rounds: int, keep: bool = False) -> dict:
+    """Per round: `rows` new customers (created), the same rows changed (updated), then one visit of each, half
+    named by customer_id and half by external_id. Returns the figures; deletes its business unless `keep`."""
+    with _benchmark_business(keep) as (tag, business):
         client = _client(business)
         created, updated, visits = Timing(), Timing(), Timing()
         for round_number in range(rounds):
@@ -104,13 +128,8 @@ def run_ingest_benchmark(*, rows: int, rounds: int, keep: bool = False) -> dict:
                 )
             )
             occurred_at = (timezone.now() - dt.timedelta(minutes=rounds - round_number)).isoformat()
-            visit_rows = [
-                {"customer_id": ids[row["external_id"]], "occurred_at": occurred_at}
-                if index % 2
-                else {"external_id": row["external_id"], "occurred_at": occurred_at}
-                for index, row in enumerate(batch)
-            ]
-            answer = _timed_post(client, "/api/visits", {"visits": visit_rows}, rows, visits)
+            batch_visits = visit_rows(tag, round_number * rows, rows, ids, occurred_at)
+            answer = _timed_post(client, "/api/visits", {"visits": batch_visits}, rows, visits)
             assert answer == {"recorded": rows, "credited": rows}, answer
         return {
             "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
@@ -120,9 +139,6 @@ def run_ingest_benchmark(*, rows: int, rounds: int, keep: bool = False) -> dict:
             "customers_updated": updated.summary(),
             "visits": visits.summary(),
         }
-    finally:
-        if not keep:
-            business.delete()
 
 
 def _post_all(url: str, key: str, bodies: list[bytes], clients: int) -> float:
@@ -153,9 +169,7 @@ def run_http_ingest_benchmark(*, base_url: str, rows: int, rounds: int, clients:
     `clients` concurrent API-key clients sending `rounds` requests each of `rows` new customers, then the same rows
     changed, then a visit of each; rows per second over each phase's wall clock. Deletes its business unless
     `keep`."""
-    tag = f"ingest-{uuid.uuid4().hex[:10]}"
-    business = business_create(name=tag, email=f"{tag}@bench.invalid", password=uuid.uuid4().hex)
-    try:
+    with _benchmark_business(keep) as (tag, business):
         _, key = api_key_create(business=business, name="bench_ingest")
         requests = range(clients * rounds)
         phases: dict[str, float] = {}
@@ -168,17 +182,7 @@ def run_http_ingest_benchmark(*, base_url: str, rows: int, rounds: int, clients:
         ids = dict(business.customers.values_list("external_id", "customer_id"))
         occurred_at = (timezone.now() - dt.timedelta(minutes=1)).isoformat()
         bodies = [
-            json.dumps(
-                {
-                    "visits": [
-                        {"customer_id": ids[f"{tag}-{number}"], "occurred_at": occurred_at}
-                        if number % 2
-                        else {"external_id": f"{tag}-{number}", "occurred_at": occurred_at}
-                        for number in range(index * rows, (index + 1) * rows)
-                    ]
-                }
-            ).encode()
-            for index in requests
+            json.dumps({"visits": visit_rows(tag, index * rows, rows, ids, occurred_at)}).encode() for index in requests
         ]
         phases["visits"] = _post_all(f"{base_url}/api/visits", key, bodies, clients)
         total = rows * len(requests)
@@ -195,6 +199,3 @@ def run_http_ingest_benchmark(*, base_url: str, rows: int, rounds: int, clients:
                 for kind, seconds in phases.items()
             },
         }
-    finally:
-        if not keep:
-            business.delete()

@@ -177,8 +177,8 @@ def visits_record(*, business: Business, rows: Sequence[VisitRow], now: dt.datet
 
     Two SELECTs resolve the customers (by customer_id and by external_id), then record_visits' fixed queries."""
     now = now or timezone.now()
-    by_customer_id = _customer_pks(business, "customer_id", {row.customer_id for row in rows if row.customer_id})
-    by_external_id = _customer_pks(business, "external_id", {row.external_id for row in rows if row.external_id})
+    by_customer_id = _pks_by_customer_id(business, {row.customer_id for row in rows if row.customer_id})
+    by_external_id = _pks_by_external_id(business, {row.external_id for row in rows if row.external_id})
     errors: RowErrors = []
     visits: list[tuple[int, dt.datetime]] = []
     for index, row in enumerate(rows):
@@ -210,38 +210,41 @@ def _lock_by_external_id(business: Business, external_ids: Sequence[str]) -> dic
     Found by the (business, external_id) index, then locked in primary-key order (as record_visits locks, so the two
     cannot deadlock) by primary key alone; a customer whose external_id changed in between (a PATCH, an erasure)
     is left out, and its external_id then makes a new customer or a ConcurrentImport."""
-    pks = {
-        pk
-        for _, pk in rows_by_key(
-            Customer, {"business": business.pk}, "external_id", external_ids, ["external_id", "pk"]
-        )
-    }
+    pks = _pks_by_external_id(business, set(external_ids)).values()
     if not pks:
         return {}
     return {
-        values[1]: (values[0], *values[3:])
-        for values in Customer.objects.select_for_update()
+        external_id: (pk, *values)
+        for pk, external_id, business_pk, *values in Customer.objects.select_for_update()
         .filter(in_values(Customer, "pk", list(pks)))
         .order_by("pk")
         .values_list("pk", "external_id", "business_id", *UPSERT_FIELDS)
-        if values[2] == business.pk and values[1] is not None
+        if business_pk == business.pk and external_id is not None
     }
 
 
-def _customer_pks(business: Business, field: str, values: set[str]) -> dict[str, int]:
-    """`field` value -> pk of `business`'s customers (not erased) having one of `values`: by the (business,
-    external_id) index, or by customer_id, unique on its own (another business's customers dropped here, not in
-    SQL, where a condition on the business could make the planner scan the business)."""
-    if not values:
+def _pks_by_external_id(business: Business, external_ids: set[str]) -> dict[str, int]:
+    """external_id -> pk of `business`'s customers with one of `external_ids` (an erased customer has none), one
+    probe of the (business, external_id) index each."""
+    if not external_ids:
         return {}
-    if field == "external_id":
-        return dict(
-            rows_by_key(Customer, {"business": business.pk}, "external_id", list(values), ["external_id", "pk"])
-        )
+    return dict(
+        rows_by_key(Customer, {"business": business.pk}, "external_id", list(external_ids), ["external_id", "pk"])
+    )
+
+
+def _pks_by_customer_id(business: Business, customer_ids: set[str]) -> dict[str, int]:
+    """customer_id -> pk of `business`'s customers (not erased) with one of `customer_ids`. customer_id is unique on
+    its own: another business's customers are dropped here, not in SQL, where a condition on the business could make
+    the planner scan the whole business."""
+    if not customer_ids:
+        return {}
     return {
         customer_id: pk
-        for customer_id, pk, business_pk, erased_at in Customer.objects.filter(in_values(Customer, field, list(values)))
+        for customer_id, pk, business_pk, erased_at in Customer.objects.filter(
+            in_values(Customer, "customer_id", list(customer_ids))
+        )
         .order_by()
-        .values_list(field, "pk", "business_id", "erased_at")
+        .values_list("customer_id", "pk", "business_id", "erased_at")
         if business_pk == business.pk and erased_at is None
     }

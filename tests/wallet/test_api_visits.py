@@ -13,6 +13,7 @@ from notifications.models import NotificationLog
 from tests.api import client_for
 from tests.factories import AutoEngagementConfigFactory, BusinessFactory, CustomerFactory, WalletPassFactory
 from wallet.models import Customer
+from wallet.services import record_visits
 
 pytestmark = pytest.mark.django_db
 
@@ -215,3 +216,13 @@ def test_ten_thousand_visits_with_a_fixed_number_of_queries(api, business):
     else:
         assert large - small <= 10  # SQLite writes the new last activity 1,000 rows an UPDATE
     assert Customer.objects.filter(business=business, last_activity_at=NOW + DAY).count() == 10_000
+
+
+def test_record_visits_leaves_another_businesss_customers_alone():
+    # The service locks by primary key alone and drops other businesses' rows itself (wallet.services).
+    mine, theirs = CustomerFactory(last_activity_at=None), CustomerFactory(last_activity_at=None)
+    visited_at = timezone.now() - dt.timedelta(minutes=1)
+    moved = record_visits(business=mine.business, visits=[(mine.pk, visited_at), (theirs.pk, visited_at)])
+    assert moved == 1
+    assert Customer.objects.get(pk=mine.pk).last_activity_at == visited_at
+    assert Customer.objects.get(pk=theirs.pk).last_activity_at is None
